@@ -1,0 +1,221 @@
+"""Pipeline configuration: dataclasses serialized as YAML in ``pipelines/``.
+
+Loading is strict: an unknown key is an error that lists the valid ones, and every value is checked
+against its field's type, so a typo in a YAML file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from engagement.errors import UserError
+from engagement.resources import resource_dir
+
+
+@dataclass
+class DetectorConfig:
+    """Person detector: an ultralytics YOLO pose model (boxes + 17 COCO keypoints)."""
+
+    model: str = "yolov8n-pose"  # a name resolved in the models directory, or a path
+    imgsz: int = 640
+    confidence: float = 0.25
+    iou: float = 0.5
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    max_people: int = 100
+
+
+@dataclass
+class TrackerConfig:
+    """DeepSORT tracker with appearance embeddings."""
+
+    max_age_s: float = 4.0  # seconds a track survives without a detection
+    n_init: int = 2  # consecutive analysed frames before a track is confirmed
+    max_cosine_distance: float = 0.3
+    max_iou_distance: float = 0.7
+    nn_budget: int = 50
+    embedder: Literal["mobilenetv2", "none"] = "mobilenetv2"
+
+
+@dataclass
+class SeatZone:
+    """A non-participating seat area: a polygon in image pixel coordinates."""
+
+    name: str = "zone"
+    polygon: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class ConsentConfig:
+    """Who may be analysed, and who is blurred."""
+
+    registry: str | None = None  # SQLAlchemy URL or SQLite file; None: the per-user default
+    course: str | None = None
+    session: str | None = None
+    blur: Literal["opted_out", "all", "none"] = "opted_out"
+    unknown: Literal["blur", "analyze"] = "blur"  # people the pipeline cannot place
+    opted_out_seats: list[SeatZone] = field(default_factory=list)
+    track_students: dict[int, str] = field(default_factory=dict)  # track id -> student id, after a first pass
+
+
+@dataclass
+class AnonymizerConfig:
+    """Face anonymization: face detector boxes plus pose head regions, enlarged and held."""
+
+    face_model: str = "face_detection_yunet_2026may.onnx"
+    face_confidence: float = 0.5
+    method: Literal["blur", "pixelate", "fill"] = "blur"
+    mask_scale: float = 1.5  # mask size relative to the face box (at least 1.3)
+    hold_s: float = 1.0  # keep a mask this long after the face was last seen
+
+
+@dataclass
+class ClassifierConfig:
+    """Engagement-state classifier over pose and face features."""
+
+    enabled: bool = True
+    weights: str | None = None  # None: the weights shipped in the package
+    face_landmarker: str = "face_landmarker.task"
+    min_face_px: int = 40  # faces smaller than this get no landmarks
+    smoothing_s: float = 3.0
+
+
+@dataclass
+class OutputConfig:
+    """What a run writes."""
+
+    video: bool = True
+    keep_audio: bool = False
+    crf: int = 23
+    preset: str = "veryfast"
+    csv: bool = True  # CSV copies of the Parquet tables
+    report: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    """A whole pipeline: one YAML file in ``pipelines/``."""
+
+    name: str = "lecture"
+    analysis_fps: float = 5.0  # detection and tracking rate; in-between frames come from the tracks
+    models_dir: str | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
+    anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> "PipelineConfig":
+        if self.analysis_fps <= 0:
+            raise UserError(f"analysis_fps must be positive, got {self.analysis_fps}")
+        if self.anonymizer.mask_scale < 1.3:
+            raise UserError(f"anonymizer.mask_scale must be at least 1.3, got {self.anonymizer.mask_scale}")
+        return self
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data, ready for YAML or JSON."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from plain data, rejecting unknown keys and wrong types."""
+    label = where or cls.__name__
+    if not isinstance(data, dict):
+        raise UserError(f"{label}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UserError(f"{label}: unknown key {unknown[0]!r}; valid keys: {', '.join(fields)}")
+    values = {name: _coerce(hints[name], value, f"{where}.{name}" if where else name) for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except UserError as error:
+                errors.append(str(error))
+        raise UserError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{where}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {_coerce(args[0], k, f"{where} key"): _coerce(args[1], v, f"{where}[{k}]") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is Any or (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
+        return value
+    raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def pipeline_path(name_or_path: str) -> Path:
+    """A pipeline YAML: an existing path, or a name shipped in ``pipelines/``."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"pipeline file not found: {path}")
+        return path
+    shipped = resource_dir("pipelines")
+    candidate = shipped / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        names = sorted(p.stem for p in shipped.glob("*.yaml"))
+        raise UserError(f"unknown pipeline {name_or_path!r}; shipped pipelines: {', '.join(names)}")
+    return candidate
+
+
+def load_pipeline(name_or_path: str = "lecture", overrides: list[str] | None = None) -> PipelineConfig:
+    """Load a pipeline by name or path, then apply ``section.key=value`` overrides."""
+    path = pipeline_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    for item in overrides or []:
+        apply_override(data, item)
+    try:
+        return from_dict(PipelineConfig, data).validate()
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in nested ``data``; the value is parsed as YAML (numbers, booleans, lists)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {item!r} must look like section.key=value")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override {item!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def dump_pipeline(config: PipelineConfig) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
