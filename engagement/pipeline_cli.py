@@ -1,9 +1,81 @@
-"""CLI commands for the video pipeline: ``process`` and ``live``."""
+"""CLI commands for the video pipeline: ``process`` (recorded video) and ``live`` (camera or stream)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from engagement.config import PipelineConfig, load_pipeline
+
+
+def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) -> None:
+    parser.add_argument("--pipeline", default=default_pipeline, metavar="NAME|PATH", help=f"pipeline YAML, shipped name or path (default: {default_pipeline})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. --set detector.confidence=0.3 (repeatable)")
+    parser.add_argument("--analysis-fps", type=float, help="detection/tracking rate in frames per second")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--models-dir", help="folder holding model weights")
+    parser.add_argument("--blur", choices=["opted_out", "all", "none"], help="face blur policy")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline YAML, then --set overrides, then the dedicated flags."""
+    overrides = list(args.set)
+    flags = {
+        "analysis_fps": args.analysis_fps,
+        "detector.device": args.device,
+        "models_dir": args.models_dir,
+        "consent.blur": args.blur,
+        "output.keep_audio": True if getattr(args, "keep_audio", False) else None,
+    }
+    overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    return load_pipeline(args.pipeline, overrides)
+
+
+def _process(args: argparse.Namespace) -> int:
+    from engagement.pipeline import process_video
+
+    config = config_from_args(args)
+    session = process_video(args.video, args.out, config, overwrite=args.overwrite, quiet=args.quiet, report=not args.no_report)
+    tracking = session["tracking"]
+    ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
+    seconds = session["timings_s"]["total"]
+    print(
+        f"{args.out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
+        f"{session['input']['duration_s'] / seconds:.2f}x real time; {tracking['confirmed_tracks']} track IDs for at most "
+        f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
+        f"{session['consent']['people_excluded']} excluded by consent",
+        file=sys.stderr if args.quiet else sys.stdout,
+    )
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from engagement.live import run_live
+
+    config = config_from_args(args)
+    stats = run_live(args.source, config, window=not args.no_window, record=args.record, duration=args.duration, realtime=not args.as_fast_as_possible)
+    print(f"live: {stats['frames']} frames shown at {stats['display_fps']:.1f} fps, {stats['analysed']} analysed; {stats['track_ids']} track IDs")
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``process`` and ``live``."""
+    process = subparsers.add_parser("process", help="analyse a recorded lecture video into a run directory")
+    process.add_argument("video", help="input video file")
+    process.add_argument("--out", required=True, help="run directory to create")
+    process.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    process.add_argument("--quiet", action="store_true", help="no progress bar")
+    process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")
+    process.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf")
+    _add_config_options(process, "lecture")
+    process.set_defaults(handler=_process)
+
+    live = subparsers.add_parser("live", help="analyse a webcam, stream or file live, with a window")
+    live.add_argument("--source", default="0", help="camera index, video file or rtsp:// URL (default: 0)")
+    live.add_argument("--no-window", action="store_true", help="run headless (servers, tests)")
+    live.add_argument("--record", help="write the annotated, anonymized view to this MP4 file")
+    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--as-fast-as-possible", action="store_true", help="read a file source as fast as possible instead of at its frame rate")
+    _add_config_options(live, "webcam")
+    live.set_defaults(handler=_live)

