@@ -1,0 +1,445 @@
+"""Build the per-session report (``report.html`` + ``report.pdf``) and the course comparison from run directories.
+
+One Jinja2 template in ``reports/`` renders both formats: the browser shows it as a page, WeasyPrint lays the
+same HTML out on A4 with the print CSS. Charts and stills are embedded as base64 data URIs so that the HTML is
+a single file that opens offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from engagement.errors import UserError
+from engagement.states import STATES
+from engagement.report import charts
+from engagement.report.charts import TimeAxis
+from engagement.report.card import ModelCard, load_card
+from engagement.report.run import Run, load_run, readable_name
+from engagement.report.stills import read_still
+from engagement.resources import resource_dir
+from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
+
+FORMATS = ("html", "pdf")
+MOMENTS_LISTED = 3
+MOMENT_MIN_PRESENT = 0.5  # share of the most students present at once
+MAX_BARS = 60  # state-share bars; longer sessions merge periods
+SHORT_SESSION_S = 300.0  # shorter sessions are charted in periods of a few seconds
+SHORT_PERIODS_S = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
+MAX_SHORT_PERIODS = 30
+
+
+def build_report(run_dir: Path, formats: tuple[str, ...] = FORMATS, out_dir: Path | None = None) -> dict[str, Path]:
+    """Write ``report.html`` and/or ``report.pdf`` for one run into ``out_dir`` (default: the run directory).
+
+    Returns the written paths by format. Raises UserError when ``run_dir`` is not a run directory.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    run = load_run(run_dir)
+    html = _render("session.html.j2", session_context(run))
+    return _write_outputs(html, Path(out_dir or run.path), "report", formats, base_url=run.path)
+
+
+def build_comparison(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
+    """Write a one-page course view (``compare.html`` + ``compare.pdf``) of several runs into ``out_dir``."""
+    if not run_dirs:
+        raise UserError("--compare needs at least one run directory")
+    runs = sorted((load_run(path) for path in run_dirs), key=lambda run: str(run.session.get("created") or ""))
+    html = _render("compare.html.j2", comparison_context(runs))
+    return _write_outputs(html, Path(out_dir), "compare", FORMATS, base_url=Path(out_dir))
+
+
+# --- context: plain data for the templates ------------------------------------------------------------------
+
+
+def session_context(run: Run) -> dict[str, Any]:
+    """Everything the session template shows, computed from the run's files."""
+    session = run.session
+    time_axis = _time_axis(run)
+    scores, timeline = _period_scores(run, time_axis)
+    status, status_message = _status(run, timeline)
+    card = load_card(session)
+    context: dict[str, Any] = {
+        "title": run.title,
+        "generated": _now(),
+        "facts": _facts(run),
+        "session_score": _round(run.summary.get("session_score")),
+        "students_analysed": len(run.students),
+        "people_excluded": run.people_excluded,
+        "duration": _duration(run.duration_s),
+        "status": status,
+        "status_message": status_message,
+        "approach": _approach(run, card),
+        "approach_card": card,
+        "formula": _formula(run.summary.get("formula") or {}),
+        "ethics": _ethics(run),
+        "provenance": _provenance(session),
+        "charts": {},
+        "state_table": [],
+        "moments": [],
+        "moment_rows": [],
+    }
+    if status == "ok":
+        context.update(_results(run, scores, timeline, time_axis))
+    return context
+
+
+def comparison_context(runs: list[Run]) -> dict[str, Any]:
+    """The course view: one row per session, a score line and state-share bars across sessions."""
+    rows = []
+    for run in runs:
+        share = run.summary.get("state_share") or {}
+        dominant = max(share, key=share.get) if share else None
+        rows.append({
+            "label": _session_label(run),
+            "date": str(run.session.get("created") or "")[:10] or "unknown",
+            "duration": _duration(run.duration_s),
+            "students": len(run.students),
+            "excluded": run.people_excluded,
+            "score": _round(run.summary.get("session_score")),
+            "dominant": readable_name(dominant) if dominant else "no data",
+            "share": share,
+        })
+    courses = sorted({str((run.session.get("consent") or {}).get("course") or "") for run in runs} - {""})
+    labels = [row["label"] for row in rows]
+    shares = pd.DataFrame([row["share"] for row in rows], index=labels, columns=list(STATES)).fillna(0.0)
+    context_charts = {"scores": _data_uri(charts.session_scores_chart(labels, [row["score"] for row in rows]), "image/png")}
+    if shares.to_numpy().sum() > 0:
+        context_charts["states"] = _data_uri(charts.state_share_chart(shares), "image/png")
+    scored = [row["score"] for row in rows if row["score"] is not None]
+    return {
+        "title": ", ".join(courses) if courses else "Course",
+        "generated": _now(),
+        "rows": rows,
+        "charts": context_charts,
+        "mean_score": _round(sum(scored) / len(scored)) if scored else None,
+    }
+
+
+def _status(run: Run, timeline: pd.DataFrame) -> tuple[str, str]:
+    """``ok``, ``all_excluded``, ``not_analysed`` or ``no_students``, with the sentence shown when not ``ok``."""
+    if run.students and not timeline.empty:
+        return "ok", ""
+    tracked = run.people_tracked
+    if run.people_excluded and run.people_excluded >= tracked:
+        return "all_excluded", (
+            f"Everyone seen in this session ({run.people_excluded} people) was excluded by the consent policy "
+            "(opted out, withdrawn, or not placed on the roster). Nobody was analysed, so this report has no "
+            "engagement figures.")
+    if tracked:
+        classifier_off = ((run.session.get("config") or {}).get("classifier") or {}).get("enabled") is False
+        reason = "the classifier was disabled for this run" if classifier_off else "no engagement states were recorded"
+        return "not_analysed", (
+            f"{tracked} people were tracked, but {reason}, so this report has no engagement figures.")
+    return "no_students", (
+        "No students were detected in this session, so this report has no engagement figures. Check that the "
+        "camera shows the class and that the right video was processed.")
+
+
+def _time_axis(run: Run) -> TimeAxis:
+    """Minutes, as summary.json and scores.csv have them; for sessions of a few minutes, periods of a few
+    seconds recomputed from the states table with the pipeline's own score, so a short clip is more than one dot."""
+    if run.duration_s >= SHORT_SESSION_S or run.states.empty or not set(PROBABILITY_COLUMNS) <= set(run.states.columns):
+        return TimeAxis()
+    bin_s = next((seconds for seconds in SHORT_PERIODS_S if run.duration_s / seconds <= MAX_SHORT_PERIODS),
+                 SHORT_PERIODS_S[-1])
+    return TimeAxis(bin_s=bin_s, unit_s=1.0)
+
+
+def _period_scores(run: Run, time_axis: TimeAxis) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores per student and period (track_id, bin, score) and the class timeline (bin, score, n_students)."""
+    if time_axis.bin_s == 60:
+        scores = run.scores.rename(columns={"minute": "bin"})
+        timeline = pd.DataFrame(run.summary.get("timeline") or [], columns=["minute", "score", "n_students"])
+        timeline = timeline.rename(columns={"minute": "bin"})
+    else:
+        frames = run.states.assign(score=engagement_score(run.states[list(PROBABILITY_COLUMNS)].to_numpy()),
+                                   bin=(run.states["time_s"] // time_axis.bin_s).astype(int))
+        scores = frames.groupby(["track_id", "bin"])["score"].mean().reset_index()
+        timeline = scores.groupby("bin").agg(score=("score", "mean"), n_students=("track_id", "nunique")).reset_index()
+    timeline["n_students"] = timeline["n_students"].fillna(0)
+    return scores, timeline.dropna(subset=["score"]).sort_values("bin").reset_index(drop=True)
+
+
+def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: TimeAxis) -> dict[str, Any]:
+    # Top moments come from periods with at least half the class in view: a minute with two early arrivals
+    # says little about the lecture.
+    well_attended = timeline[timeline["n_students"] >= MOMENT_MIN_PRESENT * timeline["n_students"].max()]
+    ranked = well_attended.sort_values(["score", "bin"], ascending=[False, True])
+    high = int(ranked.iloc[0]["bin"])
+    low = int(ranked.iloc[-1]["bin"]) if len(ranked) > 1 else None
+    result_charts = {
+        "timeline": _data_uri(charts.timeline_chart(timeline, time_axis, run.duration_s, high, low), "image/png"),
+    }
+    period_shares = _state_shares(run, time_axis)
+    if not period_shares.empty:
+        result_charts["states"] = _data_uri(charts.state_share_chart(period_shares), "image/png")
+    if not scores.empty:
+        result_charts["heatmap"] = _data_uri(charts.heatmap_chart(scores, time_axis), "image/png")
+    moments = [_moment(run, ranked.iloc[0], time_axis, "Highest engagement")]
+    if low is not None:
+        moments.append(_moment(run, ranked.iloc[-1], time_axis, "Lowest engagement"))
+    moment_rows = [
+        {"kind": kind, "periods": ", ".join(f"{_clock(row.bin * time_axis.bin_s)} ({row.score:.0f})"
+                                            for row in rows.itertuples())}
+        for kind, rows in (("highest", ranked.head(MOMENTS_LISTED)), ("lowest", ranked.tail(MOMENTS_LISTED)[::-1]))
+    ]
+    overall = run.summary.get("state_share") or {}
+    state_table = [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %") for entry in _state_legend()]
+    return {"charts": result_charts, "moments": moments, "moment_rows": moment_rows, "state_table": state_table,
+            "period": time_axis.period}
+
+
+def _state_shares(run: Run, time_axis: TimeAxis) -> pd.DataFrame:
+    """Share of student frames in each state per period (periods merged so that at most 60 bars remain).
+
+    Falls back to the whole-session shares from summary.json when ``states.parquet`` is absent.
+    """
+    states = run.states
+    if states.empty:
+        overall = run.summary.get("state_share") or {}
+        if not overall:
+            return pd.DataFrame()
+        return pd.DataFrame([overall], index=pd.Index(["whole session"]), columns=list(STATES)).fillna(0.0)
+    periods = (states["time_s"] // time_axis.bin_s).astype(int)
+    span = int(periods.max()) + 1
+    merged = max(1, math.ceil(span / MAX_BARS))
+    bins = pd.Series(periods // merged * merged, name="bin")
+    shares = pd.crosstab(bins, states["state"], normalize="index").reindex(columns=list(STATES), fill_value=0.0)
+    shares = shares.reindex(range(0, span, merged), fill_value=0.0)
+    shares.index = pd.Index([f"{value:g}" for value in time_axis.position(shares.index.to_numpy())], name=time_axis.label)
+    return shares
+
+
+def _moment(run: Run, row: pd.Series, time_axis: TimeAxis, kind: str) -> dict[str, Any]:
+    """A top-moment card: the period, its score and a still from the anonymized annotated video."""
+    start = int(row["bin"]) * time_axis.bin_s
+    end = min(start + time_axis.bin_s, run.duration_s) if run.duration_s > start else start + time_axis.bin_s
+    still = read_still(run.video, (start + end) / 2) if run.video else None
+    return {
+        "kind": kind,
+        "time": f"{_clock(start)}-{_clock(end)}",
+        "score": f"{float(row['score']):.0f}",
+        "n_students": int(row["n_students"]),
+        "still": _data_uri(still, "image/jpeg") if still else None,
+        "still_time": _clock((start + end) / 2),
+    }
+
+
+def _facts(run: Run) -> list[tuple[str, str]]:
+    session, video = run.session, run.session.get("input") or {}
+    consent, tracking = session.get("consent") or {}, session.get("tracking") or {}
+    config_consent = (session.get("config") or {}).get("consent") or {}
+    size = f"{video.get('width')}x{video.get('height')}" if video.get("width") else "size unknown"
+    fps = f"{float(video['fps']):.1f} fps" if video.get("fps") else "fps unknown"
+    return [
+        ("Course", consent.get("course") or config_consent.get("course") or "not set"),
+        ("Session", config_consent.get("session") or "not set"),
+        ("Date processed", str(session.get("created") or "unknown")[:10]),
+        ("Duration", _duration(run.duration_s)),
+        ("Video", f"{Path(video.get('path') or 'unknown').name} ({size}, {fps})"),
+        ("People tracked", f"{run.people_tracked} (at most {tracking['max_people_in_frame']} in view at once)"
+         if tracking.get("max_people_in_frame") else str(run.people_tracked)),
+        ("Students analysed", str(len(run.students))),
+        ("People excluded by consent", str(run.people_excluded)),
+    ]
+
+
+def _approach(run: Run, card: ModelCard) -> list[dict[str, str]]:
+    """The models and stages used, each with its settings from this run and why it was chosen."""
+    session = run.session
+    models = session.get("models") or {}
+    config = session.get("config") or {}
+    detector, tracker = config.get("detector") or {}, config.get("tracker") or {}
+    classifier = config.get("classifier") or {}
+    fps = config.get("analysis_fps")
+
+    def model_name(key: str, fallback: str) -> str:
+        return str((models.get(key) or {}).get("name") or fallback)
+
+    unused = "not used: the classifier was disabled for this run" if classifier.get("enabled") is False else None
+
+    return [
+        {
+            "stage": "Person detector",
+            "choice": f"{model_name('detector', str(detector.get('model', 'not recorded')))}, "
+                      f"{detector.get('imgsz', '?')} px input, confidence >= {detector.get('confidence', '?')}, "
+                      f"{fps if fps is not None else '?'} analysed frames/s",
+            "why": "One pass gives each person's box and 17 body keypoints; the nano model runs on a classroom CPU.",
+        },
+        {
+            "stage": "Tracker",
+            "choice": f"DeepSORT, {tracker.get('embedder', '?')} appearance embeddings, "
+                      f"tracks kept {tracker.get('max_age_s', '?')} s without a detection",
+            "why": "Appearance keeps a student's pseudonymous ID through occlusions, so per-student minutes add up.",
+        },
+        {
+            "stage": "Face detector",
+            "choice": model_name("face_detector", "not recorded"),
+            "why": "Finds small and angled faces in wide classroom views: the blur masks start from it.",
+        },
+        {
+            "stage": "Features",
+            "choice": unused or card.features or (
+                f"body pose keypoints + face landmarks and blendshapes ({model_name('face_landmarker', 'not recorded')}, "
+                f"faces >= {classifier.get('min_face_px', '?')} px)"),
+            "why": "Geometry, not pixels: no face image is stored or classified, and the features work at a distance.",
+        },
+        {
+            "stage": "Classifier",
+            "choice": unused or f"{card.name or model_name('classifier', 'not recorded')}, "
+                                f"smoothed over {classifier.get('smoothing_s', '?')} s",
+            "why": card.why or "Small and fast on CPU; its held-out figures are below.",
+        },
+    ]
+
+
+def _formula(formula: dict[str, Any]) -> dict[str, Any]:
+    weights = formula.get("weights") or {}
+    return {
+        "text": formula.get("text") or "not recorded in this run",
+        "weights": [{"state": readable_name(state), "weight": f"{float(weight):+g}"} for state, weight in weights.items()],
+    }
+
+
+def _ethics(run: Run) -> dict[str, Any]:
+    session = run.session
+    consent = session.get("consent") or {}
+    config = session.get("config") or {}
+    config_consent = config.get("consent") or {}
+    blur = consent.get("policy") or config_consent.get("blur") or "not recorded"
+    unknown = consent.get("unknown") or config_consent.get("unknown") or "not recorded"
+    counts = consent.get("status_counts")
+    not_recorded = [
+        "No names or student IDs: students appear only as pseudonymous track IDs.",
+        "No face images in any table: only pose and face-geometry features and state probabilities.",
+        f"People excluded by consent ({run.people_excluded} in this session) got no state and no score; "
+        "they are left out of every figure.",
+    ]
+    if not (config.get("output") or {}).get("keep_audio", False):
+        not_recorded.insert(0, "No audio: the annotated video was written without sound.")
+    blurred = {"opted_out": ["people who opted out or withdrew"], "all": ["everyone"], "none": []}.get(blur, [blur])
+    if blur != "all" and unknown == "blur":
+        blurred.append("people the pipeline could not place on the roster")
+    return {
+        "counts": [(readable_name(key), value) for key, value in counts.items()] if counts else None,
+        "form_version": consent.get("form_version") or "not recorded",
+        "retention_until": consent.get("retention_until") or "not set",
+        "blurred": f"Faces of {' and '.join(blurred)} are blurred." if blurred else "This session's policy blurs no faces.",
+        "policy": f"blur: {blur}, unknown people: {unknown}",
+        "not_recorded": not_recorded,
+    }
+
+
+def _provenance(session: dict[str, Any]) -> dict[str, Any]:
+    video = session.get("input") or {}
+    models = [
+        {"role": readable_name(role), "name": info.get("name") or "", "file": Path(info.get("file") or "").name,
+         "sha256": info.get("sha256") or "not recorded"}
+        for role, info in (session.get("models") or {}).items() if isinstance(info, dict)
+    ]
+    versions = session.get("versions") or {}
+    timings = session.get("timings_s") or {}
+    return {
+        "input": Path(video.get("path") or "unknown").name,
+        "input_sha256": video.get("sha256") or "not recorded",
+        "frames": video.get("frames"),
+        "frames_analysed": session.get("frames_analysed"),
+        "models": models,
+        "package": session.get("engagement_version") or versions.get("classroom-engagement") or "unknown",
+        "versions": ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
+        "pipeline": (session.get("config") or {}).get("name") or "unknown",
+        "created": session.get("created") or "unknown",
+        "processing": _duration(float(timings["total"])) if "total" in timings else "not recorded",
+    }
+
+
+def _state_legend() -> list[dict[str, str]]:
+    return [{"state": state, "label": readable_name(state), "colour": colour} for state, colour in charts.STATE_COLOURS.items()]
+
+
+def _session_label(run: Run) -> str:
+    config_consent = (run.session.get("config") or {}).get("consent") or {}
+    return str(config_consent.get("session") or str(run.session.get("created") or "")[:10] or run.path.name)
+
+
+# --- formatting and output ----------------------------------------------------------------------------------
+
+
+def _round(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 1)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(0, round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    folder = resource_dir("reports")
+    environment = Environment(loader=FileSystemLoader(folder), autoescape=True, undefined=StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    css = Markup((folder / "report.css").read_text())
+    return environment.get_template(template).render(css=css, **context)
+
+
+def _write_outputs(html: str, out_dir: Path, stem: str, formats: tuple[str, ...], base_url: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    if "html" in formats:
+        written["html"] = _write_atomic(out_dir / f"{stem}.html", html.encode("utf-8"))
+    if "pdf" in formats:
+        from weasyprint import HTML  # heavy import, only when a PDF is asked for
+
+        written["pdf"] = _write_atomic(out_dir / f"{stem}.pdf", HTML(string=html, base_url=str(base_url)).write_pdf())
+    return written
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temp file beside ``path`` and move it into place, so no half-written file remains."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; the report gets the same mode as other outputs
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

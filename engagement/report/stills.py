@@ -1,0 +1,38 @@
+"""Stills for the report's top moments, read from the run's ``annotated.mp4``.
+
+Only the annotated video is ever opened here: the pipeline has already blurred every face the session's
+policy blurs in it, so a still cannot show more than the anonymized video does. The original input is never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MAX_WIDTH = 640
+
+
+def read_still(annotated_video: Path, time_s: float) -> bytes | None:
+    """A JPEG of the annotated frame nearest ``time_s`` (clamped to the video), or None if it cannot be read."""
+    capture = cv2.VideoCapture(str(annotated_video))
+    try:
+        if not capture.isOpened():
+            return None
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if fps <= 0 or frames <= 0:
+            return None
+        index = int(np.clip(round(time_s * fps), 0, frames - 1))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        return None
+    if frame.shape[1] > MAX_WIDTH:
+        scale = MAX_WIDTH / frame.shape[1]
+        frame = cv2.resize(frame, (MAX_WIDTH, round(frame.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return encoded.tobytes() if ok else None
