@@ -73,6 +73,8 @@ class AnonymizerConfig:
     method: Literal["blur", "pixelate", "fill"] = "blur"
     mask_scale: float = 1.5  # mask size relative to the face box (at least 1.3)
     hold_s: float = 1.0  # keep a mask this long after the face was last seen
+    face_every: int = 3  # face detector at full resolution on every k-th output frame...
+    face_input_width: int = 640  # ...and downscaled to this width on the others (0: always full resolution)
 
 
 @dataclass

@@ -1,9 +1,220 @@
-"""CLI commands of `engagement.consent` (placeholder until the stage lands)."""
+"""CLI commands of `engagement.consent`: `engagement consent ...` and `engagement privacy-check`."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from engagement.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `engagement` parser."""
+    consent = subparsers.add_parser("consent", help="consent registry, forms, opt-out and withdrawal")
+    commands = consent.add_subparsers(dest="consent_command", metavar="SUBCOMMAND", required=True)
+    registry_option = argparse.ArgumentParser(add_help=False)
+    registry_option.add_argument(
+        "--registry", metavar="URL_OR_PATH",
+        help="SQLAlchemy URL or SQLite file (default: $ENGAGEMENT_REGISTRY, else ~/.local/share/classroom-engagement/registry.sqlite)",
+    )
+
+    form = commands.add_parser("form", parents=[registry_option], help="render the student consent form (.pdf, .html, .md)")
+    _form_options(form)
+    form.set_defaults(handler=_form, kind="form")
+
+    approval = commands.add_parser("approval", parents=[registry_option], help="render the faculty approval form, or record an approval")
+    _form_options(approval, required_out=False)
+    approval.add_argument("--instructor")
+    approval.add_argument("--scope", help="sessions, dates and rooms covered")
+    approval.add_argument("--approver", help="record a signed approval by this person in the registry")
+    approval.add_argument("--approved-on", type=_date, help="date of the recorded approval (default today)")
+    approval.set_defaults(handler=_approval, kind="approval")
+
+    importer = commands.add_parser("import", parents=[registry_option], help="import a roster CSV (all rows or none)")
+    importer.add_argument("roster", type=Path)
+    importer.set_defaults(handler=_import)
+
+    listing = commands.add_parser("list", parents=[registry_option], help="list students and their current consent")
+    listing.add_argument("--course")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_list)
+
+    setter = commands.add_parser("set", parents=[registry_option], help="record one student's consent status")
+    setter.add_argument("student")
+    setter.add_argument("status", choices=["consented", "opted_out", "withdrawn"])
+    setter.add_argument("--course", required=True)
+    setter.add_argument("--seat")
+    setter.add_argument("--form-version")
+    setter.add_argument("--date", type=_date, help="date signed, YYYY-MM-DD (default today)")
+    setter.add_argument("--name")
+    setter.set_defaults(handler=_set)
+
+    withdraw = commands.add_parser(
+        "withdraw", parents=[registry_option],
+        help="withdraw a student and delete their rows from every recorded session (annotated videos and reports are deleted)",
+    )
+    withdraw.add_argument("student")
+    withdraw.add_argument("--course", help="only this course (default: all of the student's courses)")
+    withdraw.set_defaults(handler=_withdraw)
+
+    purge = commands.add_parser("purge", parents=[registry_option], help="delete session outputs older than the retention period")
+    purge.add_argument("--older-than", type=int, metavar="DAYS", help="default: the course's retention, else consent/policy.yaml")
+    purge.add_argument("--course")
+    purge.set_defaults(handler=_purge)
+
+    check = subparsers.add_parser("privacy-check", help="count faces still detectable after anonymization (exit 1 on any leak)")
+    check.add_argument("original", type=Path)
+    check.add_argument("anonymized", type=Path)
+    check.add_argument("--iou", type=float, default=0.3, help="overlap that counts as the same face")
+    check.add_argument("--max-frames", type=int)
+    check.add_argument("--json", type=Path, help="write per-frame figures to this file")
+    check.add_argument("--models-dir")
+    check.set_defaults(handler=_privacy_check)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _form_options(parser: argparse.ArgumentParser, required_out: bool = True) -> None:
+    parser.add_argument("--course", required=True)
+    parser.add_argument("--out", type=Path, required=required_out, help="output file: .pdf, .html or .md")
+    parser.add_argument("--contact", help="overrides consent/policy.yaml")
+    parser.add_argument("--institution", help="overrides consent/policy.yaml")
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from engagement.consent.registry import Registry
+
+    return Registry.open(args.registry)
+
+
+def _form_values(args: argparse.Namespace) -> dict[str, Any]:
+    from engagement.consent.forms import load_policy
+
+    values = load_policy()
+    with _open(args) as registry:
+        course = next((c for c in registry.courses() if c["code"] == args.course), None)
+    values.update(course=args.course, course_title=course and course["title"], instructor=None, scope=None)
+    if course and course["retention_days"]:
+        values["retention_days"] = course["retention_days"]
+    for key in ("contact", "institution", "instructor", "scope"):
+        if getattr(args, key, None):
+            values[key] = getattr(args, key)
+    return values
+
+
+def _form(args: argparse.Namespace) -> int:
+    from engagement.consent.forms import render_form
+
+    print(render_form(args.kind, args.out, **_form_values(args)))
+    return 0
+
+
+def _approval(args: argparse.Namespace) -> int:
+    if args.approver:
+        if not args.instructor or not args.scope:
+            raise UserError("recording an approval needs --instructor and --scope as well as --approver")
+        with _open(args) as registry:
+            approval_id = registry.add_approval(args.course, args.instructor, args.approver, args.approved_on or dt.date.today(), args.scope)
+        print(f"recorded approval {approval_id} for course {args.course}")
+    elif not args.out:
+        raise UserError("give --out FILE to render the approval form, or --approver to record a signed approval")
+    if args.out:
+        _form(args)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from engagement.consent.forms import read_roster
+
+    records = read_roster(args.roster)
+    with _open(args) as registry:
+        registry.import_records(records)
+    print(f"imported {len(records)} consent record(s) from {args.roster}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        records = registry.consent(args.course)
+    rows = [
+        {"student": r.student, "course": r.course, "status": r.status, "date": r.recorded_on.isoformat(),
+         "form_version": r.form_version or "", "seat": r.seat or "", "name": r.name or ""}
+        for r in records
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+        print("  ".join(key.ljust(widths[key]) for key in widths).rstrip())
+        for row in rows:
+            print("  ".join(row[key].ljust(widths[key]) for key in widths).rstrip())
+    else:
+        print("no consent records" + (f" for course {args.course}" if args.course else ""))
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        registry.set_consent(args.student, args.course, args.status, args.date, args.form_version, args.seat, args.name)
+    print(f"{args.student} in {args.course}: {args.status}")
+    return 0
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    from engagement.consent.outputs import withdraw_student
+
+    with _open(args) as registry:
+        removals = withdraw_student(registry, args.student, args.course)
+    print(f"{args.student} withdrawn; cleaned {len(removals)} session(s)")
+    for removal in removals:
+        rows = sum(removal["rows_removed"].values())
+        deleted = ", ".join(removal["files_deleted"]) or "nothing"
+        print(f"  session {removal['session']} ({removal['run_dir']}): {rows} row(s) removed; deleted {deleted}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from engagement.consent.forms import load_policy
+    from engagement.consent.outputs import purge_sessions
+
+    if args.older_than is not None and args.older_than < 0:
+        raise UserError("--older-than must be zero or more days")
+    default_days = load_policy()["retention_days"]
+    with _open(args) as registry:
+        if args.course:
+            registry.course(args.course)
+        purged = []
+        for course in registry.courses():
+            if args.course and course["code"] != args.course:
+                continue
+            days = args.older_than if args.older_than is not None else course["retention_days"] or default_days
+            purged += purge_sessions(registry, days, course["code"])
+    print(f"purged {len(purged)} session(s)")
+    for item in purged:
+        print(f"  session {item['session']} held {item['held_on']}: deleted {len(item['files_deleted'])} file(s) in {item['run_dir']}")
+    return 0
+
+
+def _privacy_check(args: argparse.Namespace) -> int:
+    from engagement.privacy import leak_check
+
+    report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    totals = report["totals"]
+    print(
+        f"{totals['frames']} frames: {totals['faces_original']} faces in the original, "
+        f"{totals['leaked_faces']} still detected after anonymization in {totals['leak_frames']} frame(s)"
+    )
+    for frame in report["frames"]:
+        if frame["leaked"]:
+            print(f"  frame {frame['frame']}: {frame['leaked']} face(s) leaked at {frame['leaked_boxes']}")
+    return 1 if totals["leak_frames"] else 0

@@ -1,0 +1,139 @@
+"""Consent policy, printable forms and roster import, all driven by the files in the top-level ``consent/`` folder.
+
+- ``policy.yaml``: the text of the forms (purpose, data collected, sharing, withdrawal, contact) and
+  the default retention in days;
+- ``form.html.j2`` / ``approval.html.j2`` (+ ``.md.j2``): Jinja2 templates; PDF is the HTML printed by
+  WeasyPrint on one A4 page;
+- ``roster.schema.json``: the JSON Schema every roster CSV row must satisfy.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engagement.consent.registry import ConsentRecord
+from engagement.errors import UserError
+from engagement.resources import resource_dir
+
+POLICY_KEYS = ("form_version", "institution", "contact", "retention_days", "purpose", "data_collected", "sharing", "withdrawal")
+FORM_SUFFIXES = (".pdf", ".html", ".md")
+
+
+def load_policy(path: Path | None = None) -> dict[str, Any]:
+    """The consent policy (``consent/policy.yaml`` unless ``path``); missing keys are a UserError."""
+    path = path or resource_dir("consent") / "policy.yaml"
+    try:
+        policy = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"cannot read consent policy {path}: {str(error).splitlines()[0]}") from None
+    missing = [key for key in POLICY_KEYS if key not in policy]
+    if missing:
+        raise UserError(f"consent policy {path} lacks {', '.join(missing)}")
+    if not isinstance(policy["retention_days"], int) or policy["retention_days"] < 1:
+        raise UserError(f"consent policy {path}: retention_days must be a positive whole number of days")
+    return policy
+
+
+def render_form(kind: str, out: Path, **values: Any) -> Path:
+    """Render the ``form`` or ``approval`` template to ``out`` (.pdf, .html or .md), atomically."""
+    import jinja2
+
+    suffix = out.suffix.lower()
+    if suffix not in FORM_SUFFIXES:
+        raise UserError(f"{out}: form output must end in {', '.join(FORM_SUFFIXES)}")
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(resource_dir("consent")),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    template = f"{kind}.md.j2" if suffix == ".md" else f"{kind}.html.j2"
+    text = environment.get_template(template).render(**values)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
+    os.close(handle)
+    try:
+        if suffix == ".pdf":
+            from weasyprint import HTML
+
+            HTML(string=text, base_url=str(resource_dir("consent"))).write_pdf(temp)
+        else:
+            Path(temp).write_text(text)
+        os.replace(temp, out)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_roster(path: Path) -> list[ConsentRecord]:
+    """Parse and validate a roster CSV; every bad row is reported with its line and nothing is returned
+    unless all rows are good."""
+    import jsonschema
+
+    schema = json.loads((resource_dir("consent") / "roster.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    if not path.is_file():
+        raise UserError(f"roster not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a CSV file (not UTF-8 text)") from None
+    if "\0" in text:
+        raise UserError(f"{path}: not a CSV file (binary content)")
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    problems: list[str] = []
+    records: list[ConsentRecord] = []
+    try:
+        header = reader.fieldnames or []
+        unknown = [name for name in header if name not in schema["properties"]]
+        if not header or unknown or "student_id" not in header:
+            expected = ", ".join(schema["properties"])
+            raise UserError(f"{path}: line 1: header must name columns from {expected}; got {', '.join(header) or 'nothing'}")
+        for row in reader:
+            line = reader.line_num
+            if None in row or None in row.values():
+                problems.append(f"line {line}: expected {len(header)} fields")
+                continue
+            values = {key: value.strip() for key, value in row.items() if value.strip()}
+            errors = sorted(validator.iter_errors(values), key=lambda e: list(e.path))
+            errors += [] if "date" not in values else _date_errors(values["date"])
+            if errors:
+                problems.append(f"line {line}: " + "; ".join(_describe(e) for e in errors))
+                continue
+            records.append(
+                ConsentRecord(
+                    student=values["student_id"], course=values["course"], status=values["status"],
+                    recorded_on=dt.date.fromisoformat(values["date"]) if "date" in values else dt.date.today(),
+                    form_version=values.get("form_version"), seat=values.get("seat"), name=values.get("name"),
+                )
+            )
+    except csv.Error as error:
+        raise UserError(f"{path}: line {reader.line_num}: not a valid CSV ({error})") from None
+    if problems:
+        raise UserError(f"{path}: {len(problems)} bad row(s), nothing imported: " + " | ".join(problems))
+    if not records:
+        raise UserError(f"{path}: no rows to import")
+    return records
+
+
+def _date_errors(value: str) -> list[str]:
+    try:
+        dt.date.fromisoformat(value)
+        return []
+    except ValueError:
+        return [f"date {value!r} is not a calendar date"]
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, str):
+        return error
+    field = ".".join(map(str, error.path))
+    return f"{field}: {error.message}" if field else error.message

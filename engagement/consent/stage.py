@@ -1,0 +1,127 @@
+"""Consent stage: decide per detection whether it may be analysed and whether it must be blurred.
+
+Outcomes, written to ``detections.data``:
+- ``opted_out`` (bool): no analytics for this row;
+- ``blur`` (bool): the anonymizer must hide this person's face;
+- ``student_id`` (str | None): the student this track was mapped to, if any;
+- ``consent`` (str): why: ``analyzed``, ``seat`` (anchor in an opted-out seat zone), ``student``
+  (mapped to a student who opted out, withdrew or never consented), ``unknown`` (see below).
+
+A row is *unknown* when the pipeline cannot place it: untracked (track id -1), a track the tracker
+has not confirmed yet, or, when a registry course is in use, a track not mapped to any student.
+With ``unknown: blur`` unknown rows are treated as opted out (no analytics, blurred); with
+``unknown: analyze`` they are analysed and not blurred. Opting out is sticky: once a track is opted
+out for a seat or a student reason, or is an unmapped track in registry mode, every later row of it
+is opted out too, and it is counted in ``excluded_track_ids``; unconfirmed/untracked rows are not
+counted because the track they become may well be a consenting student.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engagement.config import ConsentConfig, SeatZone
+from engagement.detections import UNTRACKED, Detections
+
+if TYPE_CHECKING:
+    from engagement.consent.registry import Registry
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Even-odd ray casting: which of ``points`` (N, 2) lie inside ``polygon`` (M, 2); edges count as inside."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
+    if len(polygon) < 3 or len(points) == 0:
+        return np.zeros(len(points), bool)
+    x, y = points[:, 0:1], points[:, 1:2]
+    x1, y1 = polygon[:, 0], polygon[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    crosses = (y1 > y) != (y2 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_at_y = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+    inside = np.count_nonzero(crosses & (x < x_at_y), axis=1) % 2 == 1
+    return inside | _on_boundary(points, x1, y1, x2, y2)
+
+
+def _on_boundary(points: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    px, py = points[:, 0:1], points[:, 1:2]
+    cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+    within = (np.minimum(x1, x2) - 1e-9 <= px) & (px <= np.maximum(x1, x2) + 1e-9)
+    within &= (np.minimum(y1, y2) - 1e-9 <= py) & (py <= np.maximum(y1, y2) + 1e-9)
+    return np.any((np.abs(cross) < 1e-6) & within, axis=1)
+
+
+def in_seat_zones(points: np.ndarray, zones: list[SeatZone]) -> np.ndarray:
+    """Which points lie in any of the zones."""
+    inside = np.zeros(len(points), bool)
+    for zone in zones:
+        inside |= points_in_polygon(points, np.asarray(zone.polygon, np.float64))
+    return inside
+
+
+class ConsentStage:
+    """Marks rows opted out / to blur from seat zones, the track->student mapping and the registry."""
+
+    def __init__(self, config: ConsentConfig, registry: "Registry | None" = None) -> None:
+        self.config = config
+        self.track_students = {int(t): s for t, s in config.track_students.items()}
+        self.uses_registry = config.course is not None
+        self.consented: set[str] = set()
+        if self.uses_registry:
+            if registry is None:
+                from engagement.consent.registry import Registry
+
+                with Registry.open(config.registry) as opened:
+                    self.consented = self._consented(opened)
+            else:
+                self.consented = self._consented(registry)
+        self._excluded: dict[int, str] = {}  # track id -> reason it was first opted out
+
+    def _consented(self, registry: "Registry") -> set[str]:
+        registry.course(self.config.course)  # an unknown course is a user error, not "nobody consented"
+        return registry.consented_students(self.config.course)
+
+    @property
+    def excluded_track_ids(self) -> set[int]:
+        """Tracks opted out at any time in this session (their count goes into the outputs)."""
+        return set(self._excluded)
+
+    def __call__(self, detections: Detections) -> Detections:
+        n = len(detections)
+        track_ids = detections.track_id
+        tracked = track_ids != UNTRACKED
+        confirmed = np.asarray(detections.data.get("confirmed", np.ones(n, bool)), bool) & tracked
+        student_ids = [self.track_students.get(int(t)) if t != UNTRACKED else None for t in track_ids]
+        mapped = np.array([s is not None for s in student_ids], bool)
+
+        seat = in_seat_zones(detections.anchor, self.config.opted_out_seats)
+        if self.uses_registry:
+            student_out = mapped & np.array([s not in self.consented for s in student_ids], bool)
+            unplaced = confirmed & ~mapped
+        else:
+            student_out = np.zeros(n, bool)
+            unplaced = np.zeros(n, bool)
+        unknown = ~confirmed | unplaced
+        unknown_blocks = self.config.unknown == "blur"
+
+        reasons = np.full(n, "analyzed", dtype=object)
+        reasons[unknown & unknown_blocks] = "unknown"
+        reasons[student_out] = "student"
+        reasons[seat] = "seat"
+        definite = seat | student_out | (unplaced & unknown_blocks)
+        for row in np.flatnonzero(definite & tracked):
+            self._excluded.setdefault(int(track_ids[row]), str(reasons[row]))
+        for row in np.flatnonzero(tracked):
+            reasons[row] = self._excluded.get(int(track_ids[row]), reasons[row])
+        opted_out = reasons != "analyzed"
+
+        if self.config.blur == "all":
+            blur = np.ones(n, bool)
+        elif self.config.blur == "none":
+            blur = np.zeros(n, bool)
+        else:
+            blur = opted_out.copy()
+        data = {**detections.data, "opted_out": opted_out, "blur": blur, "student_id": student_ids, "consent": list(reasons)}
+        return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)

@@ -1,0 +1,82 @@
+"""Anonymizer: head regions, mask holding, fail-closed face handling, and blur strength against YuNet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, head_boxes, obscure, scale_boxes
+from engagement.config import AnonymizerConfig
+from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
+from engagement.privacy import read_frames
+
+
+def _person(box: list[float], head_points: dict[str, tuple[float, float]] | None = None, blur: bool = True) -> Detections:
+    keypoints = np.zeros((1, NUM_KEYPOINTS, 3), np.float32)
+    for name, (x, y) in (head_points or {}).items():
+        keypoints[0, KEYPOINT_INDEX[name]] = (x, y, 0.9)
+    return Detections.from_boxes(np.array([box], np.float32), keypoints=keypoints, blur=np.array([blur]))
+
+
+def test_head_box_from_keypoints() -> None:
+    person = _person([100, 100, 300, 500], {"nose": (200, 160), "left_eye": (210, 150), "right_eye": (190, 150), "left_ear": (225, 155)})
+    (box,) = head_boxes(person)
+    centre = (box[:2] + box[2:]) / 2
+    assert np.allclose(centre, [206.25, 153.75])
+    assert box[2] - box[0] == pytest.approx(60)  # 0.3 x box width beats 1.6 x the 35 px keypoint spread
+
+
+def test_head_box_falls_back_to_top_of_person() -> None:
+    (box,) = head_boxes(_person([100, 100, 200, 500], {"nose": (150, 130)}))  # one keypoint is too weak to use
+    assert box.tolist() == [100, 100, 200, 200]
+
+
+@pytest.fixture(scope="module")
+def classroom_frame(classroom_video: Path) -> np.ndarray:
+    return next(read_frames(classroom_video))
+
+
+@pytest.fixture(scope="module")
+def face_detector(models_dir: Path) -> FaceDetector:
+    return FaceDetector(AnonymizerConfig().face_model, 0.5, 0, str(models_dir))
+
+
+def test_mask_is_held_then_released(models_dir: Path) -> None:
+    config = AnonymizerConfig(hold_s=0.5)
+    anonymizer = Anonymizer(config, fps=10, models_dir=str(models_dir))
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), np.uint8)
+    first = anonymizer.annotate(frame, _person([100, 50, 200, 230]), blur_all_faces=False)
+    assert not np.array_equal(first[50:100, 100:200], frame[50:100, 100:200])
+    assert np.array_equal(first[235:, :], frame[235:, :])  # pixels away from the head are untouched
+    changed = []
+    for _ in range(7):
+        output = anonymizer.annotate(frame, Detections.empty(), blur_all_faces=False)
+        changed.append(not np.array_equal(output[50:100, 100:200], frame[50:100, 100:200]))
+    assert changed == [True] * 5 + [False] * 2  # held for 0.5 s = 5 frames at 10 fps after the last sighting
+
+
+def test_consenting_person_is_shown_others_fail_closed(models_dir: Path, classroom_frame: np.ndarray) -> None:
+    height, width = classroom_frame.shape[:2]
+    everyone_consents = Detections.from_boxes(np.array([[0, 0, width, height]], np.float32), blur=np.array([False]))
+    shown = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
+    assert np.array_equal(shown.annotate(classroom_frame, everyone_consents, blur_all_faces=False), classroom_frame)
+    assert len(shown.faces) >= 10 and len(shown.masks) == 0
+    nobody_placed = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
+    nobody_placed.annotate(classroom_frame, Detections.empty(), blur_all_faces=False)
+    assert len(nobody_placed.masks) == len(nobody_placed.faces) >= 10
+    policy_all = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
+    policy_all.annotate(classroom_frame, everyone_consents, blur_all_faces=True)
+    assert len(policy_all.masks) >= len(policy_all.faces) >= 10
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
+def test_obscured_faces_are_no_longer_detected(method: str, classroom_frame: np.ndarray, face_detector: FaceDetector) -> None:
+    faces = face_detector(classroom_frame)
+    assert len(faces) >= 10
+    hidden = classroom_frame.copy()
+    for box in scale_boxes(faces, max(1.5, METHOD_MIN_SCALE[method])):
+        obscure(hidden, box, method)
+    after = face_detector(hidden)
+    assert len(after) == 0 or not (box_iou(faces, after) >= 0.3).any()

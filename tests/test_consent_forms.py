@@ -1,0 +1,123 @@
+"""Consent forms (one-page PDF), roster validation and the `engagement consent` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from engagement.cli import main
+from engagement.consent.forms import load_policy, read_roster, render_form
+from engagement.consent.registry import Registry
+from engagement.errors import UserError
+from engagement.resources import resource_dir
+
+EXAMPLE_ROSTER = resource_dir("consent") / "example_roster.csv"
+
+
+def _values(**extra: object) -> dict:
+    return {**load_policy(), "course": "DEMO-101", "course_title": None, "instructor": None, "scope": None, **extra}
+
+
+@pytest.mark.parametrize("kind", ["form", "approval"])
+def test_pdf_is_one_page_with_every_section(kind: str, tmp_path: Path) -> None:
+    # The longest realistic values must still fit on one page.
+    out = render_form(kind, tmp_path / f"{kind}.pdf", **_values(course_title="Introduction to Long Course Titles " * 3, instructor="Dr. Example"))
+    reader = PdfReader(out)
+    assert len(reader.pages) == 1
+    text = reader.pages[0].extract_text()
+    sections = ["Purpose", "Sharing", "Contact"] + (["Data collected", "Storage duration", "withdraw", "Signature"] if kind == "form" else ["Scope", "Approver"])
+    for section in sections:
+        assert section in text, section
+
+
+def test_html_and_markdown_forms(tmp_path: Path) -> None:
+    html = render_form("form", tmp_path / "form.html", **_values(contact="privacy@example.edu <b>")).read_text()
+    assert "privacy@example.edu &lt;b&gt;" in html and "@page" in html
+    markdown = render_form("form", tmp_path / "form.md", **_values()).read_text()
+    assert markdown.startswith("# Consent") and "180 days" in markdown
+
+
+def test_unknown_form_suffix(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"\.pdf"):
+        render_form("form", tmp_path / "form.docx", **_values())
+
+
+def test_example_roster_is_valid() -> None:
+    records = read_roster(EXAMPLE_ROSTER)
+    assert {r.status for r in records} == {"consented", "opted_out"}
+
+
+def test_bad_roster_reports_every_bad_line(tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "student_id,course,status,date\n"
+        "P-1,C1,consented,2026-09-01\n"
+        "bad id!,C1,consented,\n"
+        "P-3,C1,maybe,2026-02-30\n"
+        "P-4,C1\n"
+        "P-5,C1,opted_out,\n"
+    )
+    with pytest.raises(UserError) as error:
+        read_roster(roster)
+    message = str(error.value)
+    assert "3 bad row(s)" in message and "\n" not in message
+    assert "line 3: student_id" in message and "line 4:" in message and "calendar date" in message and "line 5:" in message
+    assert "line 2" not in message and "line 6" not in message
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a CSV"),
+        (b"name;phone\nx;y\n", "header"),
+        (b"student_id,course,status\n", "no rows"),
+    ],
+)
+def test_not_a_roster(tmp_path: Path, content: bytes, match: str) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_bytes(content)
+    with pytest.raises(UserError, match=match):
+        read_roster(roster)
+
+
+def test_cli_import_list_set_withdraw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    assert main(["consent", "import", str(EXAMPLE_ROSTER), "--registry", registry]) == 0
+    assert main(["consent", "set", "P-0001", "opted_out", "--course", "DEMO-101", "--seat", "A1", "--registry", registry]) == 0
+    assert main(["consent", "withdraw", "P-0002", "--registry", registry]) == 0
+    capsys.readouterr()
+    assert main(["consent", "list", "--course", "DEMO-101", "--json", "--registry", registry]) == 0
+    rows = {row["student"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["P-0001"]["status"] == "opted_out" and rows["P-0001"]["seat"] == "A1"
+    assert rows["P-0002"]["status"] == "withdrawn"
+    assert main(["consent", "purge", "--older-than", "0", "--registry", registry]) == 0
+    with Registry.open(registry) as opened:
+        assert opened.opted_out_students("DEMO-101") == {"P-0001", "P-0002", "P-0003", "P-0005"}
+
+
+def test_cli_bad_roster_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,course,status\nP-1,C1,consented\nP-2,C1,unsure\n")
+    assert main(["consent", "import", str(roster), "--registry", registry]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "line 3" in error
+    with Registry.open(registry) as opened:
+        assert opened.consent() == []
+
+
+def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    out = tmp_path / "consent.pdf"
+    assert main(["consent", "form", "--course", "DEMO-101", "--out", str(out), "--registry", registry]) == 0
+    assert len(PdfReader(out).pages) == 1
+    assert main(["consent", "approval", "--course", "DEMO-101", "--instructor", "Dr. Example", "--scope", "all lectures",
+                 "--approver", "Dean Placeholder", "--registry", registry]) == 0
+    with Registry.open(registry) as opened:
+        assert opened.approvals("DEMO-101")[0]["scope"] == "all lectures"
+    assert main(["consent", "list", "--registry", "nosuchdialect://x"]) == 2
+    assert main(["consent", "purge", "--course", "NOPE", "--registry", registry]) == 2
+    assert "engagement: error:" in capsys.readouterr().err

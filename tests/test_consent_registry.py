@@ -1,0 +1,134 @@
+"""Consent registry on a real SQLite file: round trips, audit log, withdrawal and purge of session outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from engagement.consent.outputs import purge_sessions, withdraw_student
+from engagement.consent.registry import Registry, default_registry_path, registry_url
+from engagement.errors import UserError
+
+
+@pytest.fixture
+def registry_file(tmp_path: Path) -> Path:
+    return tmp_path / "registry.sqlite"
+
+
+def test_round_trip_survives_reopening(registry_file: Path) -> None:
+    with Registry.open(registry_file) as registry:
+        registry.add_course("CS101", title="Intro", retention_days=30)
+        registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "all lectures, room 2")
+        registry.set_consent("S1", "CS101", "consented", dt.date(2026, 9, 2), "2026.1", name="Ada Example")
+        registry.set_consent("S2", "CS101", "opted_out", dt.date(2026, 9, 2), seat="B4")
+        registry.set_consent("S3", "CS101", "consented")
+        registry.set_consent("S3", "CS101", "withdrawn")
+        session_id = registry.record_session("CS101", dt.date(2026, 9, 3), registry_file.parent, "ab" * 32, {1: "S1", 2: "S2"})
+    with Registry.open(str(registry_file)) as registry:
+        assert registry.course("CS101")["retention_days"] == 30
+        assert registry.approvals("CS101")[0]["approver"] == "Dean Placeholder"
+        records = {r.student: r for r in registry.consent("CS101")}
+        assert records["S1"].name == "Ada Example" and records["S1"].form_version == "2026.1"
+        assert records["S2"].seat == "B4"
+        assert records["S3"].status == "withdrawn"  # the latest record wins
+        assert registry.opted_out_students("CS101") == {"S2", "S3"}
+        assert registry.consented_students("CS101") == {"S1"}
+        (session,) = registry.sessions()
+        assert session.id == session_id and session.track_students == {1: "S1", 2: "S2"}
+        actions = [entry["action"] for entry in registry.audit_log()]
+    assert actions.count("consent_consented") == 2 and "approval_added" in actions and "session_recorded" in actions
+
+
+def test_audit_log_is_append_only(registry_file: Path) -> None:
+    with Registry.open(registry_file) as registry:
+        registry.set_consent("S1", "CS101", "consented")
+        for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET action = 'x'"):
+            with pytest.raises(sa.exc.IntegrityError):
+                with registry.engine.begin() as connection:
+                    connection.execute(sa.text(statement))
+        assert len(list(registry.audit_log())) == 3
+
+
+def test_bad_status_is_rejected_and_nothing_written(registry_file: Path) -> None:
+    with Registry.open(registry_file) as registry:
+        with pytest.raises(UserError, match="status"):
+            registry.set_consent("S1", "CS101", "maybe")  # type: ignore[arg-type]
+        assert registry.consent() == []
+
+
+@pytest.mark.parametrize("url", ["nosuchdialect://x/y", "postgresql+nosuchdriver://localhost/db"])
+def test_bad_url_is_a_user_error(url: str) -> None:
+    with pytest.raises(UserError, match="bad registry URL"):
+        Registry.open(url)
+
+
+def test_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.sqlite"
+    path.write_text("this is not SQLite\n" * 100)
+    with pytest.raises(UserError, match="cannot open registry"):
+        Registry.open(path)
+
+
+def test_default_location_honours_env_and_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENGAGEMENT_REGISTRY", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_registry_path() == tmp_path / "data" / "classroom-engagement" / "registry.sqlite"
+    assert registry_url(None) == f"sqlite:///{default_registry_path()}"
+    monkeypatch.setenv("ENGAGEMENT_REGISTRY", "postgresql://db.example/consent")
+    assert registry_url(None) == "postgresql://db.example/consent"
+
+
+def _fake_run(run_dir: Path) -> None:
+    """Session outputs as the pipeline writes them: tracks 1 and 2 plus one track 3."""
+    run_dir.mkdir()
+    pd.DataFrame({"track_id": [1, 1, 2, 3], "frame": [0, 1, 0, 0]}).to_parquet(run_dir / "tracks.parquet")
+    pd.DataFrame({"track_id": [1, 2, 2], "state": ["attentive", "bored", "bored"]}).to_parquet(run_dir / "states.parquet")
+    pd.DataFrame({"track_id": [1, 2], "score": [0.9, 0.4]}).to_csv(run_dir / "scores.csv", index=False)
+    summary = {"students": [{"track_id": 1, "score": 0.9}, {"track_id": 2, "score": 0.4}], "excluded_people": 1}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    for name in ("annotated.mp4", "report.html", "report.pdf"):
+        (run_dir / name).write_bytes(b"media")
+
+
+def test_withdraw_removes_every_row_about_the_student(registry_file: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    with Registry.open(registry_file) as registry:
+        registry.set_consent("S1", "CS101", "consented", name="Ada Example")
+        registry.set_consent("S2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
+        (removal,) = withdraw_student(registry, "S2")
+        assert registry.opted_out_students("CS101") == {"S2"}
+        audit = [e for e in registry.audit_log() if e["action"] == "outputs_scrubbed"]
+    assert removal["rows_removed"] == {"tracks.parquet": 1, "states.parquet": 2, "scores.csv": 1, "summary.json": 1}
+    assert list(pd.read_parquet(run_dir / "tracks.parquet")["track_id"]) == [1, 1, 3]
+    assert 2 not in set(pd.read_parquet(run_dir / "states.parquet")["track_id"])
+    assert list(pd.read_csv(run_dir / "scores.csv")["track_id"]) == [1]
+    assert [s["track_id"] for s in json.loads((run_dir / "summary.json").read_text())["students"]] == [1]
+    assert not any(run_dir.glob("annotated*")) and not any(run_dir.glob("report.*"))
+    assert audit and audit[0]["details"]["files_deleted"] == ["annotated.mp4", "report.html", "report.pdf"]
+    assert not list(run_dir.glob(".*"))  # no temp files left behind
+
+
+def test_withdraw_unknown_student(registry_file: Path) -> None:
+    with Registry.open(registry_file) as registry, pytest.raises(UserError, match="not in the registry"):
+        registry.withdraw("nobody")
+
+
+def test_purge_deletes_only_old_sessions(registry_file: Path, tmp_path: Path) -> None:
+    old, recent = tmp_path / "old", tmp_path / "recent"
+    _fake_run(old)
+    _fake_run(recent)
+    with Registry.open(registry_file) as registry:
+        registry.record_session("CS101", dt.date.today() - dt.timedelta(days=40), old, None, {})
+        registry.record_session("CS101", dt.date.today() - dt.timedelta(days=5), recent, None, {})
+        (purged,) = purge_sessions(registry, 30)
+        assert [s.run_dir for s in registry.sessions()] == [recent.resolve()]
+        assert any(e["action"] == "session_purged" for e in registry.audit_log())
+    assert purged["folder_removed"] and not old.exists()
+    assert (recent / "tracks.parquet").exists()
