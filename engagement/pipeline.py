@@ -100,13 +100,13 @@ def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> 
 class Analyzer:
     """Everything that runs on an analysis frame, from raw pixels to flagged, classified detections."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, timer: StageTimer | None = None) -> None:
         from engagement.consent.stage import ConsentStage
         from engagement.detector import PoseDetector
         from engagement.tracker import Tracker
 
         self.config = config
-        self.timer = StageTimer()
+        self.timer = timer or StageTimer()
         self.detector = PoseDetector(config.detector, config.models_dir)
         self.tracker = Tracker(config.tracker, config.analysis_fps)
         self.consent = ConsentStage(config.consent)
@@ -239,6 +239,17 @@ class RunWriter:
             self.video.close()
 
 
+def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
+    """Yield from ``items``, charging the time spent waiting for each item to ``stage``."""
+    iterator = iter(items)
+    while True:
+        with timer(stage):
+            item = next(iterator, StopIteration)
+        if item is StopIteration:
+            return
+        yield item
+
+
 def run_frames(
     source: FrameSource,
     analyzer: Analyzer,
@@ -262,7 +273,7 @@ def run_frames(
             progress.update(1)
 
     schedule = analysis_frames(fps, analyzer.config.analysis_fps)
-    for index, image in source:
+    for index, image in timed_iter(source, timer, "decode"):
         frames += 1
         if not next(schedule):
             pending.append((index, image))
@@ -371,8 +382,10 @@ def process_video(
     source = FrameSource(video)  # opens and validates the input before any output exists
     with RunDirectory(out, overwrite=overwrite) as directory:
         started = time.perf_counter()
-        analyzer = Analyzer(config)
-        renderer = Renderer(config, source.info.fps)
+        timer = StageTimer()
+        with timer("load_models"):
+            analyzer = Analyzer(config, timer)
+            renderer = Renderer(config, source.info.fps)
         writer = RunWriter(directory, source.info, config, video=config.output.video)
         with tqdm(total=source.info.frames, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
             try:

@@ -40,6 +40,17 @@ def parse_source(spec: str | int) -> str | int:
     return spec
 
 
+def _is_empty_video(path: str) -> bool:
+    """True for a readable container that has a video stream but no frames in it."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.video) and next(container.decode(video=0), None) is None
+    except (av.error.FFmpegError, OSError, StopIteration):
+        return False
+
+
 class FrameSource:
     """Iterate ``(index, frame)`` over a video file, camera or stream, BGR uint8.
 
@@ -87,7 +98,7 @@ class FrameSource:
         capture = cv2.VideoCapture(str(spec))
         if not capture.isOpened():
             capture.release()
-            raise UserError(f"{spec}: cannot be opened as a video")
+            raise UserError(f"{spec}: {'the video has no frames' if _is_empty_video(spec) else 'cannot be opened as a video'}")
         return capture
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from engagement.config import PipelineConfig, dump_pipeline, load_pipeline
+from engagement.errors import UserError
+from engagement.resources import resource_dir
+
+
+def test_shipped_pipelines_load_and_round_trip(tmp_path: Path):
+    for path in resource_dir("pipelines").glob("*.yaml"):
+        config = load_pipeline(str(path))
+        copy = tmp_path / path.name
+        copy.write_text(dump_pipeline(config))
+        assert load_pipeline(str(copy)) == config
+    assert load_pipeline("webcam").name == "webcam"
+
+
+def test_overrides_parse_yaml_values():
+    config = load_pipeline("lecture", ["detector.confidence=0.4", "analysis_fps=2", "consent.blur=all", "consent.track_students={3: s-001}"])
+    assert config.detector.confidence == 0.4 and isinstance(config.analysis_fps, float)
+    assert config.consent.blur == "all" and config.consent.track_students == {3: "s-001"}
+
+
+def test_unknown_key_lists_valid_keys(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("detector:\n  confidense: 0.3\n")
+    with pytest.raises(UserError, match=r"unknown key 'confidense'; valid keys: model, imgsz, confidence"):
+        load_pipeline(str(path))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("analysis_fps: fast\n", "analysis_fps: expected float"),
+        ("detector:\n  imgsz: 6.5\n", "detector.imgsz: expected int"),
+        ("consent:\n  blur: sometimes\n", "expected one of opted_out, all, none"),
+        ("consent:\n  opted_out_seats: [{name: a, polygon: [[0, x]]}]\n", "polygon"),
+        ("detector: [1, 2]\n", "detector: expected a mapping"),
+        ("analysis_fps: -1\n", "analysis_fps must be positive"),
+        ("detector: {model: [\n", "not valid YAML"),
+    ],
+)
+def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_pipeline(str(path))
+
+
+def test_unknown_pipeline_name_lists_shipped():
+    with pytest.raises(UserError, match="shipped pipelines: lecture, webcam"):
+        load_pipeline("nonesuch")
+
+
+def test_bad_override():
+    with pytest.raises(UserError, match="section.key=value"):
+        load_pipeline("lecture", ["analysis_fps"])
+    with pytest.raises(UserError, match="unknown key 'nope'"):
+        load_pipeline("lecture", ["nope=1"])
+
+
+def test_defaults_are_privacy_conservative():
+    config = PipelineConfig()
+    assert config.consent.blur == "opted_out" and config.consent.unknown == "blur"
+    assert config.anonymizer.mask_scale >= 1.3 and not config.output.keep_audio

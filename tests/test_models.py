@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from engagement.config import DetectorConfig
+from engagement.errors import ModelNotFoundError
+from engagement.models import find_model, resolve_model, search_dirs
+
+
+def test_search_order_explicit_then_config_then_env_then_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    env_dir, config_dir = tmp_path / "env", tmp_path / "config"
+    env_dir.mkdir(), config_dir.mkdir()
+    monkeypatch.setenv("ENGAGEMENT_MODELS", str(env_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (env_dir / "m.onnx").write_bytes(b"x")
+    assert find_model("m", None) == env_dir / "m.onnx"
+    (config_dir / "m.pt").write_bytes(b"x")
+    assert find_model("m", config_dir) == config_dir / "m.pt"
+    assert find_model(str(env_dir / "m.onnx"), config_dir) == env_dir / "m.onnx"
+    assert search_dirs(config_dir)[-1] == tmp_path / "cache" / "classroom-engagement" / "models"
+
+
+def test_missing_model_names_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ENGAGEMENT_MODELS", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError) as error:
+        resolve_model("nothing.task", tmp_path / "cfg")
+    message = str(error.value)
+    assert "'nothing.task' not found" in message and "\n" not in message
+    for place in ("env", "cfg", "cache"):
+        assert str(tmp_path / place) in message
+
+
+def test_offline_detector_download_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No weights anywhere and no network: ultralytics' download fails and we say where we looked."""
+    from engagement.detector import PoseDetector
+
+    monkeypatch.setenv("ENGAGEMENT_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="yolov8s-pose.*looked in.*ENGAGEMENT_MODELS"):
+        PoseDetector(DetectorConfig(model="yolov8s-pose"))
+
+
+def test_unknown_model_name_is_not_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engagement.detector import PoseDetector
+
+    monkeypatch.setenv("ENGAGEMENT_MODELS", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="'my-model' not found"):
+        PoseDetector(DetectorConfig(model="my-model"))

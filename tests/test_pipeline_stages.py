@@ -1,0 +1,135 @@
+"""Pipeline stages fed synthetic arrays: schedule, interpolation, tracker, annotators, sinks."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engagement.annotate import annotate, track_color
+from engagement.config import TrackerConfig
+from engagement.detections import Detections
+from engagement.errors import UserError
+from engagement.pipeline import Keyframe, analysis_frames, interpolate
+from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, track_rows
+
+
+def take(schedule, n):
+    return [next(schedule) for _ in range(n)]
+
+
+def test_analysis_schedule_spreads_frames_evenly():
+    flags = take(analysis_frames(30.0, 5.0), 60)
+    assert sum(flags) == 10 and flags[0] and flags[6] and flags[12]
+    assert all(take(analysis_frames(10.0, 25.0), 10))  # never more than every frame
+    assert sum(take(analysis_frames(29.92, 5.0), 149)) == 25
+
+
+def tracked(ids, x, **data):
+    boxes = np.array([[xi, 10, xi + 20, 60] for xi in x], np.float32)
+    keypoints = np.zeros((len(ids), 17, 3), np.float32)
+    keypoints[:, :, 0] = np.array(x)[:, None]
+    keypoints[:, :, 2] = 0.9
+    return Detections.from_boxes(boxes, keypoints=keypoints, track_id=np.array(ids), **data)
+
+
+def test_interpolation_moves_shared_tracks_and_holds_the_rest():
+    before = Keyframe(0, tracked([1, 2, -1], [0, 100, 300], opted_out=np.array([False, True, False])))
+    after = Keyframe(6, tracked([1, 3], [60, 200], opted_out=np.array([False, False])))
+    middle = interpolate(before, after, 3)
+    by_id = {int(t): i for i, t in enumerate(middle.track_id) if t >= 0}
+    assert middle.xyxy[by_id[1], 0] == pytest.approx(30.0)
+    assert middle.keypoints[by_id[1], 0, 0] == pytest.approx(30.0)
+    assert middle.xyxy[by_id[2], 0] == 100 and middle.xyxy[by_id[3], 0] == 200  # held, one side only
+    assert (middle.track_id == -1).sum() == 1  # untracked people stay (they may need blurring)
+    assert middle.data["opted_out"][by_id[2]]  # flags travel with the row
+    assert not middle.data["detected"].any()
+
+
+def test_interpolation_at_the_ends():
+    only = Keyframe(0, tracked([4], [10], opted_out=np.array([False])))
+    held = interpolate(only, None, 2)
+    assert held.xyxy.tolist() == only.detections.xyxy.tolist() and not held.data["detected"].any()
+    assert len(interpolate(None, None, 0)) == 0
+
+
+def test_tracker_keeps_ids_for_moving_people():
+    from engagement.tracker import Tracker
+
+    tracker = Tracker(TrackerConfig(n_init=2, embedder="none"), analysis_fps=5.0)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    seen = []
+    for step in range(8):
+        detections = Detections.from_boxes(np.array([[10 + 4 * step, 20, 50 + 4 * step, 120], [200 - 3 * step, 30, 240 - 3 * step, 140]]), confidence=np.array([0.9, 0.8]))
+        result = tracker.update(frame, detections)
+        seen.append(result.track_id.tolist())
+    assert seen[0] == [-1, -1]  # tentative until n_init frames
+    assert len({tuple(ids) for ids in seen[2:]}) == 1 and -1 not in seen[-1]
+    assert result.data["confirmed"].all()
+
+
+def test_appearance_embedder_shapes_and_norm():
+    from engagement.tracker import AppearanceEmbedder
+
+    embedder = AppearanceEmbedder()
+    frame = np.random.default_rng(0).integers(0, 255, (200, 300, 3), np.uint8)
+    features = embedder(frame, np.array([[10, 10, 60, 150], [280, 190, 400, 260]], np.float32))  # second box mostly outside
+    assert features.shape == (2, 1280)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-4)
+    assert embedder(frame, np.zeros((0, 4))).shape == (0, 1280)
+
+
+def test_annotators_draw_tracked_people_only():
+    frame = np.zeros((200, 300, 3), np.uint8)
+    detections = tracked([7, -1, 9], [10, 120, 220], opted_out=np.array([False, False, True]))
+    detections.data["state"] = ["attentive", "", "bored"]
+    detections.data["score"] = np.array([80.0, np.nan, 20.0])
+    out = annotate(frame.copy(), detections)
+    assert out[10:60, 10:31].any()  # track 7 drawn
+    assert not out[:, 120:141][60:].any() and not out[60:, 215:245].any()  # untracked and opted-out: nothing
+    assert track_color(7) != track_color(8)
+
+
+def test_run_directory_is_atomic(tmp_path: Path):
+    final = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with RunDirectory(final) as work:
+            (work / "half.txt").write_text("x")
+            raise RuntimeError("crash")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    with RunDirectory(final) as work:
+        (work / "done.txt").write_text("x")
+    assert (final / "done.txt").exists()
+    with pytest.raises(UserError, match="already exists"):
+        RunDirectory(final)
+    with RunDirectory(final, overwrite=True) as work:
+        (work / "new.txt").write_text("x")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):
+    import av
+
+    path = tmp_path / "out.mp4"
+    writer = VideoWriter(path, 12.5, 161, 120)  # odd width is trimmed to even for yuv420p
+    for i in range(20):
+        writer.write(np.full((120, 161, 3), i * 10, np.uint8))
+    writer.close()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
+        assert sum(1 for _ in container.decode(stream)) == 20
+        assert float(stream.average_rate) == pytest.approx(12.5)
+
+
+def test_table_writer_streams_row_groups(tmp_path: Path):
+    path = tmp_path / "tracks.parquet"
+    writer = TableWriter(path, TRACK_SCHEMA, rows_per_group=5)
+    for frame in range(4):
+        writer.append(track_rows(frame, frame / 10, tracked([1, 2], [0, 50])))
+    writer.append(track_rows(4, 0.4, Detections.empty()))
+    writer.close()
+    table = pd.read_parquet(path)
+    assert len(table) == 8 and table.track_id.tolist()[:2] == [1, 2]
+    assert {"nose_x", "right_ankle_score", "detected"} <= set(table.columns)

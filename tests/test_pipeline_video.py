@@ -1,0 +1,133 @@
+"""The whole pipeline on the real videos in the shared assets, and every bad input the CLI must refuse."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pandas as pd
+import pytest
+
+from engagement.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def classroom_run(classroom_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "classroom"
+    assert main(["process", str(classroom_video), "--out", str(out), "--quiet", "--no-report"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def webcam_run(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "webcam"
+    assert main(["process", str(webcam_video), "--out", str(out), "--quiet", "--no-report", "--keep-audio"]) == 0
+    return out
+
+
+def video_facts(path: Path) -> tuple[str, str, int, float, list[str]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.name, stream.format.name, frames, float(stream.average_rate), [s.type for s in container.streams]
+
+
+def test_classroom_outputs(classroom_run: Path, classroom_video: Path):
+    assert {"annotated.mp4", "tracks.parquet", "tracks.csv", "session.json"} <= {p.name for p in classroom_run.iterdir()}
+    assert [p.name for p in classroom_run.parent.iterdir() if p.name.startswith(".")] == []
+    codec, pix_fmt, frames, fps, streams = video_facts(classroom_run / "annotated.mp4")
+    assert (codec, pix_fmt, frames) == ("h264", "yuv420p", 149)
+    assert fps == pytest.approx(29.92, abs=0.01)
+    assert streams == ["video"]  # the input's audio is dropped by default
+
+
+def test_classroom_tracking_quality(classroom_run: Path):
+    session = json.loads((classroom_run / "session.json").read_text())
+    tracking = session["tracking"]
+    assert tracking["max_people_in_frame"] >= 10
+    assert tracking["id_ratio"] <= 1.3
+    assert session["frames_analysed"] == 25 and session["input"]["frames"] == 149
+    assert len(session["input"]["sha256"]) == 64 and session["models"]["detector"]["sha256"]
+    assert session["config"]["analysis_fps"] == 5.0 and session["versions"]["ultralytics"]
+    assert {"detect", "track", "render", "total"} <= set(session["timings_s"])
+
+
+def test_classroom_tracks_table(classroom_run: Path):
+    tracks = pd.read_parquet(classroom_run / "tracks.parquet")
+    assert tracks.groupby(["frame", "track_id"]).size().max() == 1  # one row per frame and track
+    assert tracks.detected.any() and (~tracks.detected).any()  # detected and predicted rows
+    assert (tracks.track_id >= 0).all() and tracks.frame.max() == 148
+    assert {"time_s", "x1", "y2", "confidence", "nose_x", "left_wrist_score"} <= set(tracks.columns)
+    assert len(pd.read_csv(classroom_run / "tracks.csv")) == len(tracks)
+
+
+def test_webcam_person_keeps_one_id(webcam_run: Path):
+    session = json.loads((webcam_run / "session.json").read_text())
+    assert session["tracking"]["confirmed_tracks"] <= 2
+    assert session["tracking"]["max_people_in_frame"] >= 1
+    codec, _, frames, fps, streams = video_facts(webcam_run / "annotated.mp4")
+    assert frames == 378 and fps == pytest.approx(10.0) and streams == ["video"]  # no audio to keep
+
+
+def test_keep_audio_copies_the_input_audio(classroom_video: Path, tmp_path: Path):
+    out = tmp_path / "audio"
+    args = ["process", str(classroom_video), "--out", str(out), "--quiet", "--no-report", "--keep-audio",
+            "--analysis-fps", "1", "--set", "classifier.enabled=false", "--set", "output.csv=false"]
+    assert main(args) == 0
+    assert video_facts(out / "annotated.mp4")[4] == ["video", "audio"]
+
+
+def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    record = tmp_path / "live.mp4"
+    assert main(["live", "--source", str(webcam_video), "--no-window", "--duration", "4", "--record", str(record)]) == 0
+    out = capsys.readouterr().out
+    assert "fps" in out and "analysed" in out
+    _, _, frames, fps, _ = video_facts(record)
+    assert 20 <= frames <= 45 and fps == pytest.approx(10.0)  # paced at the source's 10 fps for 4 s
+    assert [p.name for p in tmp_path.iterdir()] == ["live.mp4"]
+
+
+def make_zero_frame_video(path: Path) -> None:
+    """An AVI whose header declares a video stream but which holds no frame."""
+    import cv2
+
+    cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+
+
+BAD_INPUTS = {
+    "missing file": (lambda tmp: ["process", str(tmp / "nope.mp4")], "no such file"),
+    "not a video": (lambda tmp: ["process", str(tmp / "notes.mp4")], "cannot be opened as a video"),
+    "zero frames": (lambda tmp: ["process", str(tmp / "empty.avi")], "no frames"),
+    "unknown pipeline": (lambda tmp: ["process", "VIDEO", "--pipeline", "nonesuch"], "unknown pipeline 'nonesuch'"),
+    "unknown yaml key": (lambda tmp: ["process", "VIDEO", "--pipeline", str(tmp / "unknown.yaml")], "unknown key 'colour'; valid keys"),
+    "wrong yaml type": (lambda tmp: ["process", "VIDEO", "--pipeline", str(tmp / "wrongtype.yaml")], "analysis_fps: expected float"),
+    "output exists": (lambda tmp: ["process", "VIDEO", "--out", str(tmp / "existing")], "already exists"),
+    "camera does not open": (lambda tmp: ["live", "--source", "57", "--no-window"], "camera 57 could not be opened"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, classroom_video: Path, capsys: pytest.CaptureFixture):
+    (tmp_path / "notes.mp4").write_text("these are lecture notes, not a video\n")
+    make_zero_frame_video(tmp_path / "empty.avi")
+    (tmp_path / "unknown.yaml").write_text("output:\n  colour: red\n")
+    (tmp_path / "wrongtype.yaml").write_text("analysis_fps: often\n")
+    (tmp_path / "existing").mkdir()
+    build, message = BAD_INPUTS[case]
+    args = [str(classroom_video) if a == "VIDEO" else a for a in build(tmp_path)]
+    if args[0] == "process" and "--out" not in args:
+        args += ["--out", str(tmp_path / "run")]
+    assert main(args + ["--quiet"] if args[0] == "process" else args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial output left
+
+
+def test_installed_command_prints_no_traceback(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "engagement.cli", "process", str(tmp_path / "x.mp4"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"engagement: error: {tmp_path / 'x.mp4'}: no such file"
