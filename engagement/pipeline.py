@@ -15,7 +15,7 @@ import platform
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -356,12 +356,47 @@ def session_record(source: FrameSource, config: PipelineConfig, analyzer: Analyz
 
 
 def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]:
-    return {
+    """The session's consent facts: policy, exclusions and, with a course, the registry's status."""
+    from engagement.consent.forms import load_policy
+
+    policy = load_policy()
+    record: dict[str, Any] = {
         "policy": config.consent.blur,
         "unknown": config.consent.unknown,
         "people_excluded": len(analyzer.consent.excluded_track_ids),
         "course": config.consent.course,
+        "form_version": policy.get("form_version"),
+        "retention_days": policy.get("retention_days"),
+        "status_counts": None,
     }
+    if config.consent.course is not None:
+        from engagement.consent.registry import Registry
+
+        with Registry.open(config.consent.registry) as registry:
+            records = registry.consent(config.consent.course)
+            retention = registry.course(config.consent.course).get("retention_days")
+        counts: dict[str, int] = {}
+        for entry in records:
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+        versions = sorted({entry.form_version for entry in records if entry.form_version})
+        record.update(status_counts=counts, form_version=", ".join(versions) or record["form_version"])
+        record["retention_days"] = retention or record["retention_days"]
+    record["retention_until"] = (datetime.now(timezone.utc) + timedelta(days=record["retention_days"])).date().isoformat()
+    return record
+
+
+def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any]) -> None:
+    """With a course set, remember the run in the consent registry so withdrawal and purge can find it."""
+    from engagement.consent.registry import Registry
+
+    with Registry.open(config.consent.registry) as registry:
+        registry.record_session(
+            config.consent.course,
+            datetime.now(timezone.utc).date(),
+            run_dir,
+            session["input"]["sha256"],
+            {int(t): s for t, s in config.consent.track_students.items()},
+        )
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -401,6 +436,8 @@ def process_video(
             from engagement.report import build_report
 
             build_report(directory)
+    if config.consent.course is not None:
+        register_session(config, Path(out), session)
     return session
 
 

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+from pathlib import Path
+
 from engagement.config import PipelineConfig, load_pipeline
+from engagement.errors import UserError
 
 
 def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) -> None:
@@ -32,22 +35,48 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return load_pipeline(args.pipeline, overrides)
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv"}
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expand to the videos directly inside them, sorted."""
+    videos: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise UserError(f"{item}: folder holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+            videos += found
+        else:
+            videos.append(item)
+    return videos
+
+
+def describe(out: str | Path, session: dict) -> str:
+    tracking = session["tracking"]
+    ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
+    seconds = session["timings_s"]["total"]
+    return (
+        f"{out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
+        f"{session['input']['duration_s'] / seconds:.2f}x real time; {tracking['confirmed_tracks']} track IDs for at most "
+        f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
+        f"{session['consent']['people_excluded']} excluded by consent"
+    )
+
+
 def _process(args: argparse.Namespace) -> int:
     from engagement.pipeline import process_video
 
     config = config_from_args(args)
-    session = process_video(args.video, args.out, config, overwrite=args.overwrite, quiet=args.quiet, report=not args.no_report)
-    tracking = session["tracking"]
-    ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
-    seconds = session["timings_s"]["total"]
-    print(
-        f"{args.out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
-        f"{session['input']['duration_s'] / seconds:.2f}x real time; {tracking['confirmed_tracks']} track IDs for at most "
-        f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
-        f"{session['consent']['people_excluded']} excluded by consent",
-        file=sys.stderr if args.quiet else sys.stdout,
-    )
-    return 0
+    videos = expand_inputs(args.videos)
+    if len(videos) == 1 and not Path(args.videos[0]).is_dir():
+        session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=args.quiet, report=not args.no_report)
+        print(describe(args.out, session), file=sys.stderr if args.quiet else sys.stdout)
+        return 0
+    from engagement.batch import process_many
+
+    failures = process_many(videos, Path(args.out), config, workers=args.workers, overwrite=args.overwrite, report=not args.no_report)
+    return 1 if failures else 0
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -62,8 +91,9 @@ def _live(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``process`` and ``live``."""
     process = subparsers.add_parser("process", help="analyse a recorded lecture video into a run directory")
-    process.add_argument("video", help="input video file")
-    process.add_argument("--out", required=True, help="run directory to create")
+    process.add_argument("videos", nargs="+", metavar="VIDEO", help="input video file(s) or folder(s) of videos")
+    process.add_argument("--out", required=True, help="run directory to create (with several videos: the parent folder, one run per video)")
+    process.add_argument("--workers", type=int, default=1, help="videos processed at once when given several (default 1)")
     process.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     process.add_argument("--quiet", action="store_true", help="no progress bar")
     process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")

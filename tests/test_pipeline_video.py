@@ -131,3 +131,18 @@ def test_installed_command_prints_no_traceback(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "engagement.cli", "process", str(tmp_path / "x.mp4"), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"engagement: error: {tmp_path / 'x.mp4'}: no such file"
+
+
+def test_batch_reports_a_failed_video_and_continues(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "broken.mp4").write_text("not a video")
+    (inputs / "webcam.mp4").symlink_to(webcam_video)
+    out = tmp_path / "runs"
+    args = ["process", str(inputs), "--out", str(out), "--workers", "2", "--no-report",
+            "--analysis-fps", "1", "--set", "classifier.enabled=false", "--blur", "none"]
+    assert main(args) == 1
+    table = pd.read_csv(out / "batch_summary.csv")
+    assert table.set_index("video").status.to_dict() == {str(inputs / "broken.mp4"): "failed", str(inputs / "webcam.mp4"): "ok"}
+    assert (out / "webcam" / "annotated.mp4").exists() and not (out / "broken").exists()
+    assert "cannot be opened as a video" in capsys.readouterr().err
