@@ -1,0 +1,95 @@
+"""Per-segment check of the state classifier on ``webcam_session_p2.mp4`` (person 2, held out of training).
+
+Runs detector -> features -> classifier -> smoothing over every frame, then compares the dominant
+smoothed state of each segment of the ``.segments.csv`` with the segment's mapped label.
+
+    python benchmarks/webcam_segments.py --video ../shared/videos/webcam_session_p2.mp4 [--weights W.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engagement.classifier.data import WEBCAM, load_label_map
+from engagement.classifier.model import StateClassifier
+from engagement.config import ClassifierConfig, DetectorConfig
+from engagement.features import FeatureExtractor
+from engagement.states import STATES, StateSmoother
+
+
+def frame_probabilities(video: Path, model: StateClassifier, smoothing_s: float) -> tuple[np.ndarray, float]:
+    """(n_frames, 6) smoothed probabilities of the largest person (uniform where nobody is found), and fps."""
+    import av
+
+    from engagement.detector import PoseDetector
+
+    detector = PoseDetector(DetectorConfig())
+    extractor = FeatureExtractor(ClassifierConfig())
+    smoother = StateSmoother(smoothing_s)
+    rows = []
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        for index, frame in enumerate(container.decode(stream)):
+            image = frame.to_ndarray(format="bgr24")
+            found = detector(image)
+            if not len(found):
+                rows.append(np.full(len(STATES), np.nan))
+                continue
+            person = found[int(np.argmax(found.area))]
+            person.track_id[:] = 0  # one person: one track
+            time_s = index / fps
+            probs = model.predict_proba(extractor(image, person, time_s))
+            rows.append(smoother.update(person.track_id, probs, time_s)[0])
+    return np.array(rows), fps
+
+
+def segment_table(probs: np.ndarray, segments: pd.DataFrame) -> pd.DataFrame:
+    """One row per segment: expected state, dominant predicted state (most frequent argmax), share."""
+    mapping = load_label_map()[WEBCAM]
+    records = []
+    for segment in segments.itertuples():
+        window = probs[segment.start_frame: segment.end_frame + 1]
+        window = window[np.isfinite(window).all(axis=1)]
+        expected = mapping.get(segment.label)
+        votes = np.bincount(window.argmax(axis=1), minlength=len(STATES)) if len(window) else np.zeros(len(STATES))
+        predicted = STATES[int(votes.argmax())] if votes.sum() else "none"
+        records.append({
+            "start_frame": segment.start_frame, "end_frame": segment.end_frame, "label": segment.label,
+            "expected": expected or "(not mapped)", "predicted": predicted,
+            "share_of_frames": round(float(votes.max() / max(votes.sum(), 1)), 2),
+            "match": None if expected is None else predicted == expected,
+        })
+    return pd.DataFrame(records)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table for docs and the model card."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--video", default="../shared/videos/webcam_session_p2.mp4")
+    parser.add_argument("--segments", help="default: VIDEO with .segments.csv")
+    parser.add_argument("--weights", help="default: the packaged weights")
+    parser.add_argument("--smoothing-s", type=float, default=ClassifierConfig().smoothing_s)
+    args = parser.parse_args()
+    video = Path(args.video)
+    segments = pd.read_csv(args.segments or video.with_suffix(".segments.csv"))
+    probs, _ = frame_probabilities(video, StateClassifier.load(args.weights), args.smoothing_s)
+    table = segment_table(probs, segments)
+    scored = table[table["match"].notna()]
+    print(markdown(table))
+    print(json.dumps({"segments_scored": len(scored), "segments_matched": int(scored["match"].sum())}))
+
+
+if __name__ == "__main__":
+    main()

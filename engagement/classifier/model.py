@@ -1,0 +1,154 @@
+"""The engagement-state classifier: standardisation + a small MLP, stored as plain numpy arrays.
+
+Weights live in one ``.npz`` file (no pickle, so loading a file cannot run code): the feature means and
+scales, one weight matrix and bias per layer, the feature names the model was trained on, and a JSON
+model card with the held-out figures. Inference is a few numpy matrix products.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engagement.errors import UserError
+from engagement.features import FEATURE_NAMES
+from engagement.states import STATE_INDEX, STATES
+
+PACKAGED_WEIGHTS = Path(__file__).with_name("weights.npz")
+FORMAT_VERSION = 1
+CLIP_Z = 8.0  # standardised values beyond this are clipped: one wild feature must not dominate
+
+
+def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(X - mean) / scale with missing values set to the mean (0): what every model and generator sees."""
+    Z = (np.asarray(X, np.float64) - mean) / scale
+    return np.clip(np.nan_to_num(Z, nan=0.0), -CLIP_Z, CLIP_Z).astype(np.float32)
+
+
+def fit_standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and scale over the non-missing values (scale 1 for constant columns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: handled below
+        mean = np.nanmean(X, axis=0)
+        scale = np.nanstd(X, axis=0)
+    observed = np.isfinite(mean)
+    mean = np.where(observed, mean, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-6), scale, 1.0)
+    # A feature never seen in training (motion, on single labelled frames) had no say in the fit: an
+    # infinite scale standardises it to 0 at inference too, so untrained weights never see real values.
+    scale = np.where(observed, scale, np.inf)
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+class StateClassifier:
+    """Six-state probabilities from feature rows; ``load()`` gives the packaged model."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
+                 card: dict[str, Any] | None = None, feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
+        if len(weights) != len(biases) or not weights:
+            raise ValueError("need one bias per weight matrix and at least one layer")
+        if weights[-1].shape[1] != len(STATES):
+            raise ValueError(f"the last layer must have {len(STATES)} outputs")
+        self.mean, self.scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
+        self.weights = [np.asarray(w, np.float32) for w in weights]
+        self.biases = [np.asarray(b, np.float32) for b in biases]
+        self.card = card or {}
+        self.feature_names = tuple(feature_names)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "StateClassifier":
+        """Load weights saved by ``save``; ``None`` loads the weights shipped in the package."""
+        path = Path(path) if path else PACKAGED_WEIGHTS
+        if not path.is_file():
+            raise UserError(f"classifier weights not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["format_version"])
+                if version != FORMAT_VERSION:
+                    raise UserError(f"{path}: weights format {version}, this version reads {FORMAT_VERSION}")
+                n_layers = int(data["n_layers"])
+                model = cls(
+                    mean=data["mean"], scale=data["scale"],
+                    weights=[data[f"W{i}"] for i in range(n_layers)], biases=[data[f"b{i}"] for i in range(n_layers)],
+                    card=json.loads(str(data["card"])), feature_names=tuple(str(n) for n in data["feature_names"]),
+                )
+        except (OSError, KeyError, ValueError) as error:
+            raise UserError(f"{path}: not a classifier weights file ({error})") from None
+        if model.feature_names != FEATURE_NAMES:
+            raise UserError(f"{path}: trained on different features than this version extracts; retrain it")
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Write the ``.npz`` atomically (temp file in the same folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
+        tmp = path.with_name(f".{path.stem}.tmp.npz")
+        np.savez_compressed(
+            tmp, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
+            feature_names=np.array(self.feature_names), card=json.dumps(self.card), **arrays,
+        )
+        tmp.replace(path)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """(N, 6) probabilities in ``STATES`` order for (N, F) raw feature rows (NaN = missing)."""
+        features = np.asarray(features, np.float32).reshape(-1, len(self.mean))
+        hidden = standardize(features, self.mean, self.scale)
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            hidden = hidden @ weight + bias
+            if i < len(self.weights) - 1:
+                hidden = np.maximum(hidden, 0.0)
+        hidden = hidden - hidden.max(axis=1, keepdims=True)
+        exp = np.exp(hidden)
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def model_card(self) -> dict[str, Any]:
+        """Training data, splits and held-out figures recorded when the weights were trained."""
+        return dict(self.card)
+
+
+class RuleBasedClassifier:
+    """Hand-written rules on the same features: the baseline the learned model has to beat.
+
+    With a visible face (webcam view): hand above the shoulder -> discussing; wide-open jaw -> bored (yawn);
+    hand at the face -> bored (head on hand); lowered brows -> confused; looking away -> distracted.
+    Without a face (classroom view): head down below the shoulder line -> taking notes; head turned -> distracted.
+    Otherwise attentive.
+    """
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        column = {name: features[:, i] for i, name in enumerate(FEATURE_NAMES)}
+        n = len(features)
+        with np.errstate(invalid="ignore"):
+            has_face = column["has_face"] > 0.5
+            brow_down = (column["browDownLeft"] + column["browDownRight"]) / 2
+            looking_away = np.abs(column["head_yaw"]) > 0.6
+            rules = [
+                (has_face & (column["wrist_above_shoulder"] > 0.1), "engaged_in_discussion"),
+                (has_face & (column["jawOpen"] > 0.4), "bored"),
+                (has_face & (column["wrist_near_face"] < 0.6), "bored"),
+                (has_face & (brow_down > 0.3), "confused"),
+                (looking_away, "distracted"),
+                (~has_face & ((column["head_below_shoulders"] > 0.5) | (column["head_pitch"] > 0.8)), "taking_notes"),
+            ]
+        chosen = np.full(n, STATE_INDEX["attentive"])
+        decided = np.zeros(n, bool)
+        for mask, state in rules:
+            take = mask & ~decided
+            chosen[take] = STATE_INDEX[state]
+            decided |= take
+        return np.eye(len(STATES), dtype=np.float32)[chosen]
+
+
+class MajorityClassifier:
+    """Always the most frequent training state of each dataset (chosen by the caller)."""
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return np.tile(np.eye(len(STATES), dtype=np.float32)[self.state], (len(features), 1))

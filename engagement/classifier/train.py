@@ -1,0 +1,145 @@
+"""Training with optional class-balancing augmentation, and evaluation against the baselines.
+
+Synthetic rows (``--augment cvae|ddpm|smote|oversample``) are made in the standardised feature space by
+``engagement.generative.augment.synthesize`` for the under-represented states only; they are flagged,
+used for fitting only, and never reach an evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engagement.classifier.data import FeatureSet, load_label_map
+from engagement.classifier.model import (
+    MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
+)
+from engagement.errors import UserError
+from engagement.states import STATE_INDEX, STATES
+
+AUGMENTATIONS = ("none", "class_weight", "oversample", "smote", "cvae", "ddpm")
+HIDDEN_UNITS = 32
+MISSED = -1  # prediction for a label whose person was not detected
+
+
+def dataset_states(dataset: str) -> list[int]:
+    """State indices a dataset's labels map to (the classes its macro-F1 is taken over)."""
+    mapping = load_label_map()[dataset]
+    return sorted({STATE_INDEX[s] for s in mapping.values() if s is not None})
+
+
+def balance_targets(y: np.ndarray) -> dict[int, int]:
+    """Synthetic rows per state to bring every under-represented state up to the largest one."""
+    counts = np.bincount(y, minlength=len(STATES))
+    present = counts > 0
+    return {int(c): int(counts.max() - counts[c]) for c in np.flatnonzero(present) if counts[c] < counts.max()}
+
+
+def augment(
+    Z: np.ndarray, y: np.ndarray, method: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows after augmentation: (Z, y, sample_weight, is_synthetic)."""
+    if method not in AUGMENTATIONS:
+        raise UserError(f"unknown augmentation {method!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    weights = np.ones(len(y))
+    synthetic = np.zeros(len(y), bool)
+    if method == "none":
+        return Z, y, weights, synthetic
+    if method == "class_weight":
+        counts = np.bincount(y, minlength=len(STATES)).astype(float)
+        weights = len(y) / (np.count_nonzero(counts) * counts[y])
+        return Z, y, weights, synthetic
+    from engagement.generative.augment import synthesize
+
+    Z_syn, y_syn = synthesize(Z, y, method, balance_targets(y), seed=seed)
+    Z_syn = np.clip(np.nan_to_num(np.asarray(Z_syn, np.float32)), -8.0, 8.0)
+    return (np.concatenate([Z, Z_syn]), np.concatenate([y, np.asarray(y_syn, int)]),
+            np.ones(len(y) + len(y_syn)), np.concatenate([synthetic, np.ones(len(y_syn), bool)]))
+
+
+def train_classifier(X: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
+                     card: dict[str, Any] | None = None) -> tuple[StateClassifier, dict[str, int]]:
+    """Fit standardisation on the real rows, augment, fit the MLP; returns the model and row counts."""
+    from sklearn.neural_network import MLPClassifier
+
+    mean, scale = fit_standardizer(X)
+    Z, y_fit, weights, synthetic = augment(standardize(X, mean, scale), y, augment_method, seed)
+    mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=1.0, learning_rate_init=1e-3, max_iter=300,
+                        batch_size=128, random_state=seed)
+    mlp.fit(Z, y_fit, sample_weight=weights)
+    if list(mlp.classes_) != list(range(len(STATES))):
+        raise UserError("training data must contain every state at least once")
+    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), card=card or {})
+    return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> dict[str, Any]:
+    """Accuracy, macro-F1 over ``labels``, per-class figures and the confusion matrix (missed = own column)."""
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    columns = [*range(len(STATES)), MISSED]
+    confusion = [[int(np.sum((y_true == t) & (y_pred == p))) for p in columns] for t in labels]
+    return {
+        "n_samples": int(len(y_true)),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {STATES[c]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(labels, precision, recall, f1, support)},
+        "confusion_matrix": {"rows": [STATES[c] for c in labels], "columns": [*STATES, "missed"],
+                             "counts": confusion},
+    }
+
+
+def predict_states(model: Any, features: FeatureSet) -> np.ndarray:
+    """Argmax state per row; rows without a detected person are ``MISSED`` (scored as wrong)."""
+    predicted = np.full(len(features.y), MISSED)
+    if features.covered.any():
+        predicted[features.covered] = model.predict_proba(features.X[features.covered]).argmax(axis=1)
+    return predicted
+
+
+def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None) -> dict[str, Any]:
+    """Model, majority-class and rule-based figures on one dataset, with detector coverage."""
+    labels = dataset_states(features.dataset)
+    if majority_state is None:
+        majority_state = int(model.card.get("majority_state", {}).get(features.dataset, labels[0]))
+    contenders = {"model": model, "majority": MajorityClassifier(majority_state), "rules": RuleBasedClassifier()}
+    return {
+        "dataset": features.dataset,
+        "coverage": float(features.covered.mean()),
+        "states": [STATES[c] for c in labels],
+        **{name: metrics(features.y, predict_states(clf, features), labels) for name, clf in contenders.items()},
+    }
+
+
+def majority_states(train_sets: list[FeatureSet]) -> dict[str, int]:
+    return {fs.dataset: int(np.bincount(fs.y, minlength=len(STATES)).argmax()) for fs in train_sets}
+
+
+def minority_f1(report: dict[str, Any]) -> float:
+    """F1 of the dataset's rarest state (by support): the figure augmentation is meant to move."""
+    per_class = report["model"]["per_class"]
+    rarest = min(per_class, key=lambda state: per_class[state]["support"])
+    return per_class[rarest]["f1"]
+
+
+def split_webcam(features: FeatureSet, test_persons: list[str]) -> tuple[FeatureSet, FeatureSet]:
+    """Train / held-out by person: no person appears on both sides."""
+    test = np.isin(features.groups, [f"person{p}" for p in test_persons])
+    if not test.any() or test.all():
+        raise UserError(f"test persons {test_persons} leave an empty side of the split")
+    return features.subset(~test), features.subset(test)
+
+
+def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int) -> tuple[StateClassifier, dict[str, int]]:
+    """Train on the covered rows of several datasets."""
+    covered = [fs.subset(fs.covered) for fs in train_sets]
+    X = np.concatenate([fs.X for fs in covered])
+    y = np.concatenate([fs.y for fs in covered])
+    model, counts = train_classifier(X, y, augment_method, seed)
+    model.card["majority_state"] = majority_states(covered)
+    return model, counts
+

@@ -1,0 +1,52 @@
+"""The six engagement states and their smoothing over time.
+
+States are always handled as probability vectors in ``STATES`` order. Smoothing is an exponential
+moving average per track with time constant ``window_s``: one odd frame moves the state only a little,
+a behaviour held for a few seconds takes over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engagement.detections import UNTRACKED
+
+STATES: tuple[str, ...] = ("attentive", "distracted", "confused", "bored", "engaged_in_discussion", "taking_notes")
+DISPLAY_NAMES: dict[str, str] = {
+    "attentive": "attentive",
+    "distracted": "distracted",
+    "confused": "confused",
+    "bored": "bored",
+    "engaged_in_discussion": "discussing",
+    "taking_notes": "taking notes",
+}
+STATE_INDEX: dict[str, int] = {state: i for i, state in enumerate(STATES)}
+
+
+class StateSmoother:
+    """Per-track exponential smoothing of state probabilities over about ``window_s`` seconds."""
+
+    def __init__(self, window_s: float) -> None:
+        if window_s < 0:
+            raise ValueError(f"window_s must be >= 0, got {window_s}")
+        self.window_s = window_s
+        self._state: dict[int, tuple[float, np.ndarray]] = {}
+
+    def update(self, track_ids: np.ndarray, probs: np.ndarray, time_s: float) -> np.ndarray:
+        """Fold this frame's (N, 6) ``probs`` into each track's history; returns the smoothed (N, 6)."""
+        probs = np.asarray(probs, np.float64).reshape(-1, len(STATES))
+        smoothed = probs.copy()
+        for i, track_id in enumerate(np.asarray(track_ids).tolist()):
+            if track_id == UNTRACKED:
+                continue  # no identity, no history to smooth with
+            previous = self._state.get(track_id)
+            if previous is not None and self.window_s > 0:
+                dt = max(time_s - previous[0], 0.0)
+                keep = np.exp(-dt / self.window_s)  # weight of the past after dt seconds
+                smoothed[i] = keep * previous[1] + (1 - keep) * probs[i]
+            self._state[track_id] = (time_s, smoothed[i])
+        return smoothed.astype(np.float32)
+
+    def forget(self, track_id: int) -> None:
+        """Drop a finished track."""
+        self._state.pop(track_id, None)

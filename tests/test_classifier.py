@@ -1,0 +1,141 @@
+"""The state classifier: packaged weights on real frames of both datasets, the weights format, the
+baselines, training plumbing and the ``engagement classifier evaluate`` command on a small real subset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engagement.classifier.data import FeatureSet, match_heads
+from engagement.classifier.model import RuleBasedClassifier, StateClassifier
+from engagement.classifier.train import augment, evaluate, fit_on, metrics
+from engagement.cli import main
+from engagement.detections import Detections
+from engagement.errors import UserError
+from engagement.features import FEATURE_NAMES
+from engagement.states import STATE_INDEX, STATES
+
+
+@pytest.fixture(scope="module")
+def packaged() -> StateClassifier:
+    return StateClassifier.load()
+
+
+def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) -> None:
+    from engagement.classifier.model import PACKAGED_WEIGHTS
+
+    assert PACKAGED_WEIGHTS.stat().st_size < 300_000
+    card = packaged.model_card()
+    assert set(card["held_out"]) == {"cctv_headstate", "webcam_behaviour"}
+    for report in card["held_out"].values():  # the shipped model beats both baselines on held-out data
+        assert report["model"]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
+
+
+def test_predictions_are_probabilities_and_missing_values_are_tolerated(packaged: StateClassifier) -> None:
+    rows = np.full((3, len(FEATURE_NAMES)), np.nan, np.float32)
+    probs = packaged.predict_proba(rows)
+    assert probs.shape == (3, len(STATES))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_weights_roundtrip_and_bad_files(tmp_path: Path, packaged: StateClassifier) -> None:
+    path = tmp_path / "w.npz"
+    packaged.save(path)
+    rows = np.random.default_rng(0).normal(size=(4, len(FEATURE_NAMES))).astype(np.float32)
+    np.testing.assert_allclose(StateClassifier.load(path).predict_proba(rows), packaged.predict_proba(rows))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError):
+        StateClassifier.load(tmp_path / "bad.npz")
+    with pytest.raises(UserError, match="not found"):
+        StateClassifier.load(tmp_path / "missing.npz")
+
+
+def test_rules_baseline_reads_the_named_features() -> None:
+    rows = np.full((2, len(FEATURE_NAMES)), np.nan, np.float32)
+    rows[:, FEATURE_NAMES.index("has_face")] = [1.0, 0.0]
+    rows[0, FEATURE_NAMES.index("wrist_above_shoulder")] = 0.5
+    rows[1, FEATURE_NAMES.index("head_below_shoulders")] = 1.0
+    predicted = RuleBasedClassifier().predict_proba(rows).argmax(axis=1)
+    assert [STATES[i] for i in predicted] == ["engaged_in_discussion", "taking_notes"]
+
+
+def test_match_heads_is_one_to_one_within_radius() -> None:
+    keypoints = np.zeros((2, 17, 3), np.float32)
+    keypoints[0, :3] = [[50, 30, 0.9], [55, 25, 0.9], [45, 25, 0.9]]
+    keypoints[1, :3] = [[200, 30, 0.9], [205, 25, 0.9], [195, 25, 0.9]]
+    people = Detections.from_boxes(np.array([[20, 10, 80, 120], [170, 10, 230, 120]]), keypoints=keypoints)
+    heads = np.array([[190, 10, 210, 40], [40, 10, 60, 40], [400, 10, 420, 40]], np.float32)
+    np.testing.assert_array_equal(match_heads(heads, people), [1, 0, -1])
+
+
+def synthetic_set(n: int, dataset: str, states: list[str], seed: int) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    y = rng.choice([STATE_INDEX[s] for s in states], size=n)
+    X = rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)
+    X[:, 0] = y * 2.0  # a learnable signal
+    return FeatureSet(X, y, np.array([f"g{i % 5}" for i in range(n)]), np.ones(n, bool), dataset)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_training_plumbing_missed_rows_count_as_wrong() -> None:
+    cctv = synthetic_set(120, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0)
+    webcam = synthetic_set(120, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
+                                                      "engaged_in_discussion"], 1)
+    model, counts = fit_on([cctv, webcam], "class_weight", seed=0)
+    assert counts == {"real": 240, "synthetic": 0}
+    cctv.covered[:60] = False
+    report = evaluate(model, cctv)
+    assert report["coverage"] == 0.5
+    assert report["model"]["accuracy"] <= 0.5
+    assert sum(row[-1] for row in report["model"]["confusion_matrix"]["counts"]) == 60  # the missed column
+    with pytest.raises(UserError, match="unknown augmentation"):
+        augment(cctv.X, cctv.y, "gan", 0)
+
+
+def test_oversample_adds_flagged_rows_for_minority_states_only() -> None:
+    y = np.array([0] * 10 + [1] * 4 + [5] * 2)
+    Z = np.random.default_rng(0).normal(size=(len(y), 3)).astype(np.float32)
+    Z_all, y_all, weights, synthetic = augment(Z, y, "oversample", seed=0)
+    assert synthetic.sum() == 6 + 8 and not synthetic[: len(y)].any()
+    assert np.bincount(y_all[synthetic], minlength=6).tolist() == [0, 6, 0, 0, 0, 8]
+    assert len(weights) == len(y_all)
+
+
+def test_metrics_macro_f1_over_dataset_states() -> None:
+    y_true = np.array([0, 0, 1, 5])
+    y_pred = np.array([0, -1, 1, 5])
+    report = metrics(y_true, y_pred, [0, 1, 5])
+    assert report["accuracy"] == 0.75 and report["n_samples"] == 4
+    assert report["per_class"]["attentive"]["recall"] == 0.5
+
+
+@pytest.mark.slow
+def test_classifier_on_real_cctv_frames(cctv_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["classifier", "evaluate", str(cctv_dataset / "val"), "--limit", "2", "--cache-dir", str(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dataset"] == "cctv_headstate" and report["states"] == ["attentive", "distracted", "taking_notes"]
+    assert report["model"]["n_samples"] > 20 and report["coverage"] > 0.6
+    assert report["model"]["accuracy"] > report["majority"]["accuracy"]
+    assert {"precision", "recall", "f1"} <= set(report["model"]["per_class"]["attentive"])
+
+
+@pytest.mark.slow
+def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["classifier", "evaluate", str(webcam_dataset), "--limit", "12", "--cache-dir", str(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dataset"] == "webcam_behaviour" and report["coverage"] == 1.0
+    assert report["model"]["n_samples"] == 12
+    assert len(report["model"]["confusion_matrix"]["counts"]) == 5
+
+
+def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["classifier", "evaluate", str(tmp_path / "nowhere")]) == 2
+    assert "dataset not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["classifier", "evaluate", str(tmp_path / "empty")]) == 2
+    assert "not a dataset" in capsys.readouterr().err

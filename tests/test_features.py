@@ -1,0 +1,130 @@
+"""Pose geometry on synthetic keypoints, head boxes, head crops and the feature extractor's contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engagement.detections import KEYPOINT_INDEX, Detections
+from engagement.face import euler_from_matrix
+from engagement.features import (
+    FEATURE_NAMES, HEAD_FEATURES, POSE_FEATURES, FeatureExtractor, head_boxes, head_crop_features, pose_features,
+)
+
+
+def person(**overrides: tuple[float, float]) -> np.ndarray:
+    """(1, 17, 3) keypoints of an upright person facing the camera; ``name=(x, y)`` moves a point,
+    ``name=None`` hides it."""
+    points = {
+        "nose": (100, 50), "left_eye": (110, 40), "right_eye": (90, 40), "left_ear": (120, 45), "right_ear": (80, 45),
+        "left_shoulder": (140, 100), "right_shoulder": (60, 100), "left_elbow": (150, 150), "right_elbow": (50, 150),
+        "left_wrist": (150, 200), "right_wrist": (50, 200), "left_hip": (130, 220), "right_hip": (70, 220),
+    }
+    points.update(overrides)
+    keypoints = np.zeros((1, 17, 3), np.float32)
+    for name, point in points.items():
+        if point is not None:
+            keypoints[0, KEYPOINT_INDEX[name]] = (*point, 0.9)
+    return keypoints
+
+
+BOX = np.array([[40, 20, 160, 240]], np.float32)
+
+
+def feature(keypoints: np.ndarray, name: str) -> float:
+    return float(pose_features(keypoints, BOX)[0, POSE_FEATURES.index(name)])
+
+
+def test_frontal_upright_person_geometry() -> None:
+    kp = person()
+    assert feature(kp, "head_yaw") == pytest.approx(0.0)
+    assert feature(kp, "head_roll") == pytest.approx(0.0)
+    assert feature(kp, "head_above_shoulders") == pytest.approx(50 / 80)  # 50 px above, shoulder width 80
+    assert feature(kp, "head_below_shoulders") == 0.0
+    assert feature(kp, "lean") == pytest.approx(0.0)
+    assert feature(kp, "wrist_above_shoulder") < 0
+    assert feature(kp, "left_elbow_angle") == pytest.approx(180.0 - np.degrees(np.arctan2(10, 50)), abs=0.1)
+
+
+def test_turned_head_gives_signed_yaw() -> None:
+    assert feature(person(nose=(116, 50)), "head_yaw") == pytest.approx(0.4)
+    assert feature(person(nose=(84, 50)), "head_yaw") == pytest.approx(-0.4)
+
+
+def test_head_down_below_shoulder_line() -> None:
+    kp = person(nose=(100, 110), left_eye=(110, 100), right_eye=(90, 100), left_ear=(120, 95), right_ear=(80, 95))
+    assert feature(kp, "head_below_shoulders") == 1.0
+    assert feature(kp, "head_above_shoulders") < 0
+
+
+def test_raised_hand_and_hand_at_face() -> None:
+    assert feature(person(left_wrist=(150, 20)), "wrist_above_shoulder") == pytest.approx(1.0)
+    assert feature(person(right_wrist=(100, 60)), "wrist_near_face") == pytest.approx(10 / 80)
+
+
+def test_leaning_torso_has_lean_angle() -> None:
+    kp = person(left_shoulder=(180, 100), right_shoulder=(100, 100))  # shoulders shifted 40 px right of hips
+    assert feature(kp, "lean") == pytest.approx(np.degrees(np.arctan2(40, 120)), abs=0.1)
+
+
+def test_missing_parts_are_nan_not_invented() -> None:
+    kp = person(nose=None, left_ear=None, right_ear=None, left_hip=None, right_hip=None,
+                left_wrist=None, right_wrist=None)
+    row = dict(zip(POSE_FEATURES, pose_features(kp, BOX)[0]))
+    assert row["has_nose"] == 0.0 and row["has_left_hip"] == 0.0
+    for name in ("head_yaw", "lean", "wrist_above_shoulder", "wrist_near_face", "nose_above_ears"):
+        assert np.isnan(row[name]), name
+    assert np.isfinite(row["head_roll"])  # both eyes are still there
+
+
+def test_head_box_falls_back_to_top_of_person_box() -> None:
+    hidden = person(nose=None, left_eye=None, right_eye=None, left_ear=None, right_ear=None)
+    box = head_boxes(hidden, BOX)[0]
+    assert box[1] == pytest.approx(BOX[0, 1])
+    assert (box[0] + box[2]) / 2 == pytest.approx(100)
+    around_face = head_boxes(person(), BOX)[0]
+    assert around_face[0] < 80 and around_face[2] > 120  # covers both ears
+
+
+def test_head_crop_outside_frame_is_missing() -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (100, 100, 3), np.uint8)
+    assert np.isnan(head_crop_features(frame, np.array([200, 200, 240, 240]))).all()
+    inside = head_crop_features(frame, np.array([10, 10, 60, 60]))
+    assert inside.shape == (len(HEAD_FEATURES),) and np.isfinite(inside).all()
+
+
+def test_euler_angles_of_a_yaw_rotation() -> None:
+    angle = np.radians(30)
+    rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    assert euler_from_matrix(rotation) == pytest.approx([30.0, 0.0, 0.0], abs=1e-4)
+
+
+def test_extractor_marks_small_faces_missing_and_tracks_motion() -> None:
+    extractor = FeatureExtractor()  # faces below min_face_px never reach the landmarker
+    frame = np.full((300, 300, 3), 128, np.uint8)
+    detections = Detections.from_boxes(BOX, keypoints=person(), track_id=np.array([7]))
+    first = extractor(frame, detections, time_s=0.0)
+    assert first.shape == (1, len(FEATURE_NAMES)) and first.dtype == np.float32
+    assert first[0, FEATURE_NAMES.index("has_face")] == 0.0
+    assert np.isnan(first[0, FEATURE_NAMES.index("jawOpen")])
+    assert np.isnan(first[0, FEATURE_NAMES.index("head_motion")])
+    moved = Detections.from_boxes(BOX + np.array([40, 0, 40, 0], np.float32),
+                                  keypoints=person() + np.array([40, 0, 0], np.float32), track_id=np.array([7]))
+    second = extractor(frame, moved, time_s=0.5)
+    assert second[0, FEATURE_NAMES.index("box_motion")] == pytest.approx(40 / 80 / 0.5)
+    assert extractor(frame, Detections.empty(), 1.0).shape == (0, len(FEATURE_NAMES))
+
+
+def test_face_adapter_on_a_real_webcam_frame(webcam_dataset) -> None:
+    import cv2
+
+    from engagement.face import BLENDSHAPES, FaceAnalyzer
+
+    frame = cv2.imread(str(webcam_dataset / "frames" / "neutralface" / "neutralface_lowlight_0_00000.jpg"))
+    assert frame is not None
+    analyzer = FaceAnalyzer()
+    result = analyzer(frame)
+    assert result is not None and result.blendshapes.shape == (len(BLENDSHAPES),)
+    assert np.all((result.blendshapes >= 0) & (result.blendshapes <= 1))
+    assert np.all(np.abs(result.head_pose) < 45)  # a person facing the webcam
+    assert analyzer(np.zeros((120, 120, 3), np.uint8)) is None  # no face: marked missing, not invented
