@@ -65,7 +65,8 @@ class PoseDetector:
         except Exception as error:  # ultralytics raises many types for a failed download or a bad file
             if isinstance(weights, Path):
                 raise UserError(f"cannot load detector weights {weights}: {error}") from None
-            raise ModelNotFoundError(missing_message(str(weights), None, str(error).splitlines()[0])) from None
+            reason = str(error).splitlines()[0].strip("❌ ")
+            raise ModelNotFoundError(missing_message(str(weights), None, reason)) from None
 
     @property
     def sha256(self) -> str | None:

@@ -7,6 +7,8 @@ Gives, for one face crop, the 52 blendshape scores (browDown, eyeBlink, jawOpen.
 
 from __future__ import annotations
 
+import weakref
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +66,9 @@ class FaceAnalyzer:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as error:
             raise UserError(f"cannot load face landmarker {path}: {error}") from None
+        # MediaPipe's own __del__ fails at interpreter exit once its C library is torn down; a finalizer
+        # closes the landmarker earlier (when this object goes, or at exit before module teardown).
+        self._close = weakref.finalize(self, self._landmarker.close)
 
     def __call__(self, crop_bgr: np.ndarray) -> FaceResult | None:
         """Analyse one BGR crop that should hold a single face; ``None`` when no face is found."""
@@ -84,4 +89,4 @@ class FaceAnalyzer:
         return FaceResult(blendshapes=blendshapes, head_pose=head_pose)
 
     def close(self) -> None:
-        self._landmarker.close()
+        self._close()

@@ -256,3 +256,9 @@ class FeatureExtractor:
     def forget(self, track_id: int) -> None:
         """Drop a finished track's history."""
         self._history.pop(track_id, None)
+
+    def close(self) -> None:
+        """Release the face landmarker now: MediaPipe's own finalizer fails when run at interpreter exit."""
+        if self._face is not None:
+            self._face.close()
+            self._face = None

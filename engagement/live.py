@@ -123,6 +123,7 @@ def run_live(
         completed = True
     finally:
         worker.stop()
+        analyzer.close()
         frames.close()
         if recorder is not None:
             recorder.close()

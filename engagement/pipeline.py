@@ -114,6 +114,10 @@ class Analyzer:
         self.max_people = 0
         self.confirmed_ids: set[int] = set()
 
+    def close(self) -> None:
+        if self.states is not None:
+            self.states.features.close()
+
     def __call__(self, frame: np.ndarray, time_s: float) -> Detections:
         with self.timer("detect"):
             detections = self.detector(frame)
@@ -145,9 +149,14 @@ class StateStage:
         self.features = FeatureExtractor(config.classifier, config.models_dir)
         self.classifier = StateClassifier.load(config.classifier.weights)
         self.smoother = StateSmoother(config.classifier.smoothing_s)
+        self.weights = config.classifier.weights
 
     def classifier_record(self) -> dict[str, Any]:
-        return {"name": "engagement-state-classifier"}
+        """Provenance of the state classifier, with its model card for the report."""
+        from engagement.classifier.model import PACKAGED_WEIGHTS
+
+        path = Path(self.weights) if self.weights else PACKAGED_WEIGHTS
+        return {"name": "engagement state classifier", "file": str(path), "sha256": file_sha256(path), "card": self.classifier.model_card()}
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
         from engagement.scoring import engagement_score
@@ -427,6 +436,7 @@ def process_video(
                 frames, analysed = run_frames(source, analyzer, renderer, writer, progress)
             finally:
                 writer.close()
+                analyzer.close()
         finish_outputs(directory, config, source.info)
         session = session_record(source, config, analyzer, renderer, analysed, frames, time.perf_counter() - started)
         write_json(directory / "session.json", session)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -31,12 +32,14 @@ def models_dir(assets: Path) -> Path:
     return _require(assets / "models")
 
 
-@pytest.fixture(autouse=True)
-def _models_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point model resolution at the shared models and keep each test's user cache empty."""
-    if (ASSETS / "models").is_dir():
-        monkeypatch.setenv("ENGAGEMENT_MODELS", str(ASSETS / "models"))
-    monkeypatch.setenv("YOLO_OFFLINE", "True")
+@pytest.fixture(scope="session", autouse=True)
+def _models_env() -> Iterator[None]:
+    """Point model resolution at the shared models for every test, module fixtures included."""
+    with pytest.MonkeyPatch.context() as patch:
+        if (ASSETS / "models").is_dir():
+            patch.setenv("ENGAGEMENT_MODELS", str(ASSETS / "models"))
+        patch.setenv("YOLO_OFFLINE", "True")
+        yield
 
 
 @pytest.fixture(scope="session")

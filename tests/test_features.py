@@ -128,3 +128,4 @@ def test_face_adapter_on_a_real_webcam_frame(webcam_dataset) -> None:
     assert np.all((result.blendshapes >= 0) & (result.blendshapes <= 1))
     assert np.all(np.abs(result.head_pose) < 45)  # a person facing the webcam
     assert analyzer(np.zeros((120, 120, 3), np.uint8)) is None  # no face: marked missing, not invented
+    analyzer.close()
