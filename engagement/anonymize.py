@@ -38,6 +38,7 @@ class FaceDetector:
         self.path = resolve_model(model, models_dir)
         self.input_width = input_width
         self._size = (320, 320)
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns about DNN targets it ignores
         try:
             self.net = cv2.FaceDetectorYN.create(str(self.path), "", self._size, confidence, 0.3, 5000)
         except cv2.error as error:

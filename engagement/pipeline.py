@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import platform
+import queue
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -259,6 +261,44 @@ def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
         yield item
 
 
+class RenderWorker:
+    """Anonymize, annotate and write frames in order on a background thread, fed by a bounded queue,
+    so the face detector and the encoder overlap with detection on the next analysis frame."""
+
+    def __init__(self, renderer: Renderer, writer: RunWriter, timer: StageTimer, fps: float, progress: Any = None, buffer: int = 16) -> None:
+        self.renderer, self.writer, self.timer, self.fps, self.progress = renderer, writer, timer, fps, progress
+        self._queue: queue.Queue = queue.Queue(maxsize=buffer)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="render", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain so the producer never blocks
+            index, image, detections = item
+            try:
+                with self.timer("render"):
+                    image = self.renderer(image, detections)
+                with self.timer("write"):
+                    self.writer.frame(index, index / self.fps, image, detections)
+                if self.progress is not None:
+                    self.progress.update(1)
+            except BaseException as error:  # re-raised on the producer's thread
+                self._error = error
+
+    def submit(self, index: int, image: np.ndarray, detections: Detections) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((index, image, detections))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def run_frames(
     source: FrameSource,
     analyzer: Analyzer,
@@ -272,31 +312,26 @@ def run_frames(
     previous: Keyframe | None = None
     pending: list[tuple[int, np.ndarray]] = []
     analysed = frames = 0
-
-    def emit(index: int, image: np.ndarray, detections: Detections) -> None:
-        with timer("render"):
-            image = renderer(image, detections)
-        with timer("write"):
-            writer.frame(index, index / fps, image, detections)
-        if progress is not None:
-            progress.update(1)
-
+    output = RenderWorker(renderer, writer, timer, fps, progress)
     schedule = analysis_frames(fps, analyzer.config.analysis_fps)
-    for index, image in timed_iter(source, timer, "decode"):
-        frames += 1
-        if not next(schedule):
-            pending.append((index, image))
-            continue
-        keyframe = Keyframe(index, analyzer(image, index / fps))
-        analysed += 1
-        writer.analysis(index, index / fps, keyframe.detections)
+    try:
+        for index, image in timed_iter(source, timer, "decode"):
+            frames += 1
+            if not next(schedule):
+                pending.append((index, image))
+                continue
+            keyframe = Keyframe(index, analyzer(image, index / fps))
+            analysed += 1
+            writer.analysis(index, index / fps, keyframe.detections)
+            for pending_index, pending_image in pending:
+                output.submit(pending_index, pending_image, interpolate(previous, keyframe, pending_index))
+            pending.clear()
+            output.submit(index, image, keyframe.detections)
+            previous = keyframe
         for pending_index, pending_image in pending:
-            emit(pending_index, pending_image, interpolate(previous, keyframe, pending_index))
-        pending.clear()
-        emit(index, image, keyframe.detections)
-        previous = keyframe
-    for pending_index, pending_image in pending:
-        emit(pending_index, pending_image, interpolate(previous, None, pending_index))
+            output.submit(pending_index, pending_image, interpolate(previous, None, pending_index))
+    finally:
+        output.close()
     return frames, analysed
 
 
