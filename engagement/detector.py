@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ from engagement.detections import Detections
 from engagement.errors import ModelNotFoundError, UserError
 from engagement.models import file_sha256, find_model, missing_message
 
-log = logging.getLogger(__name__)
 
 
 def select_device(requested: str = "auto") -> str:

@@ -8,9 +8,7 @@ the full frame rate and the anonymizer follows every person on every frame.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import platform
 import queue
 import threading
@@ -32,8 +30,6 @@ from engagement.detections import Detections
 from engagement.models import file_sha256, find_model
 from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, copy_audio, parquet_to_csv, track_rows
 from engagement.sources import FrameSource, VideoInfo
-
-log = logging.getLogger(__name__)
 
 VERSIONED_PACKAGES = ("classroom-engagement", "ultralytics", "torch", "openvino", "deep-sort-realtime", "mediapipe", "diffusers", "opencv-python", "numpy", "pandas")
 
@@ -335,14 +331,6 @@ def run_frames(
     return frames, analysed
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
@@ -383,7 +371,7 @@ def session_record(source: FrameSource, config: PipelineConfig, analyzer: Analyz
             "path": str(Path(info.source).resolve()) if is_file else info.source,
             "fps": info.fps, "frames": frames, "width": info.width, "height": info.height,
             "duration_s": frames / info.fps,
-            "sha256": sha256_of(info.source) if is_file else None,
+            "sha256": file_sha256(info.source) if is_file else None,
         },
         "models": model_records(analyzer, renderer),
         "config": to_dict(config),
