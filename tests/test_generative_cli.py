@@ -1,0 +1,65 @@
+"""`engagement generate train/sample` end to end on tiny runs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engagement.cli import main
+
+
+def test_train_two_steps_on_digits_then_sample_a_class_with_grid(tmp_path, capsys) -> None:
+    model_dir, out = tmp_path / "cvae", tmp_path / "samples" / "threes.npz"
+    assert main(["generate", "train", "cvae", "--data", "digits", "--out", str(model_dir), "--steps", "2"]) == 0
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model"] == "cvae" and config["training"]["steps"] == 2 and config["data"]["image_shape"] == [8, 8]
+    assert main(["generate", "sample", str(model_dir), "--class", "3", "-n", "5", "--out", str(out)]) == 0
+    with np.load(out) as samples:
+        assert samples["X"].shape == (5, 64)
+        assert (samples["y"] == 3).all()
+        assert samples["X"].min() >= 0 and samples["X"].max() <= 16
+        assert list(samples["classes"]) == [str(digit) for digit in range(10)]
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert not [path for path in out.parent.iterdir() if path.name.startswith(".")]  # no temporary files left
+
+
+def test_ddpm_on_a_feature_file_samples_every_class_with_ddim(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "features.npz"
+    np.savez(data, X=rng.normal(5.0, 2.0, size=(40, 7)), y=np.arange(40) % 2, classes=np.array(["bored", "engaged"]))
+    model_dir, out = tmp_path / "ddpm", tmp_path / "synthetic.npz"
+    assert main(["generate", "train", "ddpm", "--data", str(data), "--out", str(model_dir), "--steps", "2"]) == 0
+    assert main(["generate", "sample", str(model_dir), "-n", "6", "--sampler", "ddim", "--steps", "4", "--eta", "0", "--out", str(out)]) == 0
+    with np.load(out) as samples:
+        assert samples["X"].shape == (6, 7)
+        assert sorted(samples["y"].tolist()) == [0, 0, 0, 1, 1, 1]
+    assert not out.with_suffix(".png").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_cvae(tmp_path_factory) -> str:
+    model_dir = tmp_path_factory.mktemp("generate") / "cvae"
+    assert main(["generate", "train", "cvae", "--data", "digits", "--out", str(model_dir), "--steps", "1"]) == 0
+    return str(model_dir)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["generate", "train", "gan", "--data", "digits", "--out", "{tmp}/m"], "unknown generative model"),
+        (["generate", "train", "vae", "--data", "{tmp}/missing.npz", "--out", "{tmp}/m"], "data file not found"),
+        (["generate", "sample", "{model}", "--class", "11", "--out", "{tmp}/s.npz"], "unknown class"),
+        (["generate", "sample", "{model}", "-n", "0", "--out", "{tmp}/s.npz"], "-n must be positive"),
+        (["generate", "sample", "{model}", "--eta", "0.5", "--out", "{tmp}/s.npz"], "does not take --eta"),
+        (["generate", "sample", "{tmp}", "--out", "{tmp}/s.npz"], "not a trained generative model"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, trained_cvae: str, argv: list[str], message: str) -> None:
+    argv = [arg.format(tmp=tmp_path, model=trained_cvae) for arg in argv]
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+    assert not (tmp_path / "s.npz").exists()
