@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engagement.report import cli as report_cli
     from engagement import pipeline_cli
 
-    parser = argparse.ArgumentParser(prog="engagement", description=__doc__)
+    parser = argparse.ArgumentParser(prog="engagement", description="Privacy-respecting engagement analytics from classroom video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
