@@ -146,3 +146,20 @@ def test_batch_reports_a_failed_video_and_continues(webcam_video: Path, tmp_path
     assert table.set_index("video").status.to_dict() == {str(inputs / "broken.mp4"): "failed", str(inputs / "webcam.mp4"): "ok"}
     assert (out / "webcam" / "annotated.mp4").exists() and not (out / "broken").exists()
     assert "cannot be opened as a video" in capsys.readouterr().err
+
+
+def test_opted_out_seat_leaves_no_trace_and_no_face(webcam_video: Path, tmp_path: Path):
+    """The whole frame is a non-participating seat zone: no analytics rows, a count, and a blurred face."""
+    from engagement.privacy import leak_check
+
+    pipeline = tmp_path / "optout.yaml"
+    pipeline.write_text("name: optout\nanalysis_fps: 2.0\nconsent:\n  opted_out_seats:\n    - {name: everyone, polygon: [[0, 0], [640, 0], [640, 360], [0, 360]]}\n")
+    out = tmp_path / "run"
+    assert main(["process", str(webcam_video), "--out", str(out), "--quiet", "--pipeline", str(pipeline)]) == 0
+    assert pd.read_parquet(out / "tracks.parquet").empty and pd.read_parquet(out / "states.parquet").empty
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["students"] == [] and summary["people_excluded"] == 1
+    assert json.loads((out / "session.json").read_text())["consent"]["people_excluded"] == 1
+    assert (out / "report.pdf").exists()
+    result = leak_check(webcam_video, out / "annotated.mp4", max_frames=60)
+    assert result["totals"]["faces_original"] > 0 and result["totals"]["leak_frames"] == 0
