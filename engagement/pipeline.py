@@ -130,7 +130,6 @@ class Analyzer:
         return detections
 
 
-
 def analysable(detections: Detections) -> np.ndarray:
     """Rows that may enter analytics: confirmed tracks of people who are not opted out."""
     return (detections.track_id >= 0) & ~np.asarray(detections.data["opted_out"], bool)
