@@ -7,6 +7,7 @@ Gives, for one face crop, the 52 blendshape scores (browDown, eyeBlink, jawOpen.
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 from dataclasses import dataclass
@@ -66,9 +67,11 @@ class FaceAnalyzer:
             self._landmarker = vision.FaceLandmarker.create_from_options(options)
         except (RuntimeError, ValueError) as error:
             raise UserError(f"cannot load face landmarker {path}: {error}") from None
-        # MediaPipe's own __del__ fails at interpreter exit once its C library is torn down; a finalizer
-        # closes the landmarker earlier (when this object goes, or at exit before module teardown).
+        # MediaPipe closes through a concurrent.futures executor, which refuses work once interpreter
+        # shutdown has begun, so its own __del__ fails at exit. Close when this object goes, or else at
+        # the start of shutdown: threading's exit hooks run newest first, before the executors stop.
         self._close = weakref.finalize(self, self._landmarker.close)
+        threading._register_atexit(self._close)
 
     def __call__(self, crop_bgr: np.ndarray) -> FaceResult | None:
         """Analyse one BGR crop that should hold a single face; ``None`` when no face is found."""

@@ -18,6 +18,11 @@ import pyarrow.parquet as pq
 from engagement.detections import COCO_KEYPOINTS, Detections
 from engagement.errors import UserError
 
+# Arrow's default allocator (jemalloc/mimalloc) kept growing the resident memory of a long run by about
+# 1 GB a minute once MediaPipe's threads were busy (measured on a 10-minute video); the system
+# allocator keeps it flat. Our tables are small per frame, so its speed does not matter here.
+pa.set_memory_pool(pa.system_memory_pool())
+
 
 class RunDirectory:
     """A run's output folder, built in a hidden temporary sibling and renamed into place on success.
