@@ -5,6 +5,7 @@ A video that fails is reported in the table and the others go on.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -58,7 +59,8 @@ def process_many(videos: list[Path], parent: Path, config: PipelineConfig, worke
     parent.mkdir(parents=True, exist_ok=True)
     jobs = list(zip(videos, run_dirs(videos, parent)))
     rows = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+    # Spawned, not forked: a fork copies the parent's threads' locks (decoder, MediaPipe, OpenMP) mid-use.
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_process_one, video, out, config, overwrite, report): video for video, out in jobs}
         for future in as_completed(futures):
             row = future.result()
