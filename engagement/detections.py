@@ -8,7 +8,7 @@ filtering is boolean-mask indexing, and later stages attach their per-detection 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -112,9 +112,6 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.xyxy)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(len(self)))
 
     def __getitem__(self, index: int | slice | np.ndarray | list[int]) -> "Detections":
         """Select rows by boolean mask, integer indices or slice; always returns ``Detections``."""

@@ -11,11 +11,3 @@ class UserError(Exception):
 
 class ModelNotFoundError(UserError):
     """Model weights could not be found locally and could not be downloaded."""
-
-
-class MissingDependencyError(UserError):
-    """An optional dependency is not installed; the message carries the install hint."""
-
-    def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
-        hint = f'pip install "classroom-engagement[{extra}]"' if extra else f"pip install {package}"
-        super().__init__(f"{purpose} needs the '{package}' package: {hint}")

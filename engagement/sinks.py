@@ -76,7 +76,6 @@ class VideoWriter:
         self._stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart"}
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._error: BaseException | None = None
-        self.frames_written = 0
         self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
         self._thread.start()
 
@@ -90,7 +89,6 @@ class VideoWriter:
                 image = frame[: self._stream.height, : self._stream.width]
                 video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
                 self._container.mux(self._stream.encode(video_frame))
-                self.frames_written += 1
             except Exception as error:  # surfaced on the caller's thread by write()/close()
                 self._error = error
 
