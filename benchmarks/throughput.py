@@ -87,7 +87,7 @@ def naive_reference(video: str, config) -> dict:
     from engagement.tracker import AppearanceEmbedder
 
     detector = PoseDetector(config.detector, config.models_dir)
-    embedder = AppearanceEmbedder(crop_size=(224, 224))  # the package's default embedder input
+    embedder = AppearanceEmbedder(crop_size=(224, 224), backend="torch")  # the package's default embedder, as most projects run it
     tracker = DeepSort(max_age=30, embedder=None)
     capture = cv2.VideoCapture(video)
     fps = capture.get(cv2.CAP_PROP_FPS)

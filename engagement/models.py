@@ -22,9 +22,13 @@ MODELS_ENV = "ENGAGEMENT_MODELS"
 _SUFFIXES = ("", ".pt", "_openvino_model", "_int8_openvino_model", ".onnx", ".task")
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/classroom-engagement`` (``~/.cache/...``): downloaded and converted models."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "classroom-engagement"
+
+
 def user_models_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "classroom-engagement" / "models"
+    return user_cache_dir() / "models"
 
 
 def search_dirs(models_dir: str | os.PathLike | None = None) -> list[Path]:

