@@ -67,6 +67,14 @@ class PoseDetector:
             raise ModelNotFoundError(missing_message(str(weights), None, reason)) from None
 
     @property
+    def batch_size(self) -> int:
+        """Analysis frames per model call: ``detector.batch``, or 8 on a GPU and 1 on a CPU, where batches
+        ran no faster (benchmarks/throughput.py, docs/benchmarks.md)."""
+        if self.config.batch:
+            return self.config.batch
+        return 8 if self.device.startswith("cuda") else 1
+
+    @property
     def sha256(self) -> str | None:
         return file_sha256(self.weights) if isinstance(self.weights, Path) else None
 

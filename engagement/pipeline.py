@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -116,9 +116,15 @@ class Analyzer:
         if self.states is not None:
             self.states.features.close()
 
-    def __call__(self, frame: np.ndarray, time_s: float) -> Detections:
+    def detect(self, frames: list[np.ndarray]) -> list[Detections]:
+        """The detector on several analysis frames at once (see ``PoseDetector.batch_size``)."""
         with self.timer("detect"):
-            detections = self.detector(frame)
+            return self.detector.detect_batch(frames)
+
+    def __call__(self, frame: np.ndarray, time_s: float, detections: Detections | None = None) -> Detections:
+        """Track, check consent and classify the people in ``frame``; detects them unless ``detections`` are given."""
+        if detections is None:
+            (detections,) = self.detect([frame])
         with self.timer("track"):
             detections = self.tracker.update(frame, detections)
         detections = self.consent(detections)
@@ -294,6 +300,30 @@ class RenderWorker:
             raise self._error
 
 
+def detected_frames(
+    frames: Iterable[tuple[int, np.ndarray]], schedule: Iterator[bool], detect: Callable[[list[np.ndarray]], list[Detections]], batch: int
+) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
+    """Frames in order, each with its detections if ``schedule`` makes it an analysis frame, else ``None``.
+
+    The detector runs on ``batch`` analysis frames at a time, so up to that many analysis frames and the
+    frames between them are held in memory.
+    """
+    held: list[tuple[int, np.ndarray, bool]] = []
+    for index, image in frames:
+        held.append((index, image, next(schedule)))
+        if sum(is_key for *_, is_key in held) == batch:
+            yield from _with_detections(held, detect)
+            held = []
+    yield from _with_detections(held, detect)
+
+
+def _with_detections(held: list[tuple[int, np.ndarray, bool]], detect: Callable[[list[np.ndarray]], list[Detections]]) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
+    keyframes = [image for _, image, is_key in held if is_key]
+    found = iter(detect(keyframes) if keyframes else [])
+    for index, image, is_key in held:
+        yield index, image, next(found) if is_key else None
+
+
 def run_frames(
     source: FrameSource,
     analyzer: Analyzer,
@@ -309,13 +339,14 @@ def run_frames(
     analysed = frames = 0
     output = RenderWorker(renderer, writer, timer, fps, progress)
     schedule = analysis_frames(fps, analyzer.config.analysis_fps)
+    decoded = timed_iter(source, timer, "decode")
     try:
-        for index, image in timed_iter(source, timer, "decode"):
+        for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
             frames += 1
-            if not next(schedule):
+            if detections is None:
                 pending.append((index, image))
                 continue
-            keyframe = Keyframe(index, analyzer(image, index / fps))
+            keyframe = Keyframe(index, analyzer(image, index / fps, detections))
             analysed += 1
             writer.analysis(index, index / fps, keyframe.detections)
             for pending_index, pending_image in pending:

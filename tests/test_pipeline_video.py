@@ -64,6 +64,15 @@ def test_classroom_tracks_table(classroom_run: Path):
     assert len(pd.read_csv(classroom_run / "tracks.csv")) == len(tracks)
 
 
+def test_batched_detection_gives_the_same_tracks(classroom_run: Path, classroom_video: Path, tmp_path: Path):
+    out = tmp_path / "batched"
+    overrides = ["--set", "detector.batch=4", "--set", "output.video=false"]
+    assert main(["process", str(classroom_video), "--out", str(out), "--quiet", "--no-report", *overrides]) == 0
+    batched, single = pd.read_parquet(out / "tracks.parquet"), pd.read_parquet(classroom_run / "tracks.parquet")
+    assert json.loads((out / "session.json").read_text())["config"]["detector"]["batch"] == 4
+    pd.testing.assert_frame_equal(batched, single, atol=1e-3)
+
+
 def test_webcam_person_keeps_one_id(webcam_run: Path):
     session = json.loads((webcam_run / "session.json").read_text())
     assert session["tracking"]["confirmed_tracks"] <= 2
