@@ -144,12 +144,18 @@ TRACK_SCHEMA = pa.schema(
 
 
 class TableWriter:
-    """Append rows to a Parquet file in row groups, so memory stays flat however long the video."""
+    """Append rows to a Parquet file in row groups, so memory stays flat however long the video.
 
-    def __init__(self, path: str | os.PathLike, schema: pa.Schema, rows_per_group: int = 20_000) -> None:
+    A row group is written at ``rows_per_group`` rows or ``appends_per_group`` appends, whichever comes
+    first: each append is a small Arrow batch with fixed overhead per column, and a one-person video
+    (one row per frame) held 20,000 of them, about 300 MB, before the bound on appends was added.
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, rows_per_group: int = 20_000, appends_per_group: int = 256) -> None:
         self.path = Path(path)
         self.schema = schema
         self.rows_per_group = rows_per_group
+        self.appends_per_group = appends_per_group
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._writer = pq.ParquetWriter(str(self.path), schema)
@@ -162,7 +168,7 @@ class TableWriter:
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         self.rows += batch.num_rows
-        if self._pending_rows >= self.rows_per_group:
+        if self._pending_rows >= self.rows_per_group or len(self._pending) >= self.appends_per_group:
             self._flush()
 
     def _flush(self) -> None:

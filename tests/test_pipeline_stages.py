@@ -164,3 +164,15 @@ def test_table_writer_streams_row_groups(tmp_path: Path):
     table = pd.read_parquet(path)
     assert len(table) == 8 and table.track_id.tolist()[:2] == [1, 2]
     assert {"nose_x", "right_ankle_score", "detected"} <= set(table.columns)
+
+
+def test_table_writer_bounds_small_appends(tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "tracks.parquet"
+    writer = TableWriter(path, TRACK_SCHEMA, rows_per_group=1000, appends_per_group=3)
+    for frame in range(7):  # one person: one row per frame never reaches rows_per_group
+        writer.append(track_rows(frame, frame / 10, tracked([1], [0])))
+    writer.close()
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [3, 3, 1]
