@@ -96,7 +96,8 @@ class OutputConfig:
     video: bool = True
     keep_audio: bool = False
     crf: int = 23
-    preset: str = "veryfast"
+    # x264 preset: superfast costs 12 CPU-ms per 720p frame, veryfast 20 ms for 0.6x the file size (docs/benchmarks.md)
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = "superfast"
     csv: bool = True  # CSV copies of the Parquet tables
     report: bool = True
 

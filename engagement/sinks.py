@@ -64,7 +64,7 @@ class RunDirectory:
 class VideoWriter:
     """H.264 (yuv420p, browser-playable) MP4 writer; encodes on a background thread from a bounded queue."""
 
-    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = 23, preset: str = "veryfast", buffer: int = 8) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int, crf: int = 23, preset: str = "superfast", buffer: int = 8) -> None:
         import av
 
         self.path = Path(path)
