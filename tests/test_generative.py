@@ -11,7 +11,7 @@ from engagement.generative import MODEL_MODULES, model_module
 from engagement.generative.data import DataSpace, load_feature_file
 from engagement.generative.schedulers import ddim_scheduler, ddpm_scheduler
 from engagement.generative.score import langevin_step
-from engagement.generative.training import TrainingData, load_model, save_model
+from engagement.generative.training import TrainingData, fit, load_model, save_model
 from engagement.generative.vae import reparameterize, vae_loss_terms
 
 
@@ -39,6 +39,20 @@ def test_image_ddpm_uses_a_class_conditional_unet() -> None:
     assert model.denoiser.config.num_class_embeds == 3
     samples = ddpm.sample(model, torch.tensor([0, 1]), sampler="ddim", steps=2)
     assert samples.shape == (2, 64) and samples.abs().max() <= 1
+
+
+def test_ema_ends_training_on_the_moving_average() -> None:
+    data = TrainingData.from_arrays(np.random.default_rng(0).normal(size=(32, 3)), np.zeros(32), 1)
+
+    def trained(ema_decay: float | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 3)
+        fit(model, lambda x, y, g: ((model(x) - x) ** 2).mean(), data, steps=5, seed=0, learning_rate=0.1, ema_decay=ema_decay)
+        return model.weight.detach().clone()
+
+    last_iterate = trained(None)
+    torch.testing.assert_close(trained(0.0), last_iterate)  # decay 0: the average is the last iterate
+    assert not torch.allclose(trained(0.9), last_iterate)
 
 
 def test_unknown_model_is_a_user_error() -> None:

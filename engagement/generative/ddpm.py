@@ -20,6 +20,7 @@ from engagement.generative.schedulers import (
 from engagement.generative.training import TrainingData, fit
 
 DEFAULT_STEPS = 2500
+EMA_DECAY = 0.999
 DEFAULT_DDIM_STEPS = 50
 SAMPLERS = ("ddpm", "ddim")
 
@@ -66,7 +67,7 @@ def train(
     def loss(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return noise_prediction_loss(model.predict_noise, model.noise_scheduler, x, y, generator)
 
-    fit(model, loss, data, steps=steps, seed=seed, progress=progress, description="DDPM")
+    fit(model, loss, data, steps=steps, seed=seed, ema_decay=EMA_DECAY, progress=progress, description="DDPM")
     return model
 
 
