@@ -12,10 +12,14 @@ pipeline knows they consented.
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Any, Callable
+
 import numpy as np
 
 from engagement.config import AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, Detections
+from engagement.errors import UserError
 from engagement.models import resolve_model
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
@@ -27,24 +31,33 @@ OBSCURE_CELLS = 3  # blur and pixelate reduce a mask to 3x3 cells
 # found by YuNet (hair and head outline around it look like a face), at 2x it is not; a solid fill
 # hides it at 1.5x. So blur and pixelate masks are never smaller than 2x the face.
 METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
+YUNET_STRIDES = (8, 16, 32)
+YUNET_NMS_IOU = 0.3
+YUNET_TOP_K = 5000
+# One thread: the anonymizer runs beside the pose model, which has the other core.
+OPENVINO_CPU_CONFIG = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 
 
 class FaceDetector:
-    """YuNet face boxes (N, 4) xyxy in frame pixels, optionally run on a downscaled copy for speed."""
+    """YuNet face boxes (N, 4) xyxy in frame pixels, optionally run on a downscaled copy for speed.
 
-    def __init__(self, model: str, confidence: float = 0.5, input_width: int = 0, models_dir: str | None = None) -> None:
-        import cv2
+    Backends: ``opencv`` (``cv2.FaceDetectorYN``, the reference) and ``openvino``, which runs the same ONNX
+    model about twice as fast on a CPU and decodes its outputs as OpenCV does (``decode_yunet``); ``auto``
+    picks OpenVINO when it is installed. The privacy check always uses ``opencv``, so the anonymizer is
+    checked by an implementation other than its own.
+    """
 
+    def __init__(self, model: str, confidence: float = 0.5, input_width: int = 0, models_dir: str | None = None,
+                 backend: str = "auto") -> None:
+        if backend not in ("auto", "opencv", "openvino"):
+            raise ValueError(f"unknown face detector backend {backend!r}")
         self.path = resolve_model(model, models_dir)
+        self.confidence = confidence
         self.input_width = input_width
-        self._size = (320, 320)
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns about DNN targets it ignores
-        try:
-            self.net = cv2.FaceDetectorYN.create(str(self.path), "", self._size, confidence, 0.3, 5000)
-        except cv2.error as error:
-            from engagement.errors import UserError
-
-            raise UserError(f"cannot load face detector {self.path}: {str(error).strip().splitlines()[-1]}") from None
+        if backend == "auto":
+            backend = "openvino" if importlib.util.find_spec("openvino") is not None else "opencv"
+        self.backend = backend
+        self._run = self._openvino() if backend == "openvino" else self._opencv()
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         import cv2
@@ -52,15 +65,88 @@ class FaceDetector:
         height, width = frame.shape[:2]
         scale = min(1.0, self.input_width / width) if self.input_width else 1.0
         image = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        size = (image.shape[1], image.shape[0])
-        if size != self._size:
-            self.net.setInputSize(size)
-            self._size = size
-        _, faces = self.net.detect(image)
-        if faces is None:
-            return np.empty((0, 4), np.float32)
-        x, y, w, h = (faces[:, i] / scale for i in range(4))
-        return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+        return self._run(image) / scale
+
+    def _opencv(self) -> Callable[[np.ndarray], np.ndarray]:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns about DNN targets it ignores
+        try:
+            net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), self.confidence, YUNET_NMS_IOU, YUNET_TOP_K)
+        except cv2.error as error:
+            raise UserError(f"cannot load face detector {self.path}: {str(error).strip().splitlines()[-1]}") from None
+        sizes = [(320, 320)]
+
+        def run(image: np.ndarray) -> np.ndarray:
+            size = (image.shape[1], image.shape[0])
+            if size != sizes[0]:
+                net.setInputSize(size)
+                sizes[0] = size
+            _, faces = net.detect(image)
+            if faces is None:
+                return np.empty((0, 4), np.float32)
+            x, y, w, h = (faces[:, i] for i in range(4))
+            return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+
+        return run
+
+    def _openvino(self) -> Callable[[np.ndarray], np.ndarray]:
+        import cv2
+        import openvino as ov
+        from openvino.preprocess import PrePostProcessor
+
+        core = ov.Core()
+        try:
+            model = core.read_model(self.path)
+        except RuntimeError as error:
+            raise UserError(f"cannot load face detector {self.path}: {str(error).strip().splitlines()[0]}") from None
+        steps = PrePostProcessor(model)
+        steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        steps.input().model().set_layout(ov.Layout("NCHW"))
+        steps.input().preprocess().convert_element_type(ov.Type.f32)
+        model = steps.build()
+        compiled: dict[tuple[int, int], Any] = {}  # one compiled model per padded input size
+
+        def run(image: np.ndarray) -> np.ndarray:
+            height, width = image.shape[:2]
+            padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
+            if (padded_h, padded_w) not in compiled:
+                model.reshape([1, padded_h, padded_w, 3])
+                compiled[padded_h, padded_w] = core.compile_model(model, "CPU", OPENVINO_CPU_CONFIG)
+            padded = cv2.copyMakeBorder(image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT, value=0)
+            outputs = compiled[padded_h, padded_w](padded[None])
+            named = {name: value for output, value in outputs.items() for name in output.get_names()}
+            return decode_yunet(named, padded_h, padded_w, self.confidence)
+
+        return run
+
+
+def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, confidence: float) -> np.ndarray:
+    """YuNet's raw outputs -> face boxes (N, 4) xyxy, decoded as ``cv2.FaceDetectorYN`` does (OpenCV's
+    face_detect.cpp): per stride, score = sqrt(cls * obj), centre = (cell + offset) * stride, size =
+    exp(log-size) * stride; then non-maximum suppression."""
+    import cv2
+
+    boxes, scores = [], []
+    for stride in YUNET_STRIDES:
+        rows, cols = height // stride, width // stride
+        cls = np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1)
+        obj = np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1)
+        offsets = outputs[f"bbox_{stride}"].reshape(-1, 4)
+        row, col = np.divmod(np.arange(rows * cols), cols)
+        centre_x, centre_y = (col + offsets[:, 0]) * stride, (row + offsets[:, 1]) * stride
+        box_w, box_h = np.exp(offsets[:, 2]) * stride, np.exp(offsets[:, 3]) * stride
+        boxes.append(np.stack([centre_x - box_w / 2, centre_y - box_h / 2, box_w, box_h], axis=1))
+        scores.append(np.sqrt(cls * obj))
+    boxes_xywh, score = np.concatenate(boxes), np.concatenate(scores)
+    candidates = score >= confidence
+    boxes_xywh, score = boxes_xywh[candidates], score[candidates]
+    # OpenCV suppresses on integer rectangles; float boxes tip borderline overlaps the other way.
+    integer_boxes = boxes_xywh.astype(np.int32).tolist()
+    keep = cv2.dnn.NMSBoxes(integer_boxes, score.tolist(), confidence, YUNET_NMS_IOU, top_k=YUNET_TOP_K)
+    keep = np.asarray(keep, int).reshape(-1)
+    x, y, w, h = boxes_xywh[keep].T
+    return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32).reshape(-1, 4)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def leak_check(
 ) -> dict[str, Any]:
     """Per-frame faces found in the original and still found in the anonymized video, plus totals."""
     defaults = AnonymizerConfig()
-    detector = FaceDetector(defaults.face_model, defaults.face_confidence if confidence is None else confidence, 0, models_dir)
+    detector = FaceDetector(defaults.face_model, defaults.face_confidence if confidence is None else confidence, 0, models_dir, backend="opencv")
     frames = []
     pairs = itertools.zip_longest(read_frames(original, max_frames), read_frames(anonymized, max_frames))
     for index, (before, after) in enumerate(pairs):

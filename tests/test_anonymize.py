@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,20 @@ def test_head_box_falls_back_to_top_of_person() -> None:
 @pytest.fixture(scope="module")
 def face_detector(models_dir: Path) -> FaceDetector:
     return FaceDetector(AnonymizerConfig().face_model, 0.5, 0, str(models_dir))
+
+
+@pytest.mark.parametrize("input_width", [0, 640])
+def test_openvino_face_detector_matches_opencv(models_dir: Path, classroom_video: Path, input_width: int) -> None:
+    from engagement.privacy import read_frames
+
+    name = AnonymizerConfig().face_model
+    reference = FaceDetector(name, 0.5, input_width, str(models_dir), backend="opencv")
+    fast = FaceDetector(name, 0.5, input_width, str(models_dir), backend="openvino")
+    assert fast.backend == "openvino"
+    for frame in itertools.islice(read_frames(classroom_video), 0, 12, 3):
+        expected, found = reference(frame), fast(frame)
+        assert len(expected) >= 15 and len(found) == len(expected)
+        assert (box_iou(expected, found).max(axis=1) > 0.99).all()
 
 
 def test_mask_is_held_then_released(models_dir: Path) -> None:
