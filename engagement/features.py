@@ -203,6 +203,7 @@ class FeatureExtractor:
         self.models_dir = models_dir
         self._face: FaceAnalyzer | None = None
         self._history: dict[int, tuple[float, np.ndarray, np.ndarray, float]] = {}
+        self._faces: dict[int, tuple[float, np.ndarray]] = {}
 
     @property
     def face(self) -> FaceAnalyzer:
@@ -219,11 +220,21 @@ class FeatureExtractor:
         heads = head_boxes(detections.keypoints, detections.xyxy)
         motion = self._motion(detections, heads, time_s)
         head = np.stack([head_crop_features(frame, box) for box in heads])
-        face = np.stack([self._face_features(frame, box) for box in heads])
+        face = np.stack([self._tracked_face_features(frame, box, track_id, time_s) for box, track_id in zip(heads, detections.track_id.tolist())])
         # The crop descriptor is the fallback for faces too small for landmarks; with landmarks it mostly
         # encodes who the person is, which does not carry over to unseen people.
         head[face[:, 0] == 1.0] = np.nan
         return np.concatenate([pose, motion, head, face], axis=1).astype(np.float32)
+
+    def _tracked_face_features(self, frame: np.ndarray, head_box: np.ndarray, track_id: int, time_s: float) -> np.ndarray:
+        """Face features of a tracked person, reused for ``face_refresh_s`` after they were computed."""
+        cached = self._faces.get(track_id)
+        if track_id != UNTRACKED and cached is not None and 0 <= time_s - cached[0] < self.config.face_refresh_s:
+            return cached[1]
+        features = self._face_features(frame, head_box)
+        if track_id != UNTRACKED:
+            self._faces[track_id] = (time_s, features)
+        return features
 
     def _face_features(self, frame: np.ndarray, head_box: np.ndarray) -> np.ndarray:
         missing = np.full(len(FACE_FEATURES), np.nan, np.float32)
@@ -256,6 +267,7 @@ class FeatureExtractor:
     def forget(self, track_id: int) -> None:
         """Drop a finished track's history."""
         self._history.pop(track_id, None)
+        self._faces.pop(track_id, None)
 
     def close(self) -> None:
         """Release the face landmarker now: MediaPipe's own finalizer fails when run at interpreter exit."""

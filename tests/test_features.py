@@ -129,3 +129,27 @@ def test_face_adapter_on_a_real_webcam_frame(webcam_dataset) -> None:
     assert np.all(np.abs(result.head_pose) < 45)  # a person facing the webcam
     assert analyzer(np.zeros((120, 120, 3), np.uint8)) is None  # no face: marked missing, not invented
     analyzer.close()
+
+
+def test_tracked_faces_are_reanalysed_every_face_refresh_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engagement.config import ClassifierConfig
+    from engagement.face import BLENDSHAPES, FaceResult
+    from engagement.features import FeatureExtractor
+
+    calls = []
+
+    def analyse(crop: np.ndarray) -> FaceResult:
+        calls.append(crop.shape)
+        return FaceResult(np.full(len(BLENDSHAPES), len(calls), np.float32), np.zeros(3, np.float32))
+
+    monkeypatch.setattr(FeatureExtractor, "face", property(lambda self: analyse))
+    extractor = FeatureExtractor(ClassifierConfig(face_refresh_s=0.5, min_face_px=10))
+    frame = np.zeros((300, 300, 3), np.uint8)
+    people = Detections.from_boxes(np.array([[50, 50, 150, 290], [160, 50, 260, 290]], np.float32))
+    people.track_id = np.array([7, -1])  # a tracked person and an untracked one
+    analysed = [extractor(frame, people, t)[:, -len(BLENDSHAPES) - 3] for t in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    # the tracked face is analysed at 0.0 and 0.6 only; the untracked one on every frame
+    assert [int(row[0]) for row in analysed] == [1, 1, 1, 5, 5]
+    assert len(calls) == 2 + 5
+    extractor.forget(7)
+    assert int(extractor(frame, people, 1.0)[0, -len(BLENDSHAPES) - 3]) == 8
