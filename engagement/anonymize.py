@@ -239,6 +239,11 @@ class Anonymizer:
         self._last_seen = np.empty(0, np.int64)
         self._frame = -1
 
+    def warm_up(self, height: int, width: int) -> None:
+        blank = np.zeros((height, width, 3), np.uint8)
+        self.detector(blank)
+        self.fast_detector(blank)
+
     def annotate(self, frame: np.ndarray, detections: Detections, blur_all_faces: bool) -> np.ndarray:
         """A copy of ``frame`` with every face that may not be shown hidden."""
         self._frame += 1

@@ -88,6 +88,8 @@ def run_live(
         raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
     analyzer = Analyzer(config)
     renderer = Renderer(config, info.fps)
+    analyzer.warm_up(info.height, info.width)
+    renderer.warm_up(info.height, info.width)
     worker = AnalysisWorker(analyzer)
     recorder = VideoWriter(partial, info.fps, info.width, info.height, config.output.crf, "ultrafast") if partial else None
     overlay = TextAnnotator()

@@ -112,6 +112,14 @@ class Analyzer:
         self.max_people = 0
         self.confirmed_ids: set[int] = set()
 
+    def warm_up(self, height: int, width: int) -> None:
+        """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)
+        happens while loading rather than on the first analysis frames."""
+        blank = np.zeros((height, width, 3), np.uint8)
+        self.detect([blank])
+        if self.states is not None:
+            self.states.features.face(blank[:64, :64])
+
     def close(self) -> None:
         if self.states is not None:
             self.states.features.close()
@@ -215,6 +223,11 @@ class Renderer:
             from engagement.anonymize import Anonymizer
 
             self.anonymizer = Anonymizer(config.anonymizer, fps, config.models_dir)
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Compile the face detector for this frame size before the first frame (see ``Analyzer.warm_up``)."""
+        if self.anonymizer is not None:
+            self.anonymizer.warm_up(height, width)
 
     def __call__(self, frame: np.ndarray, detections: Detections) -> np.ndarray:
         if self.anonymizer is not None:
@@ -483,6 +496,8 @@ def process_video(
         with timer("load_models"):
             analyzer = Analyzer(config, timer)
             renderer = Renderer(config, source.info.fps)
+            analyzer.warm_up(source.info.height, source.info.width)
+            renderer.warm_up(source.info.height, source.info.width)
         writer = RunWriter(directory, source.info, config, video=config.output.video)
         with tqdm(total=source.info.frames, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
             try:
