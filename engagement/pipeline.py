@@ -116,7 +116,7 @@ class Analyzer:
         """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)
         happens while loading rather than on the first analysis frames."""
         blank = np.zeros((height, width, 3), np.uint8)
-        self.detect([blank])
+        self.detector.detect_batch([blank])
         if self.states is not None:
             self.states.features.face(blank[:64, :64])
 
