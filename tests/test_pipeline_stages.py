@@ -154,6 +154,24 @@ def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):
         assert float(stream.average_rate) == pytest.approx(12.5)
 
 
+def test_video_writer_keeps_colours(tmp_path: Path):
+    import av
+
+    path = tmp_path / "out.mp4"
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[:, :32] = (255, 0, 0)  # BGR: blue, green, red stripes
+    image[:, 32:64] = (0, 255, 0)
+    image[:, 64:] = (0, 0, 255)
+    writer = VideoWriter(path, 10, 96, 64)
+    for _ in range(3):
+        writer.write(image)
+    writer.close()
+    with av.open(str(path)) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    for column, expected in ((16, (255, 0, 0)), (48, (0, 255, 0)), (80, (0, 0, 255))):
+        assert np.abs(decoded[32, column].astype(int) - expected).max() <= 12
+
+
 def test_table_writer_streams_row_groups(tmp_path: Path):
     path = tmp_path / "tracks.parquet"
     writer = TableWriter(path, TRACK_SCHEMA, rows_per_group=5)
