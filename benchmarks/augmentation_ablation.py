@@ -1,11 +1,16 @@
-"""Augmentation ablation: macro-F1 and minority-state F1 on held-out real data, over several seeds.
+"""Augmentation ablation: macro-F1 and minority-state F1 over several seeds, on validation or held-out data.
 
-Every method fits on the same real training rows (cctv train split; webcam persons other than the
-held-out ones); synthetic rows only ever join the training side. Held-out: cctv val split, webcam
-persons 1 and 2.
+Every method fits on the same real rows; synthetic rows only ever join the training side.
+- ``--split validation`` (how defaults are chosen): carved from the training data only. Three folds: the
+  cctv train frames in three groups by frame, and the webcam training persons (all but the held-out
+  ones) one each; each fold fits on the other two groups and persons. Figures are means over folds.
+- ``--split held-out`` (how they are reported): fit on all training data; cctv val split, webcam
+  persons 1 and 2.
+``--no-relative`` drops the track-relative features (``RELATIVE_FEATURES``) to measure what they add.
 
     python benchmarks/augmentation_ablation.py --cctv ../shared/datasets/cctv_headstate \
-        --webcam ../shared/datasets/webcam_behaviour --seeds 0 1 2 [--methods none class_weight smote cvae ddpm]
+        --webcam ../shared/datasets/webcam_behaviour --split validation --seeds 0 1 2 \
+        [--methods none class_weight smote cvae ddpm] [--no-relative]
 """
 
 from __future__ import annotations
@@ -17,8 +22,33 @@ import time
 import numpy as np
 
 from engagement.classifier.cli import DEFAULT_CACHE
-from engagement.classifier.data import DatasetFeaturizer
+from engagement.classifier.data import DatasetFeaturizer, FeatureSet
 from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam
+from engagement.features import FRAME_FEATURES
+
+COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
+           "webcam_behaviour_macro_f1", "webcam_behaviour_minority_f1"]
+
+
+def without_relative(features: FeatureSet) -> FeatureSet:
+    """The rows with the track-relative features marked missing (the model then never uses them)."""
+    X = features.X.copy()
+    X[:, len(FRAME_FEATURES):] = np.nan
+    return FeatureSet(X, features.y, features.groups, features.covered, features.dataset)
+
+
+def validation_folds(cctv_train: FeatureSet, webcam_train: FeatureSet) -> list[tuple[list[FeatureSet], list[FeatureSet]]]:
+    """(fit sets, validation sets) per fold, from the training data only; no frame or person on both sides."""
+    persons = sorted(set(webcam_train.groups.tolist()))
+    frames = np.array(sorted(set(cctv_train.groups.tolist())))
+    frame_fold = dict(zip(frames, np.arange(len(frames)) % len(persons)))
+    cctv_fold = np.array([frame_fold[g] for g in cctv_train.groups])
+    folds = []
+    for k, person in enumerate(persons):
+        held_cctv, held_webcam = cctv_fold == k, webcam_train.groups == person
+        folds.append(([cctv_train.subset(~held_cctv), webcam_train.subset(~held_webcam)],
+                      [cctv_train.subset(held_cctv), webcam_train.subset(held_webcam)]))
+    return folds
 
 
 def main() -> None:
@@ -26,32 +56,40 @@ def main() -> None:
     parser.add_argument("--cctv", default="../shared/datasets/cctv_headstate")
     parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
     parser.add_argument("--test-persons", default="1,2")
+    parser.add_argument("--split", choices=["validation", "held-out"], default="validation")
     parser.add_argument("--methods", nargs="+", default=["none", "class_weight", "smote", "cvae", "ddpm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--no-relative", action="store_true", help="drop the track-relative features")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
-    cctv_test = featurizer.featurize(args.cctv, split="val")
     webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), args.test_persons.split(","))
+    if args.no_relative:
+        cctv_train, webcam_train, webcam_test = map(without_relative, (cctv_train, webcam_train, webcam_test))
+    if args.split == "validation":
+        folds = validation_folds(cctv_train, webcam_train)
+    else:
+        cctv_test = featurizer.featurize(args.cctv, split="val")
+        folds = [([cctv_train, webcam_train], [without_relative(cctv_test) if args.no_relative else cctv_test,
+                                               webcam_test])]
     results = []
     for method in args.methods:
         for seed in args.seeds:
             started = time.perf_counter()
             try:
-                model, counts = fit_on([cctv_train, webcam_train], method, seed)
+                fold_rows = [fold_result(fit_sets, eval_sets, method, seed, not args.no_relative)
+                             for fit_sets, eval_sets in folds]
             except Exception as error:  # a generator that fails is reported, not hidden
                 results.append({"method": method, "seed": seed, "error": f"{type(error).__name__}: {error}"})
                 print(json.dumps(results[-1]), flush=True)
                 continue
-            row = {"method": method, "seed": seed, "synthetic_rows": counts["synthetic"],
-                   "fit_s": round(time.perf_counter() - started, 1)}
-            for features in (cctv_test, webcam_test):
-                report = evaluate(model, features)
-                row[f"{features.dataset}_macro_f1"] = report["model"]["macro_f1"]
-                row[f"{features.dataset}_minority_f1"] = minority_f1(report)
+            row = {"method": method, "seed": seed, "synthetic_rows": fold_rows[0].pop("synthetic_rows"),
+                   "fit_s": round(time.perf_counter() - started, 1),
+                   **{c: float(np.mean([r[c] for r in fold_rows])) for c in COLUMNS},
+                   "per_fold": fold_rows}
             results.append(row)
             print(json.dumps(row), flush=True)
     print(summary_table(results))
@@ -60,18 +98,28 @@ def main() -> None:
             json.dump(results, handle, indent=2)
 
 
+def fold_result(fit_sets: list[FeatureSet], eval_sets: list[FeatureSet], method: str, seed: int,
+                settled_baselines: bool) -> dict:
+    """Fit on ``fit_sets``; macro-F1 and minority F1 on each of ``eval_sets``."""
+    model, counts = fit_on(fit_sets, method, seed, settled_baselines=settled_baselines)
+    row = {"synthetic_rows": counts["synthetic"]}
+    for features in eval_sets:
+        report = evaluate(model, features)
+        row[f"{features.dataset}_macro_f1"] = report["model"]["macro_f1"]
+        row[f"{features.dataset}_minority_f1"] = minority_f1(report)
+    return row
+
+
 def summary_table(results: list[dict]) -> str:
     """Mean +- std over seeds per method, as a markdown table."""
-    columns = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
-               "webcam_behaviour_macro_f1", "webcam_behaviour_minority_f1"]
-    lines = ["| method | seeds | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    lines = ["| method | seeds | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 2)]
     for method in dict.fromkeys(r["method"] for r in results):
         rows = [r for r in results if r["method"] == method and "error" not in r]
         if not rows:
             error = next(r["error"] for r in results if r["method"] == method)
-            lines.append(f"| {method} | 0 | failed: {error} |" + " |" * (len(columns) - 1))
+            lines.append(f"| {method} | 0 | failed: {error} |" + " |" * (len(COLUMNS) - 1))
             continue
-        cells = [f"{np.mean([r[c] for r in rows]):.3f} ± {np.std([r[c] for r in rows]):.3f}" for c in columns]
+        cells = [f"{np.mean([r[c] for r in rows]):.3f} ± {np.std([r[c] for r in rows]):.3f}" for c in COLUMNS]
         lines.append(f"| {method} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """Per-segment check of the state classifier on ``webcam_session_p2.mp4`` (person 2, held out of training).
 
-Runs detector -> features -> classifier -> smoothing over every frame, then compares the dominant
-smoothed state of each segment of the ``.segments.csv`` with the segment's mapped label.
+Runs detector -> features -> classifier -> smoothing over every frame with the settings of
+``pipelines/webcam.yaml`` (one track, so the features relative to the track's running baseline build up
+as in the pipeline), then compares the dominant smoothed state of each segment of the ``.segments.csv`` with the segment's mapped label.
 
     python benchmarks/webcam_segments.py --video ../shared/videos/webcam_session_p2.mp4 [--weights W.npz]
 """
@@ -17,20 +18,20 @@ import pandas as pd
 
 from engagement.classifier.data import WEBCAM, load_label_map
 from engagement.classifier.model import StateClassifier
-from engagement.config import ClassifierConfig, DetectorConfig
+from engagement.config import PipelineConfig, load_pipeline
 from engagement.features import FeatureExtractor
 from engagement.states import STATES, StateSmoother
 
 
-def frame_probabilities(video: Path, model: StateClassifier, smoothing_s: float) -> tuple[np.ndarray, float]:
-    """(n_frames, 6) smoothed probabilities of the largest person (uniform where nobody is found), and fps."""
+def frame_probabilities(video: Path, model: StateClassifier, config: PipelineConfig) -> tuple[np.ndarray, float]:
+    """(n_frames, 6) smoothed probabilities of the largest person (NaN where nobody is found), and fps."""
     import av
 
     from engagement.detector import PoseDetector
 
-    detector = PoseDetector(DetectorConfig())
-    extractor = FeatureExtractor(ClassifierConfig())
-    smoother = StateSmoother(smoothing_s)
+    detector = PoseDetector(config.detector, config.models_dir)
+    extractor = FeatureExtractor(config.classifier, config.models_dir)
+    smoother = StateSmoother(config.classifier.smoothing_s)
     rows = []
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
@@ -80,11 +81,14 @@ def main() -> None:
     parser.add_argument("--video", default="../shared/videos/webcam_session_p2.mp4")
     parser.add_argument("--segments", help="default: VIDEO with .segments.csv")
     parser.add_argument("--weights", help="default: the packaged weights")
-    parser.add_argument("--smoothing-s", type=float, default=ClassifierConfig().smoothing_s)
+    parser.add_argument("--smoothing-s", type=float, help="default: the webcam pipeline's smoothing_s")
     args = parser.parse_args()
+    config = load_pipeline("webcam")
+    if args.smoothing_s is not None:
+        config.classifier.smoothing_s = args.smoothing_s
     video = Path(args.video)
     segments = pd.read_csv(args.segments or video.with_suffix(".segments.csv"))
-    probs, _ = frame_probabilities(video, StateClassifier.load(args.weights), args.smoothing_s)
+    probs, _ = frame_probabilities(video, StateClassifier.load(args.weights), config)
     table = segment_table(probs, segments)
     scored = table[table["match"].notna()]
     print(markdown(table))

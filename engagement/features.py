@@ -6,7 +6,10 @@ Three groups, concatenated in ``FEATURE_NAMES`` order:
 - a head-crop descriptor (HOG and brightness of the head region), which carries the signal when the
   keypoints are weak and the face too small for landmarks, as in ceiling CCTV views (missing when the
   face landmarker found the face);
-- MediaPipe face blendshapes and head pose when the face is large enough.
+- MediaPipe face blendshapes and head pose when the face is large enough;
+- the same pose geometry, blendshapes and head pose relative to the track's own running baseline
+  (``TrackCalibration``): a z-score against the track's history, so that a person's resting face and
+  posture count as ordinary for that person (expressions differ more between people than between states).
 Anything that cannot be measured is NaN, with a presence flag beside it: missing parts are marked, never
 invented. Geometry is normalised by the person's scale so that near and far students compare.
 """
@@ -21,10 +24,11 @@ from engagement.config import ClassifierConfig
 from engagement.detections import KEYPOINT_INDEX, UNTRACKED, Detections
 from engagement.face import BLENDSHAPES, HEAD_POSE, FaceAnalyzer
 
-FEATURES_VERSION = 2  # bump when the meaning of a feature changes: cached feature rows become stale
+FEATURES_VERSION = 3  # bump when the meaning of a feature changes: cached feature rows become stale
 KEYPOINT_MIN_SCORE = 0.3
 HEAD_CROP_PX = 32
 MOTION_MAX_GAP_S = 2.0  # older history is too stale to call the difference motion
+CALIBRATION_MIN_FRAMES = 10  # a baseline from fewer face frames is too noisy to compare against
 
 _FLAGGED_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -46,7 +50,14 @@ HEAD_FEATURES: tuple[str, ...] = (
     "head_gray_mean", "head_gray_std", "head_saturation", "head_dark_share",
 )
 FACE_FEATURES: tuple[str, ...] = ("has_face", *BLENDSHAPES, *HEAD_POSE)
-FEATURE_NAMES: tuple[str, ...] = (*POSE_FEATURES, *MOTION_FEATURES, *HEAD_FEATURES, *FACE_FEATURES)
+CALIBRATED_FEATURES: tuple[str, ...] = (
+    *(name for name in POSE_FEATURES if not name.startswith("has_")), *BLENDSHAPES, *HEAD_POSE,
+)
+RELATIVE_FEATURES: tuple[str, ...] = tuple(f"rel_{name}" for name in CALIBRATED_FEATURES)
+FRAME_FEATURES: tuple[str, ...] = (*POSE_FEATURES, *MOTION_FEATURES, *HEAD_FEATURES, *FACE_FEATURES)
+FEATURE_NAMES: tuple[str, ...] = (*FRAME_FEATURES, *RELATIVE_FEATURES)
+_CALIBRATED_INDEX = np.array([FRAME_FEATURES.index(name) for name in CALIBRATED_FEATURES])
+_HAS_FACE_INDEX = FRAME_FEATURES.index("has_face")
 
 
 def _point(keypoints: np.ndarray, name: str) -> np.ndarray:
@@ -195,14 +206,80 @@ def face_crop(frame: np.ndarray, head_box: np.ndarray, margin: float = 0.6) -> n
     return frame[y0:y1, x0:x1]
 
 
+class RunningStats:
+    """Mean and standard deviation of feature vectors seen so far (Welford), per feature, skipping NaN."""
+
+    def __init__(self, size: int) -> None:
+        self.count = np.zeros(size)
+        self.mean = np.zeros(size)
+        self._sum_sq = np.zeros(size)
+
+    def add(self, values: np.ndarray) -> None:
+        seen = np.isfinite(values)
+        self.count[seen] += 1
+        delta = np.where(seen, values - self.mean, 0.0)
+        self.mean += delta / np.maximum(self.count, 1)
+        self._sum_sq += delta * np.where(seen, values - self.mean, 0.0)
+
+    def zscore(self, values: np.ndarray, min_count: int = CALIBRATION_MIN_FRAMES) -> np.ndarray:
+        """(values - mean) / std, NaN where fewer than ``min_count`` values were seen."""
+        std = np.sqrt(self._sum_sq / np.maximum(self.count, 1))
+        z = (values - self.mean) / (std + 1e-3)
+        return np.where(self.count >= min_count, z, np.nan)
+
+
+def face_rows(frame_features: np.ndarray) -> np.ndarray:
+    """Rows whose face was analysed: only these feed and receive a calibration."""
+    return frame_features[:, _HAS_FACE_INDEX] == 1.0
+
+
+class TrackCalibration:
+    """``RELATIVE_FEATURES`` from each track's running baseline, causally: a frame is compared with the
+    track's face frames up to and including itself. Untracked rows and rows without a face stay NaN."""
+
+    def __init__(self) -> None:
+        self._stats: dict[int, RunningStats] = {}
+
+    def __call__(self, track_ids: np.ndarray, frame_features: np.ndarray) -> np.ndarray:
+        """(N, len(RELATIVE_FEATURES)) for (N, len(FRAME_FEATURES)) rows; updates the tracks' baselines."""
+        relative = np.full((len(frame_features), len(RELATIVE_FEATURES)), np.nan, np.float32)
+        with_face = face_rows(frame_features)
+        for i, track_id in enumerate(np.asarray(track_ids).tolist()):
+            if track_id == UNTRACKED or not with_face[i]:
+                continue
+            values = frame_features[i, _CALIBRATED_INDEX].astype(np.float64)
+            stats = self._stats.setdefault(track_id, RunningStats(len(CALIBRATED_FEATURES)))
+            stats.add(values)
+            relative[i] = stats.zscore(values)
+        return relative
+
+    def forget(self, track_id: int) -> None:
+        self._stats.pop(track_id, None)
+
+
+def session_relative(frame_features: np.ndarray) -> np.ndarray:
+    """``RELATIVE_FEATURES`` against the baseline of the whole session (all rows of one person): what the
+    running baseline converges to. Training adds these rows so the model knows settled baselines too."""
+    stats = RunningStats(len(CALIBRATED_FEATURES))
+    with_face = face_rows(frame_features)
+    values = frame_features[:, _CALIBRATED_INDEX].astype(np.float64)
+    for row in values[with_face]:
+        stats.add(row)
+    relative = np.full((len(frame_features), len(RELATIVE_FEATURES)), np.nan, np.float32)
+    relative[with_face] = stats.zscore(values[with_face])
+    return relative
+
+
 class FeatureExtractor:
-    """Features for every detection of one analysis frame; keeps per-track history for motion."""
+    """Features for every detection of one analysis frame; keeps per-track history for motion and
+    for the running baseline of the relative features."""
 
     def __init__(self, config: ClassifierConfig | None = None, models_dir: str | None = None) -> None:
         self.config = config or ClassifierConfig()
         self.models_dir = models_dir
         self._face: FaceAnalyzer | None = None
         self._history: dict[int, tuple[float, np.ndarray, np.ndarray, float]] = {}
+        self.calibration = TrackCalibration()
         self._faces: dict[int, tuple[float, np.ndarray]] = {}
 
     @property
@@ -224,7 +301,9 @@ class FeatureExtractor:
         # The crop descriptor is the fallback for faces too small for landmarks; with landmarks it mostly
         # encodes who the person is, which does not carry over to unseen people.
         head[face[:, 0] == 1.0] = np.nan
-        return np.concatenate([pose, motion, head, face], axis=1).astype(np.float32)
+        frame_features = np.concatenate([pose, motion, head, face], axis=1).astype(np.float32)
+        relative = self.calibration(detections.track_id, frame_features)
+        return np.concatenate([frame_features, relative], axis=1)
 
     def _tracked_face_features(self, frame: np.ndarray, head_box: np.ndarray, track_id: int, time_s: float) -> np.ndarray:
         """Face features of a tracked person, reused for ``face_refresh_s`` after they were computed."""
@@ -267,6 +346,7 @@ class FeatureExtractor:
     def forget(self, track_id: int) -> None:
         """Drop a finished track's history."""
         self._history.pop(track_id, None)
+        self.calibration.forget(track_id)
         self._faces.pop(track_id, None)
 
     def close(self) -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.classifier.data import FeatureSet, match_heads
+from engagement.classifier.data import FeatureSet, calibrate_persons, match_heads
 from engagement.classifier.model import RuleBasedClassifier, StateClassifier
 from engagement.classifier.train import augment, evaluate, fit_on, metrics
 from engagement.cli import main
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.features import FEATURE_NAMES
+from engagement.features import FEATURE_NAMES, FRAME_FEATURES, TrackCalibration
 from engagement.states import STATE_INDEX, STATES
 
 
@@ -85,7 +85,7 @@ def test_training_plumbing_missed_rows_count_as_wrong() -> None:
     webcam = synthetic_set(120, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
                                                       "engaged_in_discussion"], 1)
     model, counts = fit_on([cctv, webcam], "class_weight", seed=0)
-    assert counts == {"real": 240, "synthetic": 0}
+    assert counts == {"real": 240, "synthetic": 0, "settled_baseline_copies": 120}  # webcam rows, settled
     cctv.covered[:60] = False
     report = evaluate(model, cctv)
     assert report["coverage"] == 0.5
@@ -102,6 +102,26 @@ def test_oversample_adds_flagged_rows_for_minority_states_only() -> None:
     assert synthetic.sum() == 6 + 8 and not synthetic[: len(y)].any()
     assert np.bincount(y_all[synthetic], minlength=6).tolist() == [0, 6, 0, 0, 0, 8]
     assert len(weights) == len(y_all)
+
+
+def test_webcam_persons_are_calibrated_as_one_online_track_each() -> None:
+    rng = np.random.default_rng(0)
+    persons = np.array(["person0"] * 24 + ["person1"] * 12)
+    clips = np.array(["a"] * 12 + ["b"] * 12 + ["c"] * 12)
+    X = rng.normal(size=(len(persons), len(FEATURE_NAMES))).astype(np.float32)
+    X[:, FEATURE_NAMES.index("has_face")] = 1.0
+    X[:, len(FRAME_FEATURES):] = np.nan
+    alone = X[persons == "person1"].copy()
+    calibrate_persons(X, persons, clips, seed=0)
+    relative = X[:, len(FRAME_FEATURES):]
+    # person1 streamed on its own: nothing of person0 leaks into its baseline
+    calibration = TrackCalibration()
+    expected = np.concatenate([calibration(np.array([1]), alone[i:i + 1, :len(FRAME_FEATURES)])
+                               for i in range(len(alone))])
+    np.testing.assert_allclose(relative[persons == "person1"], expected, rtol=1e-5)
+    # the first streamed clip of person0 starts without a baseline, the second one has one
+    first, second = (relative[clips == clip] for clip in ("a", "b"))
+    assert np.isnan(first[0]).all() != np.isnan(second[0]).all()
 
 
 def test_metrics_macro_f1_over_dataset_states() -> None:

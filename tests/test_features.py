@@ -8,7 +8,9 @@ import pytest
 from engagement.detections import KEYPOINT_INDEX, Detections
 from engagement.face import euler_from_matrix
 from engagement.features import (
-    FEATURE_NAMES, HEAD_FEATURES, POSE_FEATURES, FeatureExtractor, head_boxes, head_crop_features, pose_features,
+    CALIBRATED_FEATURES, CALIBRATION_MIN_FRAMES, FEATURE_NAMES, FRAME_FEATURES, HEAD_FEATURES, POSE_FEATURES,
+    RELATIVE_FEATURES, FeatureExtractor, TrackCalibration, head_boxes, head_crop_features, pose_features,
+    session_relative,
 )
 
 
@@ -147,9 +149,47 @@ def test_tracked_faces_are_reanalysed_every_face_refresh_s(monkeypatch: pytest.M
     frame = np.zeros((300, 300, 3), np.uint8)
     people = Detections.from_boxes(np.array([[50, 50, 150, 290], [160, 50, 260, 290]], np.float32))
     people.track_id = np.array([7, -1])  # a tracked person and an untracked one
-    analysed = [extractor(frame, people, t)[:, -len(BLENDSHAPES) - 3] for t in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    first_blendshape = FEATURE_NAMES.index(BLENDSHAPES[0])
+    analysed = [extractor(frame, people, t)[:, first_blendshape] for t in (0.0, 0.2, 0.4, 0.6, 0.8)]
     # the tracked face is analysed at 0.0 and 0.6 only; the untracked one on every frame
     assert [int(row[0]) for row in analysed] == [1, 1, 1, 5, 5]
     assert len(calls) == 2 + 5
     extractor.forget(7)
-    assert int(extractor(frame, people, 1.0)[0, -len(BLENDSHAPES) - 3]) == 8
+    assert int(extractor(frame, people, 1.0)[0, first_blendshape]) == 8
+
+
+def face_frames(n: int, seed: int) -> np.ndarray:
+    """(n, len(FRAME_FEATURES)) rows with a face and random calibrated values."""
+    rows = np.full((n, len(FRAME_FEATURES)), np.nan, np.float32)
+    rows[:, FRAME_FEATURES.index("has_face")] = 1.0
+    columns = [FRAME_FEATURES.index(name) for name in CALIBRATED_FEATURES]
+    rows[:, columns] = np.random.default_rng(seed).normal(2.0, 3.0, size=(n, len(columns)))
+    return rows
+
+
+def test_track_calibration_is_causal_per_track_and_needs_a_baseline() -> None:
+    rows = face_frames(CALIBRATION_MIN_FRAMES + 5, seed=0)
+    calibration = TrackCalibration()
+    relative = np.concatenate([calibration(np.array([3]), rows[i:i + 1]) for i in range(len(rows))])
+    assert relative.shape == (len(rows), len(RELATIVE_FEATURES))
+    assert np.isnan(relative[: CALIBRATION_MIN_FRAMES - 1]).all()  # too little history: missing, not invented
+    column = FRAME_FEATURES.index("jawOpen")
+    seen = rows[:CALIBRATION_MIN_FRAMES + 2, column]  # history up to and including frame MIN + 1
+    expected = (seen[-1] - seen.mean()) / (seen.std() + 1e-3)
+    assert relative[CALIBRATION_MIN_FRAMES + 1, RELATIVE_FEATURES.index("rel_jawOpen")] == pytest.approx(expected, rel=1e-4)
+    # another track, an untracked row and a row without a face get nothing from track 3's baseline
+    others = rows[:3].copy()
+    others[2, FRAME_FEATURES.index("has_face")] = 0.0
+    assert np.isnan(calibration(np.array([4, -1, 3]), others)).all()
+    calibration.forget(3)
+    assert np.isnan(calibration(np.array([3]), rows[:1])).all()
+
+
+def test_session_relative_is_what_the_running_baseline_converges_to() -> None:
+    rows = face_frames(30, seed=1)
+    calibration = TrackCalibration()
+    for i in range(len(rows)):
+        last = calibration(np.array([0]), rows[i:i + 1])
+    np.testing.assert_allclose(session_relative(rows)[-1], last[0], rtol=1e-4, atol=1e-5)
+    rows[5, FRAME_FEATURES.index("has_face")] = 0.0
+    assert np.isnan(session_relative(rows)[5]).all()

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--webcam", required=True, help="webcam_behaviour folder (labels.csv)")
     train.add_argument("--test-persons", default="1,2", help="webcam persons held out (default 1,2)")
     train.add_argument("--augment", choices=AUGMENTATIONS, default="class_weight",
-                       help="balancing of under-represented states (default: class_weight, the ablation winner)")
+                       help="balancing of under-represented states (default: class_weight, tied best on validation)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="weights file to write (.npz)")
     train.add_argument("--export-features", help="also write the real training rows as X/y/classes .npz")

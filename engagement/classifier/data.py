@@ -5,6 +5,9 @@ Two formats are read:
   labelled head is matched to a detected person by head position; an unmatched head stays a row with
   ``covered = False`` (scored as wrong, reported as coverage);
 - a ``labels.csv`` of webcam frames (``webcam_behaviour``): one label per frame, for the largest person.
+  Each person's frames are then streamed through ``TrackCalibration`` as one track, clip after clip in
+  a seeded random order (the dataset has no order between clips), so the relative features are what
+  the pipeline would have computed online; no label is used for them.
 Detections are cached per image under the cache folder, so feature or model changes do not re-run the
 detector.
 """
@@ -22,13 +25,16 @@ import yaml
 from engagement.config import ClassifierConfig, DetectorConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.features import FEATURE_NAMES, FEATURES_VERSION, FeatureExtractor, head_boxes
+from engagement.features import (
+    FEATURE_NAMES, FEATURES_VERSION, FRAME_FEATURES, FeatureExtractor, TrackCalibration, head_boxes,
+)
 from engagement.states import STATE_INDEX
 
 log = logging.getLogger(__name__)
 LABEL_MAP_PATH = Path(__file__).with_name("label_map.yaml")
 CCTV, WEBCAM = "cctv_headstate", "webcam_behaviour"
 MATCH_RADIUS = 1.0  # a head matches a person whose head centre lies within one labelled head size
+STREAM_SEED = 0  # order of a webcam person's clips in the calibration stream
 
 
 @dataclass
@@ -167,7 +173,7 @@ class DatasetFeaturizer:
             raise UserError(f"dataset not found: {path}")
         cache_file = None
         if self.cache_dir is not None and label_map is None:
-            key = (f"{path.resolve()}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|"
+            key = (f"{path.resolve()}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|{STREAM_SEED}|"
                    f"{FEATURES_VERSION}|{FEATURE_NAMES}|{LABEL_MAP_PATH.read_text()}")
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
@@ -191,8 +197,8 @@ class DatasetFeaturizer:
         if not items:
             raise UserError(f"{path}: no labelled samples with a mapped state")
         grid = (1, 1) if kind == WEBCAM else self.tile_grid
-        rows_X, rows_y, rows_group, rows_covered = [], [], [], []
-        for image_path, group, boxes, states in items:
+        rows_X, rows_y, rows_group, rows_clip, rows_covered = [], [], [], [], []
+        for image_path, group, clip, boxes, states in items:
             frame = cv2.imread(str(image_path))
             if frame is None:
                 raise UserError(f"cannot read image {image_path}")
@@ -208,9 +214,25 @@ class DatasetFeaturizer:
                 rows_X.append(features[match] if covered else np.full(len(FEATURE_NAMES), np.nan, np.float32))
                 rows_y.append(STATE_INDEX[state])
                 rows_group.append(group)
+                rows_clip.append(clip)
                 rows_covered.append(covered)
-        return FeatureSet(np.stack(rows_X).astype(np.float32), np.array(rows_y), np.array(rows_group),
-                          np.array(rows_covered), kind)
+        X = np.stack(rows_X).astype(np.float32)
+        if kind == WEBCAM:
+            calibrate_persons(X, np.array(rows_group), np.array(rows_clip), STREAM_SEED)
+        return FeatureSet(X, np.array(rows_y), np.array(rows_group), np.array(rows_covered), kind)
+
+
+def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, seed: int) -> None:
+    """Fill the relative features of webcam rows in place: each person is one track, streamed clip by clip
+    in a seeded random order, frames in their recorded order within a clip."""
+    rng = np.random.default_rng(seed)
+    calibration = TrackCalibration()
+    frame_columns = len(FRAME_FEATURES)
+    for track_id, person in enumerate(sorted(set(persons.tolist()))):
+        person_clips = sorted(set(clips[persons == person].tolist()))
+        for clip in rng.permutation(person_clips):
+            for row in np.flatnonzero((persons == person) & (clips == clip)):
+                X[row, frame_columns:] = calibration(np.array([track_id]), X[row:row + 1, :frame_columns])[0]
 
 
 def _webcam_items(path: Path, mapping: dict):
@@ -229,7 +251,7 @@ def _webcam_items(path: Path, mapping: dict):
         state = mapping[row.label]
         if state is not None:
             # clips are named LABEL_LIGHTING_PERSON: the person id is the last field
-            yield path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", None, [state]
+            yield path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", str(row.clip), None, [state]
 
 
 def _cctv_items(path: Path, mapping: dict, split: str | None):
@@ -256,7 +278,8 @@ def _cctv_items(path: Path, mapping: dict, split: str | None):
                 continue
             cx, cy, w, h = rows[keep, 1:].T
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-            yield image_path, f"{split_dir.name}/{image_path.stem}", boxes, [s for s in states if s is not None]
+            group = f"{split_dir.name}/{image_path.stem}"
+            yield image_path, group, group, boxes, [s for s in states if s is not None]
 
 
 def _yolo_names(path: Path) -> list[str]:

@@ -2,7 +2,9 @@
 
 Synthetic rows (``--augment cvae|ddpm|smote|oversample``) are made in the standardised feature space by
 ``engagement.generative.augment.synthesize`` for the under-represented states only; they are flagged,
-used for fitting only, and never reach an evaluation.
+used for fitting only, and never reach an evaluation. Webcam training rows are fitted twice: with the
+relative features of the online calibration stream, and against each person's settled whole-session
+baseline (``engagement.features.session_relative``), so the model knows both early and settled baselines.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from engagement.classifier.data import FeatureSet, load_label_map
+from engagement.classifier.data import WEBCAM, FeatureSet, load_label_map
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
 from engagement.errors import UserError
+from engagement.features import FRAME_FEATURES, session_relative
 from engagement.states import STATE_INDEX, STATES
 
 AUGMENTATIONS = ("none", "class_weight", "oversample", "smote", "cvae", "ddpm")
-HIDDEN_UNITS = 32
+HIDDEN_UNITS = 128
+L2_ALPHA = 0.3
 MISSED = -1  # prediction for a label whose person was not detected
 
 
@@ -65,7 +69,7 @@ def train_classifier(X: np.ndarray, y: np.ndarray, augment_method: str = "none",
 
     mean, scale = fit_standardizer(X)
     Z, y_fit, weights, synthetic = augment(standardize(X, mean, scale), y, augment_method, seed)
-    mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=1.0, learning_rate_init=1e-3, max_iter=300,
+    mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=L2_ALPHA, learning_rate_init=1e-3, max_iter=300,
                         batch_size=128, random_state=seed)
     mlp.fit(Z, y_fit, sample_weight=weights)
     if list(mlp.classes_) != list(range(len(STATES))):
@@ -134,12 +138,24 @@ def split_webcam(features: FeatureSet, test_persons: list[str]) -> tuple[Feature
     return features.subset(~test), features.subset(test)
 
 
-def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int) -> tuple[StateClassifier, dict[str, int]]:
-    """Train on the covered rows of several datasets."""
+def with_settled_baselines(features: FeatureSet) -> FeatureSet:
+    """The rows again, with relative features against each person's whole-session baseline."""
+    X = features.X.copy()
+    for person in np.unique(features.groups):
+        rows = features.groups == person
+        X[rows, len(FRAME_FEATURES):] = session_relative(X[rows, :len(FRAME_FEATURES)])
+    return FeatureSet(X, features.y, features.groups, features.covered, features.dataset)
+
+
+def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
+           settled_baselines: bool = True) -> tuple[StateClassifier, dict[str, int]]:
+    """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
-    X = np.concatenate([fs.X for fs in covered])
-    y = np.concatenate([fs.y for fs in covered])
+    settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
+    X = np.concatenate([fs.X for fs in covered + settled])
+    y = np.concatenate([fs.y for fs in covered + settled])
     model, counts = train_classifier(X, y, augment_method, seed)
     model.card["majority_state"] = majority_states(covered)
-    return model, counts
+    copies = int(sum(len(fs.y) for fs in settled))
+    return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
 
