@@ -244,11 +244,17 @@ class Anonymizer:
         self.detector(blank)
         self.fast_detector(blank)
 
-    def annotate(self, frame: np.ndarray, detections: Detections, blur_all_faces: bool) -> np.ndarray:
-        """A copy of ``frame`` with every face that may not be shown hidden."""
+    def find_faces(self, frame: np.ndarray, index: int) -> np.ndarray:
+        """Face boxes in frame number ``index``: full resolution every ``face_every`` frames, downscaled between.
+        Depends on the pixels only, so a pipeline can run it ahead of ``annotate`` on another thread."""
+        full_pass = index % self.face_every == 0 or not self.config.face_input_width
+        return (self.detector if full_pass else self.fast_detector)(frame)
+
+    def annotate(self, frame: np.ndarray, detections: Detections, blur_all_faces: bool, faces: np.ndarray | None = None) -> np.ndarray:
+        """A copy of ``frame`` with every face that may not be shown hidden; ``faces`` from ``find_faces`` for
+        this frame, else found here."""
         self._frame += 1
-        full_pass = self._frame % self.face_every == 0 or not self.config.face_input_width
-        self.faces = (self.detector if full_pass else self.fast_detector)(frame)
+        self.faces = self.find_faces(frame, self._frame) if faces is None else faces
         blur = np.asarray(detections.data.get("blur", np.ones(len(detections), bool)), bool)
         if blur_all_faces:
             blur = np.ones(len(detections), bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,33 @@ class PoseDetector:
         # OpenVINO exports run on the CPU through OpenVINO whatever torch device is chosen.
         self.device = "cpu" if self.is_openvino else select_device(self.config.device)
         self.model = self._load(self.weights)
+        if self.is_openvino:
+            self.model.predict(np.zeros((32, 32, 3), np.uint8), device=self.device, verbose=False)  # builds the backend
+            self._limit_openvino_threads(self.config.threads or max(1, (os.cpu_count() or 1) - 1))
+
+    def _limit_openvino_threads(self, threads: int) -> None:
+        """Recompile the OpenVINO model for ``threads`` CPU threads. ultralytics compiles it for every core, and
+        on two cores those threads fight the anonymizer's thread: one thread was faster in the full pipeline
+        (docs/benchmarks.md). This reaches into ultralytics' OpenVINO backend; if its layout changes, the model
+        keeps ultralytics' setting (a test notices)."""
+        backend = self._openvino_backend()
+        compile_model = getattr(backend, "compile_model", None)
+        if not isinstance(compile_model, functools.partial) or not isinstance(compile_model.keywords.get("config"), dict):
+            return
+        config = {**compile_model.keywords["config"], "INFERENCE_NUM_THREADS": threads}
+        backend.compile_model = functools.partial(compile_model.func, *compile_model.args, **{**compile_model.keywords, "config": config})
+        core = compile_model.func.__self__
+        xml = next(Path(self.weights).glob("*.xml"))
+        backend.ov_compiled_model = backend.compile_model(core.read_model(str(xml), str(xml.with_suffix(".bin"))))
+
+    def _openvino_backend(self) -> Any:
+        return getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+
+    @property
+    def openvino_threads(self) -> int | None:
+        """Threads the OpenVINO model was compiled for (None for other model formats)."""
+        compiled = getattr(self._openvino_backend(), "ov_compiled_model", None)
+        return int(compiled.get_property("INFERENCE_NUM_THREADS")) if compiled is not None else None
 
     @staticmethod
     def _resolve(name: str, models_dir: str | None) -> Path | str:

@@ -13,6 +13,7 @@ import platform
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -229,9 +230,13 @@ class Renderer:
         if self.anonymizer is not None:
             self.anonymizer.warm_up(height, width)
 
-    def __call__(self, frame: np.ndarray, detections: Detections) -> np.ndarray:
+    def faces(self, frame: np.ndarray, index: int) -> np.ndarray | None:
+        """The anonymizer's face boxes for frame ``index`` (None without an anonymizer)."""
+        return self.anonymizer.find_faces(frame, index) if self.anonymizer is not None else None
+
+    def __call__(self, frame: np.ndarray, detections: Detections, faces: np.ndarray | None = None) -> np.ndarray:
         if self.anonymizer is not None:
-            frame = self.anonymizer.annotate(frame, detections, self.blur_all)
+            frame = self.anonymizer.annotate(frame, detections, self.blur_all, faces)
         return annotate(frame, detections)
 
 
@@ -277,23 +282,30 @@ def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
 
 class RenderWorker:
     """Anonymize, annotate and write frames in order on a background thread, fed by a bounded queue,
-    so the face detector and the encoder overlap with detection on the next analysis frame."""
+    so the encoder overlaps with detection on the next analysis frame. The anonymizer's face detector
+    needs only pixels, so it runs on a thread of its own, up to a queue's length ahead of the drawing."""
 
     def __init__(self, renderer: Renderer, writer: RunWriter, timer: StageTimer, fps: float, progress: Any = None, buffer: int = 16) -> None:
         self.renderer, self.writer, self.timer, self.fps, self.progress = renderer, writer, timer, fps, progress
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._error: BaseException | None = None
+        self._faces = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
         self._thread = threading.Thread(target=self._run, name="render", daemon=True)
         self._thread.start()
+
+    def _find_faces(self, image: np.ndarray, index: int) -> np.ndarray | None:
+        with self.timer("faces"):
+            return self.renderer.faces(image, index)
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain so the producer never blocks
-            index, image, detections = item
+            index, image, detections, faces = item
             try:
+                faces = faces.result()
                 with self.timer("render"):
-                    image = self.renderer(image, detections)
+                    image = self.renderer(image, detections, faces)
                 with self.timer("write"):
                     self.writer.frame(index, index / self.fps, image, detections)
                 if self.progress is not None:
@@ -304,11 +316,12 @@ class RenderWorker:
     def submit(self, index: int, image: np.ndarray, detections: Detections) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((index, image, detections))
+        self._queue.put((index, image, detections, self._faces.submit(self._find_faces, image, index)))
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._faces.shutdown()
         if self._error is not None:
             raise self._error
 

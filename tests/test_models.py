@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engagement.config import DetectorConfig
@@ -48,3 +49,14 @@ def test_unknown_model_name_is_not_downloaded(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("ENGAGEMENT_MODELS", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="'my-model' not found"):
         PoseDetector(DetectorConfig(model="my-model"))
+
+
+def test_openvino_detector_threads_are_set_and_results_unchanged(classroom_frame):
+    """The thread setting reaches into ultralytics' OpenVINO backend: this fails if an update moves it."""
+    from engagement.detector import PoseDetector
+
+    one, two = PoseDetector(DetectorConfig(threads=1)), PoseDetector(DetectorConfig(threads=2))
+    assert (one.openvino_threads, two.openvino_threads) == (1, 2)
+    a, b = one(classroom_frame), two(classroom_frame)
+    assert len(a) >= 10 and len(a) == len(b)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
