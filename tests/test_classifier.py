@@ -95,6 +95,24 @@ def test_training_plumbing_missed_rows_count_as_wrong() -> None:
         augment(cctv.X, cctv.y, "gan", 0)
 
 
+def test_exported_training_rows_train_a_generator(tmp_path: Path) -> None:
+    from engagement.classifier.train import export_training_rows
+
+    cctv = synthetic_set(60, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0)
+    webcam = synthetic_set(60, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
+                                                     "engaged_in_discussion"], 1)
+    cctv.X[:, ::7] = np.nan  # missing features, as real rows have
+    cctv.covered[:10] = False
+    model, _ = fit_on([cctv, webcam], "class_weight", seed=0)
+    export_training_rows(tmp_path / "rows.npz", [cctv, webcam], model)
+    with np.load(tmp_path / "rows.npz") as rows:
+        assert rows["X"].shape == (110, len(FEATURE_NAMES)) and np.isfinite(rows["X"]).all()
+        assert list(rows["classes"]) == list(STATES)
+    out = tmp_path / "cvae"
+    assert main(["generate", "train", "cvae", "--data", str(tmp_path / "rows.npz"), "--out", str(out), "--steps", "2"]) == 0
+    assert main(["generate", "sample", str(out), "--class", "distracted", "-n", "3", "--out", str(tmp_path / "s.npz")]) == 0
+
+
 def test_oversample_adds_flagged_rows_for_minority_states_only() -> None:
     y = np.array([0] * 10 + [1] * 4 + [5] * 2)
     Z = np.random.default_rng(0).normal(size=(len(y), 3)).astype(np.float32)

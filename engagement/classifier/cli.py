@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -26,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="balancing of under-represented states (default: class_weight, tied best on validation)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", required=True, help="weights file to write (.npz)")
-    train.add_argument("--export-features", help="also write the real training rows as X/y/classes .npz")
+    train.add_argument("--export-features", help="also write the real training rows as X/y/classes .npz, standardised "
+                       "as the model sees them (missing values 0), for `engagement generate train --data`")
     train.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     train.set_defaults(handler=_train)
 
@@ -45,11 +45,8 @@ def _persons(text: str) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from engagement.classifier.data import DatasetFeaturizer
-    from engagement.classifier.train import evaluate, fit_on, split_webcam
-    from engagement.states import STATES
+    from engagement.classifier.train import evaluate, export_training_rows, fit_on, split_webcam
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
@@ -64,11 +61,7 @@ def _train(args: argparse.Namespace) -> int:
     })
     model.save(args.out)
     if args.export_features:
-        covered = [fs.subset(fs.covered) for fs in (cctv_train, webcam_train)]
-        tmp = f"{args.export_features}.tmp.npz"
-        np.savez_compressed(tmp, X=np.concatenate([fs.X for fs in covered]),
-                            y=np.concatenate([fs.y for fs in covered]), classes=np.array(STATES))
-        os.replace(tmp, args.export_features)
+        export_training_rows(args.export_features, [cctv_train, webcam_train], model)
     print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"]}
                       for name, r in model.card["held_out"].items()}, indent=2))
     return 0

@@ -9,6 +9,8 @@ baseline (``engagement.features.session_relative``), so the model knows both ear
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -159,3 +161,14 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
 
+
+
+def export_training_rows(path: str | os.PathLike, train_sets: list[FeatureSet], model: StateClassifier) -> None:
+    """Write the covered training rows as ``X``/``y``/``classes`` .npz in the model's standardised space (missing
+    values 0), the space its augmentation works in, so ``engagement generate train --data`` can learn from them."""
+    covered = [fs.subset(fs.covered) for fs in train_sets]
+    rows = standardize(np.concatenate([fs.X for fs in covered]), model.mean, model.scale)
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp.npz")
+    np.savez_compressed(tmp, X=rows, y=np.concatenate([fs.y for fs in covered]), classes=np.array(STATES))
+    os.replace(tmp, target)
