@@ -95,7 +95,8 @@ def openvino_embedder(model: Any, crop_size: tuple[int, int]) -> Any:
     crops (N, H, W, 3) and normalising them itself.
 
     Converting from torch takes seconds, so the converted model is kept in the user cache, keyed by the
-    weights' hash and the crop size, and written to a temporary folder that is renamed into place.
+    weights' hash and the crop size, and written to a temporary folder that is renamed into place. A cache
+    that cannot be written (read-only home) only costs the conversion on every run.
     """
     import openvino as ov
     from openvino.preprocess import ColorFormat, PrePostProcessor
@@ -103,29 +104,38 @@ def openvino_embedder(model: Any, crop_size: tuple[int, int]) -> Any:
     height, width = crop_size
     key = f"mobilenetv2-{file_sha256(mobilenetv2_weights())[:12]}-{height}x{width}-ov{ov.__version__.split('-')[0]}"
     folder = user_cache_dir() / "embedders" / key
-    if not (folder / "model.xml").exists():
+    core = ov.Core()
+    if (folder / "model.xml").exists():
+        converted = core.read_model(folder / "model.xml")
+    else:
         import torch
 
         with warnings.catch_warnings():  # OpenVINO traces with torch.jit, which warns that it is deprecated
             warnings.simplefilter("ignore", FutureWarning)
             converted = ov.convert_model(model, example_input=torch.zeros(1, 3, height, width), input=[(-1, 3, height, width)])
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
-        try:
-            ov.save_model(converted, temporary / "model.xml", compress_to_fp16=False)
-            os.replace(temporary, folder)
-        except OSError:  # another process cached it first
-            pass
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-    core = ov.Core()
-    steps = PrePostProcessor(core.read_model(folder / "model.xml"))
+        _cache_model(ov, converted, folder)
+    steps = PrePostProcessor(converted)
     steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
     steps.input().model().set_layout(ov.Layout("NCHW"))
     (steps.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB)
      .mean((255.0 * IMAGENET_MEAN).tolist()).scale((255.0 * IMAGENET_STD).tolist()))
     config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     return core.compile_model(steps.build(), "CPU", config)
+
+
+def _cache_model(ov: Any, model: Any, folder: Path) -> None:
+    """Save an OpenVINO model into ``folder`` atomically; quietly skipped when the cache cannot be written."""
+    temporary = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        ov.save_model(model, temporary / "model.xml", compress_to_fp16=False)
+        os.replace(temporary, folder)
+    except (OSError, RuntimeError):  # unwritable cache (OpenVINO raises RuntimeError), or another process cached it first
+        pass
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 class Tracker:

@@ -108,6 +108,11 @@ def test_openvino_embedder_matches_torch_and_is_cached(tmp_path, monkeypatch, cl
     np.testing.assert_allclose(fast(classroom_frame, boxes), reference(classroom_frame, boxes), atol=1e-4)
     again = AppearanceEmbedder(backend="openvino")  # loads the cached model
     np.testing.assert_allclose(again(classroom_frame, boxes), fast(classroom_frame, boxes), atol=1e-6)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_folder))  # a cache that cannot be written still embeds
+    uncached = AppearanceEmbedder(backend="openvino")
+    np.testing.assert_allclose(uncached(classroom_frame, boxes), fast(classroom_frame, boxes), atol=1e-6)
 
 
 def test_annotators_draw_tracked_people_only():
