@@ -38,6 +38,9 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path):
         ("consent:\n  opted_out_seats: [{name: a, polygon: [[0, x]]}]\n", "polygon"),
         ("detector: [1, 2]\n", "detector: expected a mapping"),
         ("analysis_fps: -1\n", "analysis_fps must be positive"),
+        ("detector:\n  batch: -2\n", "detector.batch must be 0"),
+        ("detector:\n  threads: -1\n", "detector.threads must be 0"),
+        ("output:\n  preset: fastest\n", "expected one of ultrafast"),
         ("detector: {model: [\n", "not valid YAML"),
     ],
 )
