@@ -95,6 +95,7 @@ def test_training_plumbing_missed_rows_count_as_wrong() -> None:
         augment(cctv.X, cctv.y, "gan", 0)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
 def test_exported_training_rows_train_a_generator(tmp_path: Path) -> None:
     from engagement.classifier.train import export_training_rows
 
