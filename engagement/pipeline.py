@@ -13,7 +13,7 @@ import platform
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -290,6 +290,7 @@ class RenderWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._error: BaseException | None = None
         self._faces = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
+        self._prefetched: dict[int, Future] = {}
         self._thread = threading.Thread(target=self._run, name="render", daemon=True)
         self._thread.start()
 
@@ -313,10 +314,18 @@ class RenderWorker:
             except BaseException as error:  # re-raised on the producer's thread
                 self._error = error
 
+    def prefetching(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        """Pass ``frames`` through, starting face detection on each as it is read, so it runs while the
+        analysis of the next keyframe (which the frame's boxes wait for) is still going on."""
+        for index, image in frames:
+            self._prefetched[index] = self._faces.submit(self._find_faces, image, index)
+            yield index, image
+
     def submit(self, index: int, image: np.ndarray, detections: Detections) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((index, image, detections, self._faces.submit(self._find_faces, image, index)))
+        faces = self._prefetched.pop(index, None) or self._faces.submit(self._find_faces, image, index)
+        self._queue.put((index, image, detections, faces))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -365,7 +374,7 @@ def run_frames(
     analysed = frames = 0
     output = RenderWorker(renderer, writer, timer, fps, progress)
     schedule = analysis_frames(fps, analyzer.config.analysis_fps)
-    decoded = timed_iter(source, timer, "decode")
+    decoded = output.prefetching(timed_iter(source, timer, "decode"))
     try:
         for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
             frames += 1

@@ -10,7 +10,7 @@ from engagement.annotate import annotate, track_color
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.pipeline import Keyframe, analysis_frames, detected_frames, interpolate
+from engagement.pipeline import Keyframe, RenderWorker, StageTimer, analysis_frames, detected_frames, interpolate
 from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, track_rows
 
 
@@ -82,6 +82,30 @@ def test_detected_frames_batches_analysis_frames_in_order():
     assert calls == [[0, 3, 6], [9]]
     assert [(i, d.xyxy[0, 2]) for i, _, d in out if d is not None] == [(0, 0), (3, 3), (6, 6), (9, 9)]
     assert all(d is None for i, _, d in out if i % 3)
+
+
+def test_render_worker_pairs_each_frame_with_its_own_faces():
+    class Renderer:
+        def faces(self, image, index):
+            return np.array([[index, image[0, 0]]])
+
+        def __call__(self, image, detections, faces):
+            assert faces[0, 0] == faces[0, 1] == image[0, 0]  # found on this very frame
+            return image
+
+    class Writer:
+        written = []
+
+        def frame(self, index, time_s, image, detections):
+            self.written.append((index, int(image[0, 0])))
+
+    worker = RenderWorker(Renderer(), Writer(), StageTimer(), fps=10, buffer=2)
+    frames = [(i, np.full((2, 2), i, np.int64)) for i in range(12)]
+    read = list(worker.prefetching(frames[:8]))  # faces start as frames are read ...
+    for index, image in read + frames[8:]:  # ... and the last frames without prefetching
+        worker.submit(index, image, Detections.empty())
+    worker.close()
+    assert Writer.written == [(i, i) for i in range(12)]
 
 
 def test_appearance_embedder_shapes_and_norm():
