@@ -235,13 +235,16 @@ def face_rows(frame_features: np.ndarray) -> np.ndarray:
 
 class TrackCalibration:
     """``RELATIVE_FEATURES`` from each track's running baseline, causally: a frame is compared with the
-    track's face frames up to and including itself. Untracked rows and rows without a face stay NaN."""
+    track's face frames up to and including itself. Untracked rows and rows without a face stay NaN.
+    Rows marked not to ``learn`` (a face result reused from an earlier frame) are compared but not added, so
+    each face observation counts once in the baseline, as in training."""
 
     def __init__(self) -> None:
         self._stats: dict[int, RunningStats] = {}
 
-    def __call__(self, track_ids: np.ndarray, frame_features: np.ndarray) -> np.ndarray:
-        """(N, len(RELATIVE_FEATURES)) for (N, len(FRAME_FEATURES)) rows; updates the tracks' baselines."""
+    def __call__(self, track_ids: np.ndarray, frame_features: np.ndarray, learn: np.ndarray | None = None) -> np.ndarray:
+        """(N, len(RELATIVE_FEATURES)) for (N, len(FRAME_FEATURES)) rows; updates the tracks' baselines
+        with the rows where ``learn`` is true (all rows by default)."""
         relative = np.full((len(frame_features), len(RELATIVE_FEATURES)), np.nan, np.float32)
         with_face = face_rows(frame_features)
         for i, track_id in enumerate(np.asarray(track_ids).tolist()):
@@ -249,7 +252,8 @@ class TrackCalibration:
                 continue
             values = frame_features[i, _CALIBRATED_INDEX].astype(np.float64)
             stats = self._stats.setdefault(track_id, RunningStats(len(CALIBRATED_FEATURES)))
-            stats.add(values)
+            if learn is None or learn[i]:
+                stats.add(values)
             relative[i] = stats.zscore(values)
         return relative
 
@@ -297,23 +301,26 @@ class FeatureExtractor:
         heads = head_boxes(detections.keypoints, detections.xyxy)
         motion = self._motion(detections, heads, time_s)
         head = np.stack([head_crop_features(frame, box) for box in heads])
-        face = np.stack([self._tracked_face_features(frame, box, track_id, time_s) for box, track_id in zip(heads, detections.track_id.tolist())])
+        faces = [self._tracked_face_features(frame, box, track_id, time_s) for box, track_id in zip(heads, detections.track_id.tolist())]
+        face = np.stack([features for features, _ in faces])
+        fresh = np.array([is_fresh for _, is_fresh in faces])
         # The crop descriptor is the fallback for faces too small for landmarks; with landmarks it mostly
         # encodes who the person is, which does not carry over to unseen people.
         head[face[:, 0] == 1.0] = np.nan
         frame_features = np.concatenate([pose, motion, head, face], axis=1).astype(np.float32)
-        relative = self.calibration(detections.track_id, frame_features)
+        relative = self.calibration(detections.track_id, frame_features, learn=fresh)
         return np.concatenate([frame_features, relative], axis=1)
 
-    def _tracked_face_features(self, frame: np.ndarray, head_box: np.ndarray, track_id: int, time_s: float) -> np.ndarray:
-        """Face features of a tracked person, reused for ``face_refresh_s`` after they were computed."""
+    def _tracked_face_features(self, frame: np.ndarray, head_box: np.ndarray, track_id: int, time_s: float) -> tuple[np.ndarray, bool]:
+        """Face features of a tracked person, reused for ``face_refresh_s`` after they were computed, and
+        whether they were computed on this frame."""
         cached = self._faces.get(track_id)
         if track_id != UNTRACKED and cached is not None and 0 <= time_s - cached[0] < self.config.face_refresh_s:
-            return cached[1]
+            return cached[1], False
         features = self._face_features(frame, head_box)
         if track_id != UNTRACKED:
             self._faces[track_id] = (time_s, features)
-        return features
+        return features, True
 
     def _face_features(self, frame: np.ndarray, head_box: np.ndarray) -> np.ndarray:
         missing = np.full(len(FACE_FEATURES), np.nan, np.float32)

@@ -185,6 +185,17 @@ def test_track_calibration_is_causal_per_track_and_needs_a_baseline() -> None:
     assert np.isnan(calibration(np.array([3]), rows[:1])).all()
 
 
+def test_reused_face_rows_are_compared_but_not_added_to_the_baseline() -> None:
+    rows = face_frames(CALIBRATION_MIN_FRAMES, seed=2)
+    learning, repeating = TrackCalibration(), TrackCalibration()
+    for i in range(len(rows)):
+        learning(np.array([1]), rows[i:i + 1])
+        repeating(np.array([1]), rows[i:i + 1])
+        repeating(np.array([1]), rows[i:i + 1], learn=np.array([False]))  # the same face result, reused
+    probe = face_frames(1, seed=3)
+    np.testing.assert_array_equal(repeating(np.array([1]), probe), learning(np.array([1]), probe))
+
+
 def test_session_relative_is_what_the_running_baseline_converges_to() -> None:
     rows = face_frames(30, seed=1)
     calibration = TrackCalibration()
