@@ -12,7 +12,6 @@ pipeline knows they consented.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Callable
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from engagement.config import AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, Detections
 from engagement.errors import UserError
-from engagement.models import resolve_model
+from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_model
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
@@ -34,8 +33,6 @@ METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
 YUNET_STRIDES = (8, 16, 32)
 YUNET_NMS_IOU = 0.3
 YUNET_TOP_K = 5000
-# One thread: the anonymizer runs beside the pose model, which has the other core.
-OPENVINO_CPU_CONFIG = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
 
 
 class FaceDetector:
@@ -55,7 +52,7 @@ class FaceDetector:
         self.confidence = confidence
         self.input_width = input_width
         if backend == "auto":
-            backend = "openvino" if importlib.util.find_spec("openvino") is not None else "opencv"
+            backend = "openvino" if openvino_available() else "opencv"
         self.backend = backend
         self._run = self._openvino() if backend == "openvino" else self._opencv()
 
@@ -112,7 +109,7 @@ class FaceDetector:
             padded_h, padded_w = -(-height // 32) * 32, -(-width // 32) * 32
             if (padded_h, padded_w) not in compiled:
                 model.reshape([1, padded_h, padded_w, 3])
-                compiled[padded_h, padded_w] = core.compile_model(model, "CPU", OPENVINO_CPU_CONFIG)
+                compiled[padded_h, padded_w] = core.compile_model(model, "CPU", OPENVINO_ONE_THREAD)
             padded = cv2.copyMakeBorder(image, 0, padded_h - height, 0, padded_w - width, cv2.BORDER_CONSTANT, value=0)
             outputs = compiled[padded_h, padded_w](padded[None])
             named = {name: value for output, value in outputs.items() for name in output.get_names()}

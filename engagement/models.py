@@ -80,3 +80,15 @@ def file_sha256(path: str | os.PathLike) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+# Our own OpenVINO models (embedder, face detector) run on one CPU thread each, in float32 to match their
+# reference implementations, beside the pose model that has the other cores.
+OPENVINO_ONE_THREAD = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+
+def openvino_available() -> bool:
+    """Whether OpenVINO can be imported (it is a dependency, but a stripped install may lack it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None

@@ -7,7 +7,6 @@ them to ``update_tracks(embeds=...)``, so its embedder module is never imported.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ import numpy as np
 
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
-from engagement.models import file_sha256, user_cache_dir
+from engagement.models import OPENVINO_ONE_THREAD, file_sha256, openvino_available, user_cache_dir
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -55,7 +54,7 @@ class AppearanceEmbedder:
         self.model.load_state_dict(state)
         self.model.eval()
         self._compiled = None
-        if backend == "openvino" or (backend == "auto" and importlib.util.find_spec("openvino") is not None):
+        if backend == "openvino" or (backend == "auto" and openvino_available()):
             self._compiled = openvino_embedder(self.model, crop_size)
         self.backend = "openvino" if self._compiled is not None else "torch"
 
@@ -119,8 +118,7 @@ def openvino_embedder(model: Any, crop_size: tuple[int, int]) -> Any:
     steps.input().model().set_layout(ov.Layout("NCHW"))
     (steps.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB)
      .mean((255.0 * IMAGENET_MEAN).tolist()).scale((255.0 * IMAGENET_STD).tolist()))
-    config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    return core.compile_model(steps.build(), "CPU", config)
+    return core.compile_model(steps.build(), "CPU", OPENVINO_ONE_THREAD)
 
 
 def _cache_model(ov: Any, model: Any, folder: Path) -> None:
