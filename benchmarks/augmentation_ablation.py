@@ -6,6 +6,9 @@ Every method fits on the same real rows; synthetic rows only ever join the train
   ones) one each; each fold fits on the other two groups and persons. Figures are means over folds.
 - ``--split held-out`` (how they are reported): fit on all training data; cctv val split, webcam
   persons 1 and 2.
+- ``--split persons`` (for the report only): leave one webcam person out, each of the five in turn (the
+  other four and the cctv train split fit; the left-out person and cctv val are scored). Persons 0, 3, 4 were
+  used for choices, so only the folds of persons 1 and 2 are clean held-out figures.
 ``--no-relative`` drops the track-relative features (``RELATIVE_FEATURES``) to measure what they add.
 
     python benchmarks/augmentation_ablation.py --cctv ../shared/datasets/cctv_headstate \
@@ -51,12 +54,21 @@ def validation_folds(cctv_train: FeatureSet, webcam_train: FeatureSet) -> list[t
     return folds
 
 
+def person_folds(cctv_train: FeatureSet, cctv_test: FeatureSet, webcam: FeatureSet) -> list[tuple[list[FeatureSet], list[FeatureSet]]]:
+    """(fit sets, scored sets) leaving out one webcam person at a time."""
+    folds = []
+    for person in sorted(set(webcam.groups.tolist())):
+        held = webcam.groups == person
+        folds.append(([cctv_train, webcam.subset(~held)], [cctv_test, webcam.subset(held)]))
+    return folds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cctv", default="../shared/datasets/cctv_headstate")
     parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
     parser.add_argument("--test-persons", default="1,2")
-    parser.add_argument("--split", choices=["validation", "held-out"], default="validation")
+    parser.add_argument("--split", choices=["validation", "held-out", "persons"], default="validation")
     parser.add_argument("--methods", nargs="+", default=["none", "class_weight", "smote", "cvae", "ddpm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-relative", action="store_true", help="drop the track-relative features")
@@ -66,15 +78,17 @@ def main() -> None:
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
-    webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), args.test_persons.split(","))
+    cctv_test = featurizer.featurize(args.cctv, split="val")
+    webcam = featurizer.featurize(args.webcam)
     if args.no_relative:
-        cctv_train, webcam_train, webcam_test = map(without_relative, (cctv_train, webcam_train, webcam_test))
+        cctv_train, cctv_test, webcam = map(without_relative, (cctv_train, cctv_test, webcam))
+    webcam_train, webcam_test = split_webcam(webcam, args.test_persons.split(","))
     if args.split == "validation":
         folds = validation_folds(cctv_train, webcam_train)
+    elif args.split == "persons":
+        folds = person_folds(cctv_train, cctv_test, webcam)
     else:
-        cctv_test = featurizer.featurize(args.cctv, split="val")
-        folds = [([cctv_train, webcam_train], [without_relative(cctv_test) if args.no_relative else cctv_test,
-                                               webcam_test])]
+        folds = [([cctv_train, webcam_train], [cctv_test, webcam_test])]
     results = []
     for method in args.methods:
         for seed in args.seeds:
