@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 from engagement.consent.outputs import purge_sessions, withdraw_student
 from engagement.consent.registry import Registry, default_registry_path, registry_url
 from engagement.errors import UserError
+from engagement.scoring import PROBABILITY_COLUMNS, summarize
+from engagement.states import STATES
 
 
 @pytest.fixture
@@ -113,6 +116,43 @@ def test_withdraw_removes_every_row_about_the_student(registry_file: Path, tmp_p
     assert not any(run_dir.glob("annotated*")) and not any(run_dir.glob("report.*"))
     assert audit and audit[0]["details"]["files_deleted"] == ["annotated.mp4", "report.html", "report.pdf"]
     assert not list(run_dir.glob(".*"))  # no temp files left behind
+
+
+def test_withdraw_recomputes_class_figures_without_the_student(registry_file: Path, tmp_path: Path) -> None:
+    """Session score, timeline and state shares must not keep a withdrawn student's rows in their averages."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    attentive, bored = np.eye(len(STATES))[STATES.index("attentive")], np.eye(len(STATES))[STATES.index("bored")]
+    states = pd.DataFrame(np.stack([attentive, attentive, bored, bored]), columns=list(PROBABILITY_COLUMNS))
+    states = states.assign(frame=[0, 1, 0, 1], time_s=[0.0, 70.0, 0.0, 70.0], track_id=[1, 1, 2, 2],
+                           state=["attentive", "attentive", "bored", "bored"])
+    states.to_parquet(run_dir / "states.parquet")
+    _, summary = summarize(states, duration_s=80.0, people_excluded=0)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    with Registry.open(registry_file) as registry:
+        registry.set_consent("S1", "CS101", "consented")
+        registry.set_consent("S2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
+        withdraw_student(registry, "S2")
+    scrubbed = json.loads((run_dir / "summary.json").read_text())
+    _, expected = summarize(states[states.track_id == 1], duration_s=80.0, people_excluded=0)
+    assert scrubbed["session_score"] == expected["session_score"] != summary["session_score"]
+    assert scrubbed["timeline"] == expected["timeline"]
+    assert scrubbed["state_share"]["bored"] == 0.0 and scrubbed["state_share"]["attentive"] == 1.0
+
+
+def test_withdraw_drops_class_figures_it_cannot_recompute(registry_file: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)  # its states table lacks the probability columns
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "session_score": 65.0, "timeline": [], "state_share": {}}))
+    with Registry.open(registry_file) as registry:
+        registry.set_consent("S2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {2: "S2"})
+        withdraw_student(registry, "S2")
+    scrubbed = json.loads((run_dir / "summary.json").read_text())
+    assert not {"session_score", "timeline", "state_share"} & set(scrubbed)
+    assert scrubbed["excluded_people"] == 1  # the rest of the summary is kept
 
 
 def test_withdraw_unknown_student(registry_file: Path) -> None:

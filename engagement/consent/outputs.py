@@ -2,7 +2,8 @@
 
 A run directory holds tables keyed by ``track_id`` (``*.parquet`` and ``*.csv``), a ``summary.json``
 whose ``students`` list holds one object per track, and rendered media (``annotated*.mp4``,
-``report.*``). Tables and summary are rewritten without the withdrawn tracks; rendered media show or
+``report.*``). Tables and summary are rewritten without the withdrawn tracks (the summary's class-level
+figures recomputed from the cleaned states table, or dropped); rendered media show or
 describe everyone, so they are deleted and must be re-rendered from the cleaned tables.
 Every rewrite goes to a temp file in the same folder and replaces the original atomically.
 """
@@ -20,6 +21,7 @@ from engagement.consent.registry import Registry
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "summary.json", *RENDERED_PATTERNS)
+CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -51,6 +53,7 @@ def _scrub_table(path: Path, track_ids: set[int]) -> int:
 
 
 def _scrub_summary(path: Path, track_ids: set[int]) -> int:
+    """Drop the tracks' entries and recompute the class-level figures without them."""
     summary = json.loads(path.read_text())
     people = summary.get("students", [])
     kept = [p for p in people if int(p.get("track_id", -1)) not in track_ids]
@@ -58,8 +61,26 @@ def _scrub_summary(path: Path, track_ids: set[int]) -> int:
     if removed:
         summary["students"] = kept
         summary["withdrawn_removed"] = int(summary.get("withdrawn_removed", 0)) + removed
+        for key in CLASS_AGGREGATES:
+            summary.pop(key, None)
+        summary.update(_class_aggregates(path.parent / "states.parquet", summary))
         _atomic_write(path, lambda temp: temp.write_text(json.dumps(summary, indent=2)))
     return removed
+
+
+def _class_aggregates(states_path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Session score, timeline and state shares from the (already scrubbed) states table; none when it cannot
+    be read, so that no figure computed with the withdrawn person's rows survives."""
+    import pandas as pd
+
+    from engagement.scoring import summarize
+
+    try:
+        states = pd.read_parquet(states_path)
+        _, fresh = summarize(states, float(summary["duration_s"]), int(summary.get("people_excluded", 0)))
+    except (OSError, KeyError, TypeError, ValueError):
+        return {}
+    return {key: fresh[key] for key in CLASS_AGGREGATES}
 
 
 def remove_tracks(run_dir: Path, track_ids: set[int]) -> dict[str, Any]:
