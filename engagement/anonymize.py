@@ -165,8 +165,9 @@ def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], axis=1)
 
 
-def head_boxes(detections: Detections) -> np.ndarray:
-    """A face-sized box per person (N, 4): from head keypoints, else the top square of the person box."""
+def face_mask_boxes(detections: Detections) -> np.ndarray:
+    """A face-sized box per person (N, 4) to hide: from head keypoints, else the top square of the person box.
+    Looser than ``engagement.features.head_boxes`` (the crop the classifier was trained on): a mask errs large."""
     boxes = np.empty((len(detections), 4), np.float32)
     for row in range(len(detections)):
         x0, y0, x1, y1 = detections.xyxy[row]
@@ -255,7 +256,7 @@ class Anonymizer:
         blur = np.asarray(detections.data.get("blur", np.ones(len(detections), bool)), bool)
         if blur_all_faces:
             blur = np.ones(len(detections), bool)
-        heads = head_boxes(detections[blur])
+        heads = face_mask_boxes(detections[blur])
         self._hold(scale_boxes(np.concatenate([heads, self._faces_to_hide(detections, blur)]), self.mask_scale))
         output = frame.copy()
         for box in self.masks:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, head_boxes, obscure, scale_boxes
+from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
 from engagement.config import AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
 
@@ -22,14 +22,14 @@ def _person(box: list[float], head_points: dict[str, tuple[float, float]] | None
 
 def test_head_box_from_keypoints() -> None:
     person = _person([100, 100, 300, 500], {"nose": (200, 160), "left_eye": (210, 150), "right_eye": (190, 150), "left_ear": (225, 155)})
-    (box,) = head_boxes(person)
+    (box,) = face_mask_boxes(person)
     centre = (box[:2] + box[2:]) / 2
     assert np.allclose(centre, [206.25, 153.75])
     assert box[2] - box[0] == pytest.approx(60)  # 0.3 x box width beats 1.6 x the 35 px keypoint spread
 
 
 def test_head_box_falls_back_to_top_of_person() -> None:
-    (box,) = head_boxes(_person([100, 100, 200, 500], {"nose": (150, 130)}))  # one keypoint is too weak to use
+    (box,) = face_mask_boxes(_person([100, 100, 200, 500], {"nose": (150, 130)}))  # one keypoint is too weak to use
     assert box.tolist() == [100, 100, 200, 200]
 
 
