@@ -53,12 +53,16 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def describe(out: str | Path, session: dict) -> str:
+    """One line about a finished run: speed (with and without the one-time model loading), tracking, consent."""
     tracking = session["tracking"]
     ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
     seconds = session["timings_s"]["total"]
+    loading = session["timings_s"].get("load_models", 0.0)
+    duration = session["input"]["duration_s"]
     return (
         f"{out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
-        f"{session['input']['duration_s'] / seconds:.2f}x real time; {tracking['confirmed_tracks']} track IDs for at most "
+        f"{duration / seconds:.2f}x real time ({duration / max(seconds - loading, 1e-9):.2f}x after "
+        f"{loading:.1f} s of model loading); {tracking['confirmed_tracks']} track IDs for at most "
         f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
         f"{session['consent']['people_excluded']} excluded by consent"
     )

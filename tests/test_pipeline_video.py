@@ -1,6 +1,7 @@
 """The whole pipeline on the real videos in the shared assets, and every bad input the CLI must refuse."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from engagement.cli import main
+from engagement.pipeline_cli import describe
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +44,16 @@ def test_classroom_outputs(classroom_run: Path, classroom_video: Path):
     assert (codec, pix_fmt, frames) == ("h264", "yuv420p", 149)
     assert fps == pytest.approx(29.92, abs=0.01)
     assert streams == ["video"]  # the input's audio is dropped by default
+
+
+def test_run_line_gives_speed_with_and_without_model_loading(classroom_run: Path):
+    session = json.loads((classroom_run / "session.json").read_text())
+    line = describe(classroom_run, session)
+    match = re.search(r"([\d.]+)x real time \(([\d.]+)x after ([\d.]+) s of model loading\)", line)
+    assert match, line
+    overall, after_loading, loading = map(float, match.groups())
+    assert loading == pytest.approx(session["timings_s"]["load_models"], abs=0.05) and loading > 0
+    assert after_loading > overall == pytest.approx(session["input"]["duration_s"] / session["timings_s"]["total"], abs=0.005)
 
 
 def test_classroom_tracking_quality(classroom_run: Path):
