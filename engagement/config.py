@@ -88,7 +88,8 @@ class ClassifierConfig:
     face_landmarker: str = "face_landmarker.task"
     min_face_px: int = 40  # faces smaller than this get no landmarks
     # A tracked face is re-analysed at most this often (the last result is reused in between): Face Landmarker
-    # is the costliest stage with 20 people, and states are smoothed over seconds anyway. 0 = every analysis frame.
+    # runs once per face, which adds up with 20 people, and states are smoothed over seconds anyway
+    # (docs/benchmarks.md). 0 = every analysis frame.
     face_refresh_s: float = 1.2
     smoothing_s: float = 3.0
 

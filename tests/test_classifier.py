@@ -178,3 +178,12 @@ def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "empty").mkdir()
     assert main(["classifier", "evaluate", str(tmp_path / "empty")]) == 2
     assert "not a dataset" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt"
+    (corrupt / "images").mkdir(parents=True)
+    (corrupt / "labels").mkdir()
+    (corrupt / "images" / "a.jpg").write_bytes(b"")
+    (corrupt / "data.yaml").write_text("names: [down, lookaround, phone, up]\n")
+    for text, message in (("3 0.5 0.5 oops 0.1\n", "not a YOLO label file"), ("7 0.5 0.5 0.1 0.1\n", "class ids [7]")):
+        (corrupt / "labels" / "a.txt").write_text(text)
+        assert main(["classifier", "evaluate", str(corrupt), "--cache-dir", str(tmp_path / "cache")]) == 2
+        assert message in capsys.readouterr().err

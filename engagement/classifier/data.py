@@ -15,7 +15,6 @@ detector.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from engagement.features import (
 )
 from engagement.states import STATE_INDEX
 
-log = logging.getLogger(__name__)
 LABEL_MAP_PATH = Path(__file__).with_name("label_map.yaml")
 CCTV, WEBCAM = "cctv_headstate", "webcam_behaviour"
 MATCH_RADIUS = 1.0  # a head matches a person whose head centre lies within one labelled head size
@@ -115,8 +113,8 @@ def detect_tiled(detector, frame: np.ndarray, grid: tuple[int, int], overlap: fl
 
 
 def match_heads(label_boxes: np.ndarray, detections: Detections) -> np.ndarray:
-    """Index of the detection matched to each labelled head box (xyxy), -1 if none: one-to-one,
-    nearest head centres first, within ``MATCH_RADIUS`` head sizes."""
+    """Index of the detection matched to each labelled head box (xyxy), -1 if none: one-to-one by the
+    assignment with the least total head-centre distance (Hungarian), within ``MATCH_RADIUS`` head sizes."""
     from scipy.optimize import linear_sum_assignment
 
     matches = np.full(len(label_boxes), -1)
@@ -267,11 +265,17 @@ def _cctv_items(path: Path, mapping: dict, split: str | None):
             label_file = split_dir / "labels" / f"{image_path.stem}.txt"
             if not label_file.is_file():
                 continue
-            rows = np.loadtxt(label_file, ndmin=2)
+            try:
+                rows = np.loadtxt(label_file, ndmin=2)
+            except ValueError:
+                raise UserError(f"{label_file}: not a YOLO label file (rows of: class cx cy w h)") from None
             if rows.size == 0:
                 continue
             if rows.shape[1] != 5:
                 raise UserError(f"{label_file}: expected 5 columns (class cx cy w h)")
+            unknown = sorted({int(c) for c in rows[:, 0]} - set(range(len(names))))
+            if unknown:
+                raise UserError(f"{label_file}: class ids {unknown} are not in data.yaml's {len(names)} names")
             states = [mapping.get(names[int(c)]) for c in rows[:, 0]]
             keep = np.array([s is not None for s in states])
             if not keep.any():

@@ -7,7 +7,6 @@ the loader returns empty tables and ``None`` instead, so the report can say what
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import pandas as pd
 
 from engagement.errors import UserError
 
-log = logging.getLogger(__name__)
 
 def readable_name(name: str) -> str:
     """A state or model-role name as people read it: ``taking_notes`` -> ``taking notes``."""
