@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import yaml
@@ -24,6 +25,7 @@ import yaml
 from engagement.config import ClassifierConfig, DetectorConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
+from engagement.files import write_atomic
 from engagement.features import (
     FEATURE_NAMES, FEATURES_VERSION, FRAME_FEATURES, FeatureExtractor, TrackCalibration, head_boxes,
 )
@@ -48,8 +50,8 @@ class FeatureSet:
     def subset(self, mask: np.ndarray) -> "FeatureSet":
         return FeatureSet(self.X[mask], self.y[mask], self.groups[mask], self.covered[mask], self.dataset)
 
-    def save(self, path: Path) -> None:
-        np.savez_compressed(path, X=self.X, y=self.y, groups=self.groups, covered=self.covered, dataset=self.dataset)
+    def save(self, stream: BinaryIO) -> None:
+        np.savez_compressed(stream, X=self.X, y=self.y, groups=self.groups, covered=self.covered, dataset=self.dataset)
 
     @classmethod
     def load(cls, path: Path) -> "FeatureSet":
@@ -157,9 +159,8 @@ class DatasetFeaturizer:
         found = detect_tiled(self._detector, frame, grid)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp.npz")
-            np.savez(tmp, xyxy=found.xyxy, confidence=found.confidence, keypoints=found.keypoints)
-            tmp.replace(cache_file)
+            write_atomic(cache_file, lambda stream: np.savez(
+                stream, xyxy=found.xyxy, confidence=found.confidence, keypoints=found.keypoints))
         return found
 
     def featurize(self, path: str | Path, label_map: dict | None = None, split: str | None = None,
@@ -179,9 +180,7 @@ class DatasetFeaturizer:
         features = self._featurize(path, label_map, split, limit)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.stem}.tmp.npz")
-            features.save(tmp)
-            tmp.replace(cache_file)
+            write_atomic(cache_file, features.save)
         return features
 
     def _featurize(self, path: Path, label_map: dict | None, split: str | None, limit: int | None) -> FeatureSet:

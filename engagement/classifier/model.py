@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engagement.errors import UserError
+from engagement.files import write_atomic
 from engagement.features import FEATURE_NAMES
 from engagement.states import STATE_INDEX, STATES
 
@@ -87,12 +88,10 @@ class StateClassifier:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez_compressed(
-            tmp, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
+        write_atomic(path, lambda stream: np.savez_compressed(
+            stream, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
             feature_names=np.array(self.feature_names), card=json.dumps(self.card), **arrays,
-        )
-        tmp.replace(path)
+        ))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, 6) probabilities in ``STATES`` order for (N, F) raw feature rows (NaN = missing)."""

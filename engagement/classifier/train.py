@@ -10,7 +10,6 @@ baseline (``engagement.features.session_relative``), so the model knows both ear
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
 from engagement.errors import UserError
+from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, session_relative
 from engagement.states import STATE_INDEX, STATES
 
@@ -168,7 +168,5 @@ def export_training_rows(path: str | os.PathLike, train_sets: list[FeatureSet], 
     values 0), the space its augmentation works in, so ``engagement generate train --data`` can learn from them."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     rows = standardize(np.concatenate([fs.X for fs in covered]), model.mean, model.scale)
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp.npz")
-    np.savez_compressed(tmp, X=rows, y=np.concatenate([fs.y for fs in covered]), classes=np.array(STATES))
-    os.replace(tmp, target)
+    labels = np.concatenate([fs.y for fs in covered])
+    write_atomic(path, lambda stream: np.savez_compressed(stream, X=rows, y=labels, classes=np.array(STATES)))

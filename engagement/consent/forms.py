@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import yaml
 
 from engagement.consent.registry import ConsentRecord
 from engagement.errors import UserError
+from engagement.files import write_atomic
 from engagement.resources import resource_dir
 
 POLICY_KEYS = ("form_version", "institution", "contact", "retention_days", "purpose", "data_collected", "sharing", "withdrawal")
@@ -57,20 +56,11 @@ def render_form(kind: str, out: Path, **values: Any) -> Path:
     template = f"{kind}.md.j2" if suffix == ".md" else f"{kind}.html.j2"
     text = environment.get_template(template).render(**values)
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
-    os.close(handle)
-    try:
-        if suffix == ".pdf":
-            from weasyprint import HTML
+    if suffix == ".pdf":
+        from weasyprint import HTML
 
-            HTML(string=text, base_url=str(resource_dir("consent"))).write_pdf(temp)
-        else:
-            Path(temp).write_text(text)
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return out
+        return write_atomic(out, HTML(string=text, base_url=str(resource_dir("consent"))).write_pdf)
+    return write_atomic(out, lambda stream: stream.write(text.encode()))
 
 
 def read_roster(path: Path) -> list[ConsentRecord]:

@@ -12,27 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engagement.consent.registry import Registry
+from engagement.files import write_atomic
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "summary.json", *RENDERED_PATTERNS)
 CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _scrub_table(path: Path, track_ids: set[int]) -> int:
@@ -46,9 +34,9 @@ def _scrub_table(path: Path, track_ids: set[int]) -> int:
     if removed:
         kept = table[keep]
         if path.suffix == ".parquet":
-            _atomic_write(path, lambda temp: kept.to_parquet(temp, index=False))
+            write_atomic(path, lambda stream: kept.to_parquet(stream, index=False))
         else:
-            _atomic_write(path, lambda temp: kept.to_csv(temp, index=False))
+            write_atomic(path, lambda stream: kept.to_csv(stream, index=False))
     return removed
 
 
@@ -64,7 +52,7 @@ def _scrub_summary(path: Path, track_ids: set[int]) -> int:
         for key in CLASS_AGGREGATES:
             summary.pop(key, None)
         summary.update(_class_aggregates(path.parent / "states.parquet", summary))
-        _atomic_write(path, lambda temp: temp.write_text(json.dumps(summary, indent=2)))
+        write_atomic(path, lambda stream: stream.write(json.dumps(summary, indent=2).encode()))
     return removed
 
 

@@ -67,7 +67,8 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from engagement.generative import model_module
     from engagement.generative.data import DataSpace
-    from engagement.generative.training import load_model, write_atomic
+    from engagement.files import write_atomic
+    from engagement.generative.training import load_model
 
     if args.n < 1:
         raise UserError(f"-n must be positive, got {args.n}")

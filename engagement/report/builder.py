@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from engagement.errors import UserError
+from engagement.files import write_atomic
 from engagement.states import STATES
 from engagement.report import charts
 from engagement.report.charts import TimeAxis
@@ -417,29 +416,9 @@ def _write_outputs(html: str, out_dir: Path, stem: str, formats: tuple[str, ...]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     if "html" in formats:
-        written["html"] = _write_atomic(out_dir / f"{stem}.html", html.encode("utf-8"))
+        written["html"] = write_atomic(out_dir / f"{stem}.html", lambda stream: stream.write(html.encode("utf-8")))
     if "pdf" in formats:
         from weasyprint import HTML  # heavy import, only when a PDF is asked for
 
-        written["pdf"] = _write_atomic(out_dir / f"{stem}.pdf", HTML(string=html, base_url=str(base_url)).write_pdf())
+        written["pdf"] = write_atomic(out_dir / f"{stem}.pdf", HTML(string=html, base_url=str(base_url)).write_pdf)
     return written
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path`` and move it into place, so no half-written file remains."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; the report gets the same mode as other outputs
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
