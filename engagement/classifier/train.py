@@ -21,9 +21,10 @@ from engagement.classifier.model import (
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, session_relative
+from engagement.generative.augment import METHODS as SYNTHESIS_METHODS
 from engagement.states import STATE_INDEX, STATES
 
-AUGMENTATIONS = ("none", "class_weight", "oversample", "smote", "cvae", "ddpm")
+AUGMENTATIONS = ("none", "class_weight", *SYNTHESIS_METHODS)  # the last ones add synthetic rows
 HIDDEN_UNITS = 128
 L2_ALPHA = 0.3
 MISSED = -1  # prediction for a label whose person was not detected
