@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def without_relative(features: FeatureSet) -> FeatureSet:
     """The rows with the track-relative features marked missing (the model then never uses them)."""
     X = features.X.copy()
     X[:, len(FRAME_FEATURES):] = np.nan
-    return FeatureSet(X, features.y, features.groups, features.covered, features.dataset)
+    return replace(features, X=X)
 
 
 def validation_folds(cctv_train: FeatureSet, webcam_train: FeatureSet) -> list[tuple[list[FeatureSet], list[FeatureSet]]]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from engagement.classifier.data import WEBCAM, load_label_map
-from engagement.classifier.model import StateClassifier
+from engagement.classifier.model import StateClassifier, load_classifier
 from engagement.config import PipelineConfig, load_pipeline
 from engagement.features import FeatureExtractor
 from engagement.states import STATES, StateSmoother
@@ -88,7 +88,9 @@ def main() -> None:
         config.classifier.smoothing_s = args.smoothing_s
     video = Path(args.video)
     segments = pd.read_csv(args.segments or video.with_suffix(".segments.csv"))
-    probs, _ = frame_probabilities(video, StateClassifier.load(args.weights), config)
+    if args.weights:
+        config.classifier.weights = args.weights
+    probs, _ = frame_probabilities(video, load_classifier(config.classifier), config)
     table = segment_table(probs, segments)
     scored = table[table["match"].notna()]
     print(markdown(table))

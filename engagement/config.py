@@ -91,7 +91,12 @@ class ClassifierConfig:
     # runs once per face, which adds up with 20 people, and states are smoothed over seconds anyway
     # (docs/benchmarks.md). 0 = every analysis frame.
     face_refresh_s: float = 1.2
+    # Time constant (s) of the per-track moving average of state probabilities. The webcam pipeline uses 1.0:
+    # on validation persons longer windows lag into the next behaviour (benchmarks/smoothing_validation.py).
     smoothing_s: float = 3.0
+    # Restrict the classifier's outputs to one training dataset's labels: "webcam_behaviour" for a person at a
+    # webcam (no ceiling-camera labels, so no "taking notes"); None keeps every label (classroom cameras).
+    labels_of: str | None = None
 
 
 @dataclass

@@ -154,12 +154,12 @@ class StateStage:
     """Features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        from engagement.classifier.model import StateClassifier
+        from engagement.classifier.model import load_classifier
         from engagement.features import FeatureExtractor
         from engagement.states import StateSmoother
 
         self.features = FeatureExtractor(config.classifier, config.models_dir)
-        self.classifier = StateClassifier.load(config.classifier.weights)
+        self.classifier = load_classifier(config.classifier)
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
 

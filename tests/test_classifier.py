@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.classifier.data import FeatureSet, calibrate_persons, match_heads
+from engagement.classifier.data import FeatureSet, calibrate_persons, match_heads, person_streams
 from engagement.classifier.model import RuleBasedClassifier, StateClassifier
 from engagement.classifier.train import augment, evaluate, fit_on, metrics
 from engagement.cli import main
@@ -31,7 +31,8 @@ def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) 
     card = packaged.model_card()
     assert set(card["held_out"]) == {"cctv_headstate", "webcam_behaviour"}
     for report in card["held_out"].values():  # the shipped model beats both baselines on held-out data
-        assert report["model"]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
+        for model in ("model", "model_own_labels"):
+            assert report[model]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
 
 
 def test_predictions_are_probabilities_and_missing_values_are_tolerated(packaged: StateClassifier) -> None:
@@ -45,12 +46,46 @@ def test_weights_roundtrip_and_bad_files(tmp_path: Path, packaged: StateClassifi
     path = tmp_path / "w.npz"
     packaged.save(path)
     rows = np.random.default_rng(0).normal(size=(4, len(FEATURE_NAMES))).astype(np.float32)
-    np.testing.assert_allclose(StateClassifier.load(path).predict_proba(rows), packaged.predict_proba(rows))
+    loaded = StateClassifier.load(path)
+    np.testing.assert_allclose(loaded.predict_proba(rows), packaged.predict_proba(rows))
+    assert loaded.output_labels == packaged.output_labels and "webcam_behaviour:tilt" in loaded.output_labels
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError):
         StateClassifier.load(tmp_path / "bad.npz")
     with pytest.raises(UserError, match="not found"):
         StateClassifier.load(tmp_path / "missing.npz")
+
+
+def test_label_probabilities_are_added_up_into_states() -> None:
+    rng = np.random.default_rng(0)
+    weights, bias = rng.normal(size=(len(FEATURE_NAMES), 7)).astype(np.float32), np.zeros(7, np.float32)
+    labels = ["up", "phone", "frowning", "yawning", "raisehand", "down", "tilt"]  # yawning and tilt: bored
+    model = StateClassifier(np.zeros(len(FEATURE_NAMES)), np.ones(len(FEATURE_NAMES)), [weights], [bias],
+                            labels, [0, 1, 2, 3, 4, 5, 3])
+    rows = rng.normal(size=(5, len(FEATURE_NAMES))).astype(np.float32)
+    logits = rows @ weights
+    label_probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    label_probs /= label_probs.sum(axis=1, keepdims=True)
+    probs = model.predict_proba(rows)
+    np.testing.assert_allclose(probs[:, STATE_INDEX["bored"]], label_probs[:, 3] + label_probs[:, 6], rtol=1e-5)
+    np.testing.assert_allclose(probs[:, STATE_INDEX["attentive"]], label_probs[:, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="indices into the 6 states"):
+        StateClassifier(model.mean, model.scale, [weights], [bias], labels, [0, 1, 2, 3, 4, 6, 3])
+
+
+def test_outputs_restricted_to_one_datasets_labels(packaged: StateClassifier) -> None:
+    from engagement.classifier.model import load_classifier
+    from engagement.config import ClassifierConfig
+
+    webcam = load_classifier(ClassifierConfig(labels_of="webcam_behaviour"))
+    assert webcam.output_labels == [label for label in packaged.output_labels if label.startswith("webcam_behaviour:")]
+    rows = np.random.default_rng(0).normal(size=(6, len(FEATURE_NAMES))).astype(np.float32)
+    probs = webcam.predict_proba(rows)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert not probs[:, STATE_INDEX["taking_notes"]].any()  # a label of the classroom data only
+    assert not np.allclose(probs, packaged.predict_proba(rows))
+    with pytest.raises(UserError, match="trained on: cctv_headstate, webcam_behaviour"):
+        load_classifier(ClassifierConfig(labels_of="webcam"))
 
 
 def test_rules_baseline_reads_the_named_features() -> None:
@@ -76,7 +111,9 @@ def synthetic_set(n: int, dataset: str, states: list[str], seed: int) -> Feature
     y = rng.choice([STATE_INDEX[s] for s in states], size=n)
     X = rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)
     X[:, 0] = y * 2.0  # a learnable signal
-    return FeatureSet(X, y, np.array([f"g{i % 5}" for i in range(n)]), np.ones(n, bool), dataset)
+    labels = np.array([STATES[i] for i in y])
+    groups = np.array([f"g{i % 5}" for i in range(n)])
+    return FeatureSet(X, y, labels, groups, groups, np.ones(n, bool), dataset)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -84,8 +121,13 @@ def test_training_plumbing_missed_rows_count_as_wrong() -> None:
     cctv = synthetic_set(120, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0)
     webcam = synthetic_set(120, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
                                                       "engaged_in_discussion"], 1)
+    bored = np.flatnonzero(webcam.y == STATE_INDEX["bored"])
+    webcam.labels[bored] = np.where(np.arange(len(bored)) % 2, "yawning", "tilt")  # two labels, one state
     model, counts = fit_on([cctv, webcam], "class_weight", seed=0)
     assert counts == {"real": 240, "synthetic": 0, "settled_baseline_copies": 120}  # webcam rows, settled
+    outputs = dict(zip(model.output_labels, model.output_states))
+    assert outputs["webcam_behaviour:tilt"] == outputs["webcam_behaviour:yawning"] == STATE_INDEX["bored"]
+    assert outputs["cctv_headstate:attentive"] == STATE_INDEX["attentive"] and len(outputs) == 9
     cctv.covered[:60] = False
     report = evaluate(model, cctv)
     assert report["coverage"] == 0.5
@@ -93,6 +135,9 @@ def test_training_plumbing_missed_rows_count_as_wrong() -> None:
     assert sum(row[-1] for row in report["model"]["confusion_matrix"]["counts"]) == 60  # the missed column
     with pytest.raises(UserError, match="unknown augmentation"):
         augment(cctv.X, cctv.y, "gan", 0)
+    webcam.labels[webcam.y == STATE_INDEX["confused"]] = "tilt"
+    with pytest.raises(UserError, match="more than one state"):
+        fit_on([cctv, webcam], "class_weight", seed=0)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
@@ -132,6 +177,9 @@ def test_webcam_persons_are_calibrated_as_one_online_track_each() -> None:
     X[:, len(FRAME_FEATURES):] = np.nan
     alone = X[persons == "person1"].copy()
     calibrate_persons(X, persons, clips, seed=0)
+    streams = person_streams(persons, clips, seed=0)
+    assert sorted(streams["person0"]) == list(range(24)) and list(streams["person1"]) == list(range(24, 36))
+    assert {tuple(streams["person0"][:12]), tuple(streams["person0"][12:])} == {tuple(range(12)), tuple(range(12, 24))}
     relative = X[:, len(FRAME_FEATURES):]
     # person1 streamed on its own: nothing of person0 leaks into its baseline
     calibration = TrackCalibration()

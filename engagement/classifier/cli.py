@@ -62,7 +62,8 @@ def _train(args: argparse.Namespace) -> int:
     model.save(args.out)
     if args.export_features:
         export_training_rows(args.export_features, [cctv_train, webcam_train], model)
-    print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"]}
+    print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"],
+                             "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]}
                       for name, r in model.card["held_out"].items()}, indent=2))
     return 0
 

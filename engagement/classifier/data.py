@@ -15,7 +15,7 @@ detector.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,28 +35,34 @@ LABEL_MAP_PATH = Path(__file__).with_name("label_map.yaml")
 CCTV, WEBCAM = "cctv_headstate", "webcam_behaviour"
 MATCH_RADIUS = 1.0  # a head matches a person whose head centre lies within one labelled head size
 STREAM_SEED = 0  # order of a webcam person's clips in the calibration stream
+FEATURE_SET_FORMAT = 3  # bump when the fields FeatureSet saves change: cached sets become stale
 
 
 @dataclass
 class FeatureSet:
-    """Rows of one dataset: features (NaN rows where uncovered), state indices, split groups."""
+    """Rows of one dataset: features (NaN rows where uncovered), labels and their states, split groups."""
 
     X: np.ndarray  # (n, F) float32
     y: np.ndarray  # (n,) int state index
+    labels: np.ndarray  # (n,) str: the dataset's own label (several labels can map to one state)
     groups: np.ndarray  # (n,) str: source frame (cctv) or person (webcam)
+    clips: np.ndarray  # (n,) str: source frame (cctv) or recording (webcam; rows in recorded order)
     covered: np.ndarray  # (n,) bool: a detected person was matched to the label
     dataset: str
 
     def subset(self, mask: np.ndarray) -> "FeatureSet":
-        return FeatureSet(self.X[mask], self.y[mask], self.groups[mask], self.covered[mask], self.dataset)
+        return replace(self, X=self.X[mask], y=self.y[mask], labels=self.labels[mask], groups=self.groups[mask],
+                       clips=self.clips[mask], covered=self.covered[mask])
 
     def save(self, stream: BinaryIO) -> None:
-        np.savez_compressed(stream, X=self.X, y=self.y, groups=self.groups, covered=self.covered, dataset=self.dataset)
+        np.savez_compressed(stream, X=self.X, y=self.y, labels=self.labels, groups=self.groups, clips=self.clips,
+                            covered=self.covered, dataset=self.dataset)
 
     @classmethod
     def load(cls, path: Path) -> "FeatureSet":
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["X"], data["y"], data["groups"], data["covered"], str(data["dataset"]))
+            return cls(data["X"], data["y"], data["labels"], data["groups"], data["clips"], data["covered"],
+                       str(data["dataset"]))
 
 
 def load_label_map(path: str | Path | None = None) -> dict[str, dict[str, str | None]]:
@@ -173,7 +179,7 @@ class DatasetFeaturizer:
         cache_file = None
         if self.cache_dir is not None and label_map is None:
             key = (f"{path.resolve()}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|{STREAM_SEED}|"
-                   f"{FEATURES_VERSION}|{FEATURE_NAMES}|{LABEL_MAP_PATH.read_text()}")
+                   f"{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{LABEL_MAP_PATH.read_text()}")
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
                 return FeatureSet.load(cache_file)
@@ -194,8 +200,8 @@ class DatasetFeaturizer:
         if not items:
             raise UserError(f"{path}: no labelled samples with a mapped state")
         grid = (1, 1) if kind == WEBCAM else self.tile_grid
-        rows_X, rows_y, rows_group, rows_clip, rows_covered = [], [], [], [], []
-        for image_path, group, clip, boxes, states in items:
+        rows_X, rows_label, rows_group, rows_clip, rows_covered = [], [], [], [], []
+        for image_path, group, clip, boxes, labels in items:
             frame = cv2.imread(str(image_path))
             if frame is None:
                 raise UserError(f"cannot read image {image_path}")
@@ -206,30 +212,41 @@ class DatasetFeaturizer:
             else:
                 height, width = frame.shape[:2]
                 matches = match_heads(boxes * np.array([width, height, width, height], np.float32), found)
-            for match, state in zip(matches, states):
+            for match, label in zip(matches, labels):
                 covered = match >= 0
                 rows_X.append(features[match] if covered else np.full(len(FEATURE_NAMES), np.nan, np.float32))
-                rows_y.append(STATE_INDEX[state])
+                rows_label.append(label)
                 rows_group.append(group)
                 rows_clip.append(clip)
                 rows_covered.append(covered)
         X = np.stack(rows_X).astype(np.float32)
+        groups, clips = np.array(rows_group), np.array(rows_clip)
         if kind == WEBCAM:
-            calibrate_persons(X, np.array(rows_group), np.array(rows_clip), STREAM_SEED)
-        return FeatureSet(X, np.array(rows_y), np.array(rows_group), np.array(rows_covered), kind)
+            calibrate_persons(X, groups, clips, STREAM_SEED)
+        y = np.array([STATE_INDEX[mapping[label]] for label in rows_label])
+        return FeatureSet(X, y, np.array(rows_label), groups, clips, np.array(rows_covered), kind)
+
+
+def person_streams(persons: np.ndarray, clips: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Row indices of each webcam person as one session: clip after clip in a seeded random order (the dataset
+    has no order between clips), frames in their recorded order within a clip."""
+    rng = np.random.default_rng(seed)
+    streams = {}
+    for person in sorted(set(persons.tolist())):
+        person_clips = sorted(set(clips[persons == person].tolist()))
+        streams[person] = np.concatenate([np.flatnonzero((persons == person) & (clips == clip))
+                                          for clip in rng.permutation(person_clips)])
+    return streams
 
 
 def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, seed: int) -> None:
-    """Fill the relative features of webcam rows in place: each person is one track, streamed clip by clip
-    in a seeded random order, frames in their recorded order within a clip."""
-    rng = np.random.default_rng(seed)
+    """Fill the relative features of webcam rows in place: each person is one track, streamed as
+    ``person_streams`` orders them."""
     calibration = TrackCalibration()
     frame_columns = len(FRAME_FEATURES)
-    for track_id, person in enumerate(sorted(set(persons.tolist()))):
-        person_clips = sorted(set(clips[persons == person].tolist()))
-        for clip in rng.permutation(person_clips):
-            for row in np.flatnonzero((persons == person) & (clips == clip)):
-                X[row, frame_columns:] = calibration(np.array([track_id]), X[row:row + 1, :frame_columns])[0]
+    for track_id, rows in enumerate(person_streams(persons, clips, seed).values()):
+        for row in rows:
+            X[row, frame_columns:] = calibration(np.array([track_id]), X[row:row + 1, :frame_columns])[0]
 
 
 def _webcam_items(path: Path, mapping: dict):
@@ -245,10 +262,9 @@ def _webcam_items(path: Path, mapping: dict):
     for row in table.itertuples():
         if row.label not in mapping:
             raise UserError(f"{path / 'labels.csv'}: label {row.label!r} is not in the label map")
-        state = mapping[row.label]
-        if state is not None:
+        if mapping[row.label] is not None:
             # clips are named LABEL_LIGHTING_PERSON: the person id is the last field
-            yield path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", str(row.clip), None, [state]
+            yield path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", str(row.clip), None, [row.label]
 
 
 def _cctv_items(path: Path, mapping: dict, split: str | None):
@@ -275,14 +291,14 @@ def _cctv_items(path: Path, mapping: dict, split: str | None):
             unknown = sorted({int(c) for c in rows[:, 0]} - set(range(len(names))))
             if unknown:
                 raise UserError(f"{label_file}: class ids {unknown} are not in data.yaml's {len(names)} names")
-            states = [mapping.get(names[int(c)]) for c in rows[:, 0]]
-            keep = np.array([s is not None for s in states])
+            labels = [names[int(c)] for c in rows[:, 0]]
+            keep = np.array([mapping.get(label) is not None for label in labels])
             if not keep.any():
                 continue
             cx, cy, w, h = rows[keep, 1:].T
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
             group = f"{split_dir.name}/{image_path.stem}"
-            yield image_path, group, group, boxes, [s for s in states if s is not None]
+            yield image_path, group, group, boxes, [label for label, kept in zip(labels, keep) if kept]
 
 
 def _yolo_names(path: Path) -> list[str]:

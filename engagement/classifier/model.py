@@ -1,8 +1,11 @@
 """The engagement-state classifier: standardisation + a small MLP, stored as plain numpy arrays.
 
-Weights live in one ``.npz`` file (no pickle, so loading a file cannot run code): the feature means and
-scales, one weight matrix and bias per layer, the feature names the model was trained on, and a JSON
-model card with the held-out figures. Inference is a few numpy matrix products.
+The network's outputs are the datasets' own labels ("webcam_behaviour:tilt", "cctv_headstate:up", ...), not
+the six states: a state that several labels map to (bored = yawning or a head resting on a hand) is not one
+compact region of feature space, so the network learns each label and a label's probability is added to its
+state's. Weights live in one ``.npz`` file (no pickle, so loading a file cannot run code): the feature means
+and scales, one weight matrix and bias per layer, the output labels and their states, the feature names the
+model was trained on, and a JSON model card with the held-out figures. Inference is a few numpy matrix products.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from engagement.config import ClassifierConfig
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FEATURE_NAMES
 from engagement.states import STATE_INDEX, STATES
 
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights.npz")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CLIP_Z = 8.0  # standardised values beyond this are clipped: one wild feature must not dominate
 
 
@@ -49,14 +53,21 @@ class StateClassifier:
     """Six-state probabilities from feature rows; ``load()`` gives the packaged model."""
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
-                 card: dict[str, Any] | None = None, feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
+                 output_labels: list[str], output_states: np.ndarray, card: dict[str, Any] | None = None,
+                 feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
         if len(weights) != len(biases) or not weights:
             raise ValueError("need one bias per weight matrix and at least one layer")
-        if weights[-1].shape[1] != len(STATES):
-            raise ValueError(f"the last layer must have {len(STATES)} outputs")
+        output_states = np.asarray(output_states, np.int64)
+        if not weights[-1].shape[1] == len(output_labels) == len(output_states) > 0:
+            raise ValueError("the last layer needs one output per label, and each label one state")
+        if output_states.min() < 0 or output_states.max() >= len(STATES):
+            raise ValueError(f"output states must be indices into the {len(STATES)} states")
         self.mean, self.scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
         self.weights = [np.asarray(w, np.float32) for w in weights]
         self.biases = [np.asarray(b, np.float32) for b in biases]
+        self.output_labels = [str(label) for label in output_labels]
+        self.output_states = output_states
+        self._label_to_state = np.eye(len(STATES), dtype=np.float32)[output_states]  # (labels, states)
         self.card = card or {}
         self.feature_names = tuple(feature_names)
 
@@ -75,6 +86,7 @@ class StateClassifier:
                 model = cls(
                     mean=data["mean"], scale=data["scale"],
                     weights=[data[f"W{i}"] for i in range(n_layers)], biases=[data[f"b{i}"] for i in range(n_layers)],
+                    output_labels=list(data["output_labels"]), output_states=data["output_states"],
                     card=json.loads(str(data["card"])), feature_names=tuple(str(n) for n in data["feature_names"]),
                 )
         except (OSError, KeyError, ValueError) as error:
@@ -83,6 +95,19 @@ class StateClassifier:
             raise UserError(f"{path}: trained on different features than this version extracts; retrain it")
         return model
 
+    def only_labels_of(self, dataset: str) -> "StateClassifier":
+        """The model with its outputs restricted to one training dataset's labels (``dataset:label``), e.g. the
+        webcam labels for a person at a webcam: a webcam view is never a ceiling camera's view, and the other
+        dataset's labels only add confusions (``engagement.config.ClassifierConfig.labels_of``)."""
+        keep = np.array([label.split(":", 1)[0] == dataset for label in self.output_labels])
+        if not keep.any():
+            datasets = sorted({label.split(":", 1)[0] for label in self.output_labels})
+            raise UserError(f"classifier has no labels of {dataset!r}; it was trained on: {', '.join(datasets)}")
+        return StateClassifier(self.mean, self.scale, [*self.weights[:-1], self.weights[-1][:, keep]],
+                               [*self.biases[:-1], self.biases[-1][keep]],
+                               [label for label, kept in zip(self.output_labels, keep) if kept],
+                               self.output_states[keep], card=self.card, feature_names=self.feature_names)
+
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` atomically (temp file in the same folder, then rename)."""
         path = Path(path)
@@ -90,7 +115,8 @@ class StateClassifier:
         arrays = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
         write_atomic(path, lambda stream: np.savez_compressed(
             stream, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
-            feature_names=np.array(self.feature_names), card=json.dumps(self.card), **arrays,
+            feature_names=np.array(self.feature_names), output_labels=np.array(self.output_labels),
+            output_states=self.output_states, card=json.dumps(self.card), **arrays,
         ))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
@@ -103,11 +129,19 @@ class StateClassifier:
                 hidden = np.maximum(hidden, 0.0)
         hidden = hidden - hidden.max(axis=1, keepdims=True)
         exp = np.exp(hidden)
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        label_probs = exp / exp.sum(axis=1, keepdims=True)
+        return (label_probs @ self._label_to_state).astype(np.float32)
 
     def model_card(self) -> dict[str, Any]:
         """Training data, splits and held-out figures recorded when the weights were trained."""
         return dict(self.card)
+
+
+def load_classifier(config: ClassifierConfig) -> StateClassifier:
+    """The classifier a pipeline runs: ``config.weights`` (or the packaged ones), restricted to the labels of
+    ``config.labels_of`` when set."""
+    model = StateClassifier.load(config.weights)
+    return model.only_labels_of(config.labels_of) if config.labels_of else model
 
 
 class RuleBasedClassifier:

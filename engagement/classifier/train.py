@@ -5,11 +5,14 @@ Synthetic rows (``--augment cvae|ddpm|smote|oversample``) are made in the standa
 used for fitting only, and never reach an evaluation. Webcam training rows are fitted twice: with the
 relative features of the online calibration stream, and against each person's settled whole-session
 baseline (``engagement.features.session_relative``), so the model knows both early and settled baselines.
+The network learns the datasets' own labels (``dataset:label``) and adds them up into states (see
+``engagement.classifier.model``); class balancing and synthetic rows work per label.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,8 +40,8 @@ def dataset_states(dataset: str) -> list[int]:
 
 
 def balance_targets(y: np.ndarray) -> dict[int, int]:
-    """Synthetic rows per state to bring every under-represented state up to the largest one."""
-    counts = np.bincount(y, minlength=len(STATES))
+    """Synthetic rows per class to bring every under-represented class up to the largest one."""
+    counts = np.bincount(y)
     present = counts > 0
     return {int(c): int(counts.max() - counts[c]) for c in np.flatnonzero(present) if counts[c] < counts.max()}
 
@@ -54,7 +57,7 @@ def augment(
     if method == "none":
         return Z, y, weights, synthetic
     if method == "class_weight":
-        counts = np.bincount(y, minlength=len(STATES)).astype(float)
+        counts = np.bincount(y).astype(float)
         weights = len(y) / (np.count_nonzero(counts) * counts[y])
         return Z, y, weights, synthetic
     from engagement.generative.augment import synthesize
@@ -65,19 +68,25 @@ def augment(
             np.ones(len(y) + len(y_syn)), np.concatenate([synthetic, np.ones(len(y_syn), bool)]))
 
 
-def train_classifier(X: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
+def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
                      card: dict[str, Any] | None = None) -> tuple[StateClassifier, dict[str, int]]:
-    """Fit standardisation on the real rows, augment, fit the MLP; returns the model and row counts."""
+    """Fit standardisation on the real rows, augment, fit the MLP on the ``labels`` (each mapped to its state
+    index in ``y``); returns the model and row counts."""
     from sklearn.neural_network import MLPClassifier
 
+    output_labels, targets = np.unique(labels, return_inverse=True)
+    output_states = np.array([y[targets == k][0] for k in range(len(output_labels))])
+    if any(np.any(y[targets == k] != state) for k, state in enumerate(output_states)):
+        raise UserError("a label maps to more than one state in the training data")
+    if sorted(set(output_states.tolist())) != list(range(len(STATES))):
+        raise UserError("training data must contain every state at least once")
     mean, scale = fit_standardizer(X)
-    Z, y_fit, weights, synthetic = augment(standardize(X, mean, scale), y, augment_method, seed)
+    Z, targets_fit, weights, synthetic = augment(standardize(X, mean, scale), targets, augment_method, seed)
     mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=L2_ALPHA, learning_rate_init=1e-3, max_iter=300,
                         batch_size=128, random_state=seed)
-    mlp.fit(Z, y_fit, sample_weight=weights)
-    if list(mlp.classes_) != list(range(len(STATES))):
-        raise UserError("training data must contain every state at least once")
-    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), card=card or {})
+    mlp.fit(Z, targets_fit, sample_weight=weights)
+    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states,
+                            card=card or {})
     return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
 
 
@@ -109,11 +118,13 @@ def predict_states(model: Any, features: FeatureSet) -> np.ndarray:
 
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None) -> dict[str, Any]:
-    """Model, majority-class and rule-based figures on one dataset, with detector coverage."""
+    """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
+    twice: with all its labels, and with only the dataset's own (as a pipeline with ``labels_of`` runs it)."""
     labels = dataset_states(features.dataset)
     if majority_state is None:
         majority_state = int(model.card.get("majority_state", {}).get(features.dataset, labels[0]))
-    contenders = {"model": model, "majority": MajorityClassifier(majority_state), "rules": RuleBasedClassifier()}
+    contenders = {"model": model, "model_own_labels": model.only_labels_of(features.dataset),
+                  "majority": MajorityClassifier(majority_state), "rules": RuleBasedClassifier()}
     return {
         "dataset": features.dataset,
         "coverage": float(features.covered.mean()),
@@ -147,7 +158,7 @@ def with_settled_baselines(features: FeatureSet) -> FeatureSet:
     for person in np.unique(features.groups):
         rows = features.groups == person
         X[rows, len(FRAME_FEATURES):] = session_relative(X[rows, :len(FRAME_FEATURES)])
-    return FeatureSet(X, features.y, features.groups, features.covered, features.dataset)
+    return replace(features, X=X)
 
 
 def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
@@ -155,9 +166,10 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
     """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
-    X = np.concatenate([fs.X for fs in covered + settled])
-    y = np.concatenate([fs.y for fs in covered + settled])
-    model, counts = train_classifier(X, y, augment_method, seed)
+    fitted = covered + settled
+    X = np.concatenate([fs.X for fs in fitted])
+    labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
+    model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed)
     model.card["majority_state"] = majority_states(covered)
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}

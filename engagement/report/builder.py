@@ -298,7 +298,8 @@ def _approach(run: Run, card: ModelCard) -> list[dict[str, str]]:
         {
             "stage": "Classifier",
             "choice": unused or f"{card.name or model_name('classifier', 'not recorded')}, "
-                                f"smoothed over {classifier.get('smoothing_s', '?')} s",
+                                f"smoothed over {classifier.get('smoothing_s', '?')} s"
+                                + (f", {classifier['labels_of']} labels only" if classifier.get("labels_of") else ""),
             "why": card.why or "Small and fast on CPU; its held-out figures are below.",
         },
     ]

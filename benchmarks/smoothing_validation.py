@@ -1,0 +1,77 @@
+"""How long to smooth states over in a webcam session: chosen on validation persons, not on the session check.
+
+Each webcam training person (all but the held-out ones) is left out in turn, exactly as the validation folds of
+``augmentation_ablation.py`` do; the model fits on the rest. The left-out person's labelled frames are played as
+one session, in the order the calibration stream uses (``person_streams``: clip after clip, frames in recorded
+order), at ``--fps`` frames per second, through ``StateSmoother`` with each time constant. Reported per time
+constant, as mean over folds and seeds: the per-frame macro-F1 of the smoothed state, and the share of clips
+(one behaviour each, 1-7 s) whose most frequent smoothed state is the clip's state, which is what
+``webcam_segments.py`` checks per segment.
+
+    python benchmarks/smoothing_validation.py --cctv ../shared/datasets/cctv_headstate \
+        --webcam ../shared/datasets/webcam_behaviour --taus 0 0.5 1 2 3 --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from augmentation_ablation import validation_folds
+from engagement.classifier.cli import DEFAULT_CACHE
+from engagement.classifier.data import STREAM_SEED, DatasetFeaturizer, person_streams
+from engagement.classifier.train import dataset_states, fit_on, metrics, split_webcam
+from engagement.states import StateSmoother
+
+
+def smoothed_states(probs: np.ndarray, window_s: float, fps: float) -> np.ndarray:
+    """Argmax state of each row after smoothing the rows as one track's frames at ``fps``."""
+    smoother = StateSmoother(window_s)
+    track = np.array([0])
+    return np.array([smoother.update(track, row[None], i / fps)[0].argmax() for i, row in enumerate(probs)])
+
+
+def clip_match_share(states: np.ndarray, truth: np.ndarray, clips: np.ndarray) -> float:
+    """Share of clips whose most frequent predicted state is the clip's (single) true state."""
+    matches = [np.bincount(states[clips == clip]).argmax() == truth[clips == clip][0] for clip in np.unique(clips)]
+    return float(np.mean(matches))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cctv", default="../shared/datasets/cctv_headstate")
+    parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
+    parser.add_argument("--test-persons", default="1,2", help="held-out persons, never used here")
+    parser.add_argument("--taus", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0, 3.0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the played session")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
+    args = parser.parse_args()
+
+    featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
+    cctv_train = featurizer.featurize(args.cctv, split="train")
+    webcam = featurizer.featurize(args.webcam)
+    streams = person_streams(webcam.groups, webcam.clips, STREAM_SEED)  # the order the relative features saw
+    webcam_train, _ = split_webcam(webcam, args.test_persons.split(","))
+    labels = dataset_states(webcam.dataset)
+    scores: dict[float, list[tuple[float, float]]] = {tau: [] for tau in args.taus}
+    for seed in args.seeds:
+        for fit_sets, eval_sets in validation_folds(cctv_train, webcam_train):
+            model, _ = fit_on(fit_sets, "class_weight", seed)
+            person = str(eval_sets[1].groups[0])
+            rows = streams[person][webcam.covered[streams[person]]]  # every webcam frame has a person so far
+            probs = model.predict_proba(webcam.X[rows])
+            for tau in args.taus:
+                states = smoothed_states(probs, tau, args.fps)
+                scores[tau].append((metrics(webcam.y[rows], states, labels)["macro_f1"],
+                                    clip_match_share(states, webcam.y[rows], webcam.clips[rows])))
+            print(f"seed {seed}, {person}: done", flush=True)
+    print("| smoothing_s | frame macro-F1 | clips matched | runs |\n|---|---|---|---|")
+    for tau, values in scores.items():
+        f1, matched = np.array(values).T
+        print(f"| {tau:g} | {f1.mean():.3f} ± {f1.std():.3f} | {matched.mean():.3f} ± {matched.std():.3f} | {len(values)} |")
+
+
+if __name__ == "__main__":
+    main()
