@@ -12,14 +12,19 @@ def onehot(state: str) -> np.ndarray:
     return np.eye(len(STATES), dtype=np.float32)[[STATES.index(state)]]
 
 
-def test_single_frame_does_not_flip_the_state() -> None:
-    smoother = StateSmoother(window_s=3.0)
-    for step in range(10):
-        smoother.update(np.array([1]), onehot("attentive"), step * 0.2)
-    blip = smoother.update(np.array([1]), onehot("distracted"), 2.0)
+@pytest.mark.parametrize("pipeline", ["lecture", "webcam"])
+def test_single_frame_does_not_flip_the_state(pipeline: str) -> None:
+    from engagement.config import load_pipeline
+
+    config = load_pipeline(pipeline)
+    smoother = StateSmoother(window_s=config.classifier.smoothing_s)
+    step_s = 1 / config.analysis_fps  # one analysis frame
+    for step in range(20):
+        smoother.update(np.array([1]), onehot("attentive"), step * step_s)
+    blip = smoother.update(np.array([1]), onehot("distracted"), 20 * step_s)
     assert STATES[int(blip.argmax())] == "attentive"
-    for step in range(1, 40):  # held for 8 s: takes over
-        held = smoother.update(np.array([1]), onehot("distracted"), 2.0 + step * 0.2)
+    for step in range(1, int(8 / step_s)):  # held for 8 s: takes over
+        held = smoother.update(np.array([1]), onehot("distracted"), (20 + step) * step_s)
     assert STATES[int(held.argmax())] == "distracted"
     assert held.sum() == pytest.approx(1.0)
 
