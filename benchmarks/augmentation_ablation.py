@@ -9,11 +9,13 @@ Every method fits on the same real rows; synthetic rows only ever join the train
 - ``--split persons`` (for the report only): leave one webcam person out, each of the five in turn (the
   other four and the cctv train split fit; the left-out person and cctv val are scored). Persons 0, 3, 4 were
   used for choices, so only the folds of persons 1 and 2 are clean held-out figures.
-``--no-relative`` drops the track-relative features (``RELATIVE_FEATURES``) to measure what they add.
+``--no-relative`` drops the track-relative features (``RELATIVE_FEATURES``) to measure what they add;
+``--baseline session`` scores the webcam rows against each person's whole-session baseline (what
+``classifier.baseline: session`` does for a recorded video) instead of the running one.
 
     python benchmarks/augmentation_ablation.py --cctv ../shared/datasets/cctv_headstate \
         --webcam ../shared/datasets/webcam_behaviour --split validation --seeds 0 1 2 \
-        [--methods none class_weight smote cvae ddpm] [--no-relative]
+        [--methods none class_weight smote cvae ddpm] [--no-relative] [--baseline running|session]
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from dataclasses import replace
 import numpy as np
 
 from engagement.classifier.cli import DEFAULT_CACHE
-from engagement.classifier.data import DatasetFeaturizer, FeatureSet
-from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam
+from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
+from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam, with_settled_baselines
 from engagement.features import FRAME_FEATURES
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
@@ -73,6 +75,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["none", "class_weight", "smote", "cvae", "ddpm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-relative", action="store_true", help="drop the track-relative features")
+    parser.add_argument("--baseline", choices=["running", "session"], default="running",
+                        help="baseline of the scored webcam rows' relative features")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
@@ -95,7 +99,7 @@ def main() -> None:
         for seed in args.seeds:
             started = time.perf_counter()
             try:
-                fold_rows = [fold_result(fit_sets, eval_sets, method, seed, not args.no_relative)
+                fold_rows = [fold_result(fit_sets, scored_as(eval_sets, args.baseline), method, seed, not args.no_relative)
                              for fit_sets, eval_sets in folds]
             except Exception as error:  # a generator that fails is reported, not hidden
                 results.append({"method": method, "seed": seed, "error": f"{type(error).__name__}: {error}"})
@@ -111,6 +115,13 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
+
+
+def scored_as(eval_sets: list[FeatureSet], baseline: str) -> list[FeatureSet]:
+    """The scored sets, webcam rows against each person's whole session when ``baseline`` is "session"."""
+    if baseline == "running":
+        return eval_sets
+    return [with_settled_baselines(fs) if fs.dataset == WEBCAM else fs for fs in eval_sets]
 
 
 def fold_result(fit_sets: list[FeatureSet], eval_sets: list[FeatureSet], method: str, seed: int,

@@ -1,10 +1,12 @@
 """Per-segment check of the state classifier on ``webcam_session_p2.mp4`` (person 2, held out of training).
 
 Runs detector -> features -> classifier -> smoothing over every frame with the settings of
-``pipelines/webcam.yaml`` (one track, so the features relative to the track's running baseline build up
-as in the pipeline), then compares the dominant smoothed state of each segment of the ``.segments.csv`` with the segment's mapped label.
+``pipelines/webcam.yaml`` and the pipeline's own state stage (the largest person as one track; with
+``classifier.baseline: session``, compared with the whole video, as ``engagement process`` does), then compares
+the dominant smoothed state of each segment of the ``.segments.csv`` with the segment's mapped label.
 
-    python benchmarks/webcam_segments.py --video ../shared/videos/webcam_session_p2.mp4 [--weights W.npz]
+    python benchmarks/webcam_segments.py --video ../shared/videos/webcam_session_p2.mp4 [--weights W.npz] \
+        [--baseline running|session]
 """
 
 from __future__ import annotations
@@ -17,22 +19,22 @@ import numpy as np
 import pandas as pd
 
 from engagement.classifier.data import WEBCAM, load_label_map
-from engagement.classifier.model import StateClassifier, load_classifier
 from engagement.config import PipelineConfig, load_pipeline
-from engagement.features import FeatureExtractor
-from engagement.states import STATES, StateSmoother
+from engagement.states import STATES
 
 
-def frame_probabilities(video: Path, model: StateClassifier, config: PipelineConfig) -> tuple[np.ndarray, float]:
-    """(n_frames, 6) smoothed probabilities of the largest person (NaN where nobody is found), and fps."""
+def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
+    """(n_frames, 6) smoothed probabilities of the largest person (NaN where nobody is found), computed by the
+    pipeline's own ``StateStage`` (so ``classifier.baseline: session`` settles over the whole video first)."""
     import av
 
     from engagement.detector import PoseDetector
+    from engagement.pipeline import StageTimer, StateStage
 
     detector = PoseDetector(config.detector, config.models_dir)
-    extractor = FeatureExtractor(config.classifier, config.models_dir)
-    smoother = StateSmoother(config.classifier.smoothing_s)
-    rows = []
+    stage = StateStage(config)
+    timer = StageTimer()
+    people = []
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate)
@@ -40,14 +42,15 @@ def frame_probabilities(video: Path, model: StateClassifier, config: PipelineCon
             image = frame.to_ndarray(format="bgr24")
             found = detector(image)
             if not len(found):
-                rows.append(np.full(len(STATES), np.nan))
+                people.append(None)
                 continue
             person = found[int(np.argmax(found.area))]
             person.track_id[:] = 0  # one person: one track
-            time_s = index / fps
-            probs = model.predict_proba(extractor(image, person, time_s))
-            rows.append(smoother.update(person.track_id, probs, time_s)[0])
-    return np.array(rows), fps
+            person.data["opted_out"] = np.zeros(1, bool)
+            people.append(stage(image, person, index / fps, timer))
+    stage.settle(timer)
+    stage.features.close()
+    return np.array([np.full(len(STATES), np.nan) if person is None else person.data["state_probs"][0] for person in people])
 
 
 def segment_table(probs: np.ndarray, segments: pd.DataFrame) -> pd.DataFrame:
@@ -82,15 +85,18 @@ def main() -> None:
     parser.add_argument("--segments", help="default: VIDEO with .segments.csv")
     parser.add_argument("--weights", help="default: the packaged weights")
     parser.add_argument("--smoothing-s", type=float, help="default: the webcam pipeline's smoothing_s")
+    parser.add_argument("--baseline", choices=["running", "session"], help="default: the webcam pipeline's baseline")
     args = parser.parse_args()
     config = load_pipeline("webcam")
+    if args.baseline is not None:
+        config.classifier.baseline = args.baseline
     if args.smoothing_s is not None:
         config.classifier.smoothing_s = args.smoothing_s
     video = Path(args.video)
     segments = pd.read_csv(args.segments or video.with_suffix(".segments.csv"))
     if args.weights:
         config.classifier.weights = args.weights
-    probs, _ = frame_probabilities(video, load_classifier(config.classifier), config)
+    probs = frame_probabilities(video, config)
     table = segment_table(probs, segments)
     scored = table[table["match"].notna()]
     print(markdown(table))

@@ -97,6 +97,11 @@ class ClassifierConfig:
     # Restrict the classifier's outputs to one training dataset's labels: "webcam_behaviour" for a person at a
     # webcam (no ceiling-camera labels, so no "taking notes"); None keeps every label (classroom cameras).
     labels_of: str | None = None
+    # Baseline of the relative features. "running": each track against its history so far (causal; always so
+    # in `engagement live`). "session": for recorded videos, two passes, each track against its whole session
+    # (what the running baseline converges to; measured better on unseen people, see the model card). The first
+    # pass keeps every analysis frame's detections and about 1 KB of features per analysed person in memory.
+    baseline: Literal["running", "session"] = "running"
 
 
 @dataclass

@@ -261,13 +261,15 @@ class TrackCalibration:
         self._stats.pop(track_id, None)
 
 
-def session_relative(frame_features: np.ndarray) -> np.ndarray:
-    """``RELATIVE_FEATURES`` against the baseline of the whole session (all rows of one person): what the
-    running baseline converges to. Training adds these rows so the model knows settled baselines too."""
+def session_relative(frame_features: np.ndarray, learn: np.ndarray | None = None) -> np.ndarray:
+    """``RELATIVE_FEATURES`` against the baseline of the whole session (all rows of one person, or those
+    marked to ``learn``): what the running baseline converges to. Training adds these rows so the model knows
+    settled baselines too; the pipeline's ``classifier.baseline: session`` uses them for recorded videos."""
     stats = RunningStats(len(CALIBRATED_FEATURES))
     with_face = face_rows(frame_features)
     values = frame_features[:, _CALIBRATED_INDEX].astype(np.float64)
-    for row in values[with_face]:
+    learned = with_face if learn is None else with_face & np.asarray(learn, bool)
+    for row in values[learned]:
         stats.add(row)
     relative = np.full((len(frame_features), len(RELATIVE_FEATURES)), np.nan, np.float32)
     relative[with_face] = stats.zscore(values[with_face])
@@ -293,10 +295,18 @@ class FeatureExtractor:
         return self._face
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float) -> np.ndarray:
-        """(N, len(FEATURE_NAMES)) float32 features for ``detections`` in BGR ``frame``."""
+        """(N, len(FEATURE_NAMES)) float32 features for ``detections`` in BGR ``frame``, the relative ones
+        against each track's running baseline."""
+        frame_features, fresh = self.frame_features(frame, detections, time_s)
+        relative = self.calibration(detections.track_id, frame_features, learn=fresh)
+        return np.concatenate([frame_features, relative], axis=1)
+
+    def frame_features(self, frame: np.ndarray, detections: Detections, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """(N, len(FRAME_FEATURES)) float32 features without the relative ones, and whether each row's face
+        was analysed on this frame (a reused face result must count once in a baseline)."""
         n = len(detections)
         if n == 0:
-            return np.empty((0, len(FEATURE_NAMES)), np.float32)
+            return np.empty((0, len(FRAME_FEATURES)), np.float32), np.empty(0, bool)
         pose = pose_features(detections.keypoints, detections.xyxy)
         heads = head_boxes(detections.keypoints, detections.xyxy)
         motion = self._motion(detections, heads, time_s)
@@ -307,9 +317,7 @@ class FeatureExtractor:
         # The crop descriptor is the fallback for faces too small for landmarks; with landmarks it mostly
         # encodes who the person is, which does not carry over to unseen people.
         head[face[:, 0] == 1.0] = np.nan
-        frame_features = np.concatenate([pose, motion, head, face], axis=1).astype(np.float32)
-        relative = self.calibration(detections.track_id, frame_features, learn=fresh)
-        return np.concatenate([frame_features, relative], axis=1)
+        return np.concatenate([pose, motion, head, face], axis=1).astype(np.float32), fresh
 
     def _tracked_face_features(self, frame: np.ndarray, head_box: np.ndarray, track_id: int, time_s: float) -> tuple[np.ndarray, bool]:
         """Face features of a tracked person, reused for ``face_refresh_s`` after they were computed, and

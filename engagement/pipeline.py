@@ -151,7 +151,11 @@ def analysable(detections: Detections) -> np.ndarray:
 
 
 class StateStage:
-    """Features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only."""
+    """Features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only.
+
+    With ``classifier.baseline: session`` each analysis frame's rows are only recorded; ``settle`` then
+    compares every track with its whole session and fills in the states (the first pass of a recorded video).
+    """
 
     def __init__(self, config: PipelineConfig) -> None:
         from engagement.classifier.model import load_classifier
@@ -162,6 +166,9 @@ class StateStage:
         self.classifier = load_classifier(config.classifier)
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
+        self.session_baseline = config.classifier.baseline == "session"
+        # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
+        self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
     def classifier_record(self) -> dict[str, Any]:
         """Provenance of the state classifier, with its model card for the report."""
@@ -171,12 +178,15 @@ class StateStage:
         return {"name": "engagement state classifier", "file": str(path), "sha256": file_sha256(path), "card": self.classifier.model_card()}
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
-        from engagement.scoring import engagement_score
         from engagement.states import STATES
 
-        n = len(detections)
-        probs = np.full((n, len(STATES)), np.nan, np.float32)
+        probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
         rows = analysable(detections)
+        if self.session_baseline:
+            with timer("features"):
+                frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
+            self._recorded.append((detections, rows, frame_features, fresh, time_s))
+            return detections
         if rows.any():
             subset = detections[rows]
             with timer("features"):
@@ -184,10 +194,44 @@ class StateStage:
             with timer("classify"):
                 raw = self.classifier.predict_proba(features)
                 probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
-        detections.data["state_probs"] = probs
-        detections.data["state"] = [STATES[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, rows)]
-        detections.data["score"] = np.where(rows, engagement_score(np.nan_to_num(probs)), np.nan)
+        set_states(detections, rows, probs)
         return detections
+
+    def settle(self, timer: StageTimer) -> None:
+        """Classify the recorded rows against each track's whole-session baseline, then smooth them per track
+        in time order, as the running mode would have: states for every recorded analysis frame."""
+        from engagement.features import RELATIVE_FEATURES, session_relative
+        from engagement.states import STATES
+
+        if not self._recorded:
+            return
+        with timer("classify"):
+            track_ids = np.concatenate([detections.track_id[rows] for detections, rows, *_ in self._recorded])
+            frame_features = np.concatenate([features for _, _, features, _, _ in self._recorded])
+            fresh = np.concatenate([flags for *_, flags, _ in self._recorded])
+            relative = np.full((len(track_ids), len(RELATIVE_FEATURES)), np.nan, np.float32)
+            for track_id in np.unique(track_ids):
+                mine = track_ids == track_id
+                relative[mine] = session_relative(frame_features[mine], fresh[mine])
+            raw = self.classifier.predict_proba(np.concatenate([frame_features, relative], axis=1))
+            start = 0
+            for detections, rows, features, _, time_s in self._recorded:
+                probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
+                if len(features):
+                    probs[rows] = self.smoother.update(detections.track_id[rows], raw[start:start + len(features)], time_s)
+                start += len(features)
+                set_states(detections, rows, probs)
+        self._recorded.clear()
+
+
+def set_states(detections: Detections, rows: np.ndarray, probs: np.ndarray) -> None:
+    """Attach smoothed state probabilities, the state and the engagement score to the analysable ``rows``."""
+    from engagement.scoring import engagement_score
+    from engagement.states import STATES
+
+    detections.data["state_probs"] = probs
+    detections.data["state"] = [STATES[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, rows)]
+    detections.data["score"] = np.where(rows, engagement_score(np.nan_to_num(probs)), np.nan)
 
 
 def state_rows(frame_index: int, time_s: float, detections: Detections) -> dict[str, Any]:
@@ -359,29 +403,52 @@ def _with_detections(held: list[tuple[int, np.ndarray, bool]], detect: Callable[
         yield index, image, next(found) if is_key else None
 
 
+def analyse_frames(source: FrameSource, analyzer: Analyzer, progress: Any = None) -> dict[int, Detections]:
+    """First pass of a ``classifier.baseline: session`` run: detect, track, check consent and extract features
+    on the analysis frames, then settle the states; returns each analysis frame's detections by frame index."""
+    fps = source.info.fps
+    schedule = analysis_frames(fps, analyzer.config.analysis_fps)
+    keyframes = {}
+    decoded = timed_iter(source, analyzer.timer, "decode")
+    for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
+        if detections is not None:
+            keyframes[index] = analyzer(image, index / fps, detections)
+        if progress is not None:
+            progress.update(1)
+    if analyzer.states is not None:
+        analyzer.states.settle(analyzer.timer)
+    return keyframes
+
+
 def run_frames(
     source: FrameSource,
     analyzer: Analyzer,
     renderer: Renderer,
     writer: RunWriter,
     progress: Any = None,
+    keyframes: dict[int, Detections] | None = None,
 ) -> tuple[int, int]:
-    """Drive every frame of ``source`` through the stages; returns (frames read, frames analysed)."""
+    """Drive every frame of ``source`` through the stages; returns (frames read, frames analysed). Given the
+    ``keyframes`` of a first pass (``analyse_frames``), they are drawn instead of analysing again."""
     fps = source.info.fps
     timer = analyzer.timer
     previous: Keyframe | None = None
     pending: list[tuple[int, np.ndarray]] = []
     analysed = frames = 0
     output = RenderWorker(renderer, writer, timer, fps, progress)
-    schedule = analysis_frames(fps, analyzer.config.analysis_fps)
     decoded = output.prefetching(timed_iter(source, timer, "decode"))
+    if keyframes is None:
+        schedule = analysis_frames(fps, analyzer.config.analysis_fps)
+        found = detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size)
+    else:
+        found = ((index, image, keyframes.get(index)) for index, image in decoded)
     try:
-        for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
+        for index, image, detections in found:
             frames += 1
             if detections is None:
                 pending.append((index, image))
                 continue
-            keyframe = Keyframe(index, analyzer(image, index / fps, detections))
+            keyframe = Keyframe(index, detections if keyframes is not None else analyzer(image, index / fps, detections))
             analysed += 1
             writer.analysis(index, index / fps, keyframe.detections)
             for pending_index, pending_image in pending:
@@ -521,9 +588,15 @@ def process_video(
             analyzer.warm_up(source.info.height, source.info.width)
             renderer.warm_up(source.info.height, source.info.width)
         writer = RunWriter(directory, source.info, config, video=config.output.video)
-        with tqdm(total=source.info.frames, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
+        two_passes = analyzer.states is not None and analyzer.states.session_baseline
+        total = source.info.frames * 2 if two_passes and source.info.frames else source.info.frames
+        with tqdm(total=total, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
             try:
-                frames, analysed = run_frames(source, analyzer, renderer, writer, progress)
+                keyframes = None
+                if two_passes:  # the whole session first, so each track is compared with all of it
+                    keyframes = analyse_frames(source, analyzer, progress)
+                    source = FrameSource(video)
+                frames, analysed = run_frames(source, analyzer, renderer, writer, progress, keyframes)
             finally:
                 writer.close()
                 analyzer.close()

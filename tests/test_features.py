@@ -204,3 +204,12 @@ def test_session_relative_is_what_the_running_baseline_converges_to() -> None:
     np.testing.assert_allclose(session_relative(rows)[-1], last[0], rtol=1e-4, atol=1e-5)
     rows[5, FRAME_FEATURES.index("has_face")] = 0.0
     assert np.isnan(session_relative(rows)[5]).all()
+
+
+def test_session_baseline_learns_only_from_fresh_faces_but_scores_every_face() -> None:
+    rows = face_frames(30, seed=4)
+    fresh = np.arange(30) % 3 != 0  # every third row repeats an earlier face result
+    with_repeats = session_relative(rows, learn=fresh)
+    np.testing.assert_allclose(with_repeats[fresh], session_relative(rows[fresh]), rtol=1e-5)
+    assert np.isfinite(with_repeats[~fresh]).any()  # repeated rows are still compared with the baseline
+    assert not np.allclose(with_repeats, session_relative(rows), equal_nan=True)

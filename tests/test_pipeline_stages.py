@@ -223,3 +223,56 @@ def test_table_writer_bounds_small_appends(tmp_path: Path):
     writer.close()
     metadata = pq.ParquetFile(path).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [3, 3, 1]
+
+
+class _FakeFeatures:
+    """Frame features = the track id in every column, faces on every row; fresh on all but every third call."""
+
+    def __init__(self) -> None:
+        from engagement.features import FRAME_FEATURES
+
+        self.width = len(FRAME_FEATURES)
+        self.calls = 0
+
+    def frame_features(self, frame: np.ndarray, detections: Detections, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        from engagement.features import FRAME_FEATURES
+
+        self.calls += 1
+        rows = np.repeat(detections.track_id[:, None].astype(np.float32), self.width, axis=1) + self.calls
+        rows[:, FRAME_FEATURES.index("has_face")] = 1.0
+        return rows, np.full(len(detections), self.calls % 3 != 0)
+
+
+def test_session_baseline_compares_each_track_with_its_whole_session():
+    from engagement.config import PipelineConfig
+    from engagement.features import FRAME_FEATURES, session_relative
+    from engagement.pipeline import StateStage
+
+    config = PipelineConfig()
+    config.classifier.baseline = "session"
+    stage = StateStage(config)
+    stage.features = _FakeFeatures()
+    seen: list[np.ndarray] = []
+    classify = stage.classifier.predict_proba
+    stage.classifier.predict_proba = lambda rows: seen.append(rows) or classify(rows)
+    frames = []
+    for step in range(15):
+        people = Detections.from_boxes(np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32))
+        people.track_id[:] = [1, 2, -1]  # the third is not a confirmed track: never analysed
+        people.data["opted_out"] = np.array([False, step % 2 == 0, False])  # track 2 opts out on even frames
+        frames.append(stage(np.zeros((60, 60, 3), np.uint8), people, step * 0.1, StageTimer()))
+    assert "state" not in frames[0].data  # nothing is classified before the whole session is known
+    stage.settle(StageTimer())
+    (rows,) = seen
+    ids = np.concatenate([f.track_id[(f.track_id >= 0) & ~f.data["opted_out"]] for f in frames])
+    for track_id in (1, 2):
+        mine = rows[ids == track_id]
+        fresh = np.array([(i + 1) % 3 != 0 for i, f in enumerate(frames) for t in f.track_id
+                          if t == track_id and not f.data["opted_out"][list(f.track_id).index(t)]])
+        expected = session_relative(mine[:, :len(FRAME_FEATURES)], fresh)
+        np.testing.assert_allclose(mine[:, len(FRAME_FEATURES):], expected, rtol=1e-5)
+    assert len(rows) == 15 + 7
+    for f in frames:
+        assert f.data["state"][2] == "" and np.isnan(f.data["score"][2])
+        assert (f.data["state"][1] == "") == bool(f.data["opted_out"][1])
+        assert f.data["state"][0] != ""

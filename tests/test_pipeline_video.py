@@ -101,6 +101,19 @@ def test_keep_audio_copies_the_input_audio(classroom_video: Path, tmp_path: Path
     assert video_facts(out / "annotated.mp4")[4] == ["video", "audio"]
 
 
+def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    assert main(["process", str(webcam_video), "--out", str(out), "--quiet", "--no-report", "--pipeline", "webcam"]) == 0
+    session = json.loads((out / "session.json").read_text())
+    assert session["config"]["classifier"]["baseline"] == "session" and session["frames_analysed"] == 378
+    assert video_facts(out / "annotated.mp4")[2] == 378  # the second pass drew every frame
+    states = pd.read_parquet(out / "states.parquet")
+    tracks = pd.read_parquet(out / "tracks.parquet")
+    assert len(states) == len(tracks) > 300 and states["state"].ne("").all()  # every analysed person classified
+    assert states["p_taking_notes"].max() == 0  # the webcam labels only (classifier.labels_of)
+    assert {"attentive", "bored", "distracted", "engaged_in_discussion"} <= set(states["state"])
+
+
 def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     record = tmp_path / "live.mp4"
     assert main(["live", "--source", str(webcam_video), "--no-window", "--duration", "4", "--record", str(record)]) == 0
