@@ -17,7 +17,7 @@ METRIC_KEYS = ("held_out", "heldout", "metrics", "evaluation", "validation")
 DATA_KEYS = ("training_data", "data", "datasets", "dataset")
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "coverage")
 SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state"}
-MAX_ROWS = 8
+MAX_ROWS = 14
 
 
 @dataclass
@@ -51,7 +51,11 @@ def load_card(session: dict[str, Any]) -> ModelCard:
 
 def summarize_card(card: dict[str, Any], source: str) -> ModelCard:
     """Pick the report's fields out of a model card dict."""
-    columns, rows = _figure_table(next((card[key] for key in METRIC_KEYS if key in card), card))
+    metrics = next((card[key] for key in METRIC_KEYS if key in card), card)
+    session = card.get("held_out_session_baseline")
+    if isinstance(metrics, dict) and isinstance(session, dict):  # the same data, whole-session baselines
+        metrics = {**metrics, **{f"{name} (session baseline)": report for name, report in session.items()}}
+    columns, rows = _figure_table(metrics)
     return ModelCard(
         source=source,
         name=str(card.get("name") or ""),
