@@ -29,7 +29,7 @@ import numpy as np
 
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
-from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam, with_settled_baselines
+from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam, with_baseline
 from engagement.features import FRAME_FEATURES
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
@@ -119,9 +119,7 @@ def main() -> None:
 
 def scored_as(eval_sets: list[FeatureSet], baseline: str) -> list[FeatureSet]:
     """The scored sets, webcam rows against each person's whole session when ``baseline`` is "session"."""
-    if baseline == "running":
-        return eval_sets
-    return [with_settled_baselines(fs) if fs.dataset == WEBCAM else fs for fs in eval_sets]
+    return [with_baseline(fs, baseline) if fs.dataset == WEBCAM else fs for fs in eval_sets]
 
 
 def fold_result(fit_sets: list[FeatureSet], eval_sets: list[FeatureSet], method: str, seed: int,

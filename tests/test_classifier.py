@@ -208,6 +208,7 @@ def test_classifier_on_real_cctv_frames(cctv_dataset: Path, tmp_path: Path, caps
     assert report["model"]["n_samples"] > 20 and report["coverage"] > 0.6
     assert report["model"]["accuracy"] > report["majority"]["accuracy"]
     assert {"precision", "recall", "f1"} <= set(report["model"]["per_class"]["attentive"])
+    assert report["baseline"] == "running"
     args = ["classifier", "evaluate", str(cctv_dataset / "val"), "--limit", "2", "--cache-dir", str(tmp_path)]
     assert main([*args, "--baseline", "session"]) == 2  # single classroom frames have no session
     assert "webcam dataset only" in capsys.readouterr().err
@@ -221,10 +222,11 @@ def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, 
     assert report["dataset"] == "webcam_behaviour" and report["coverage"] == 1.0
     assert report["model"]["n_samples"] == 12
     assert len(report["model"]["confusion_matrix"]["counts"]) == 5
+    assert report["baseline"] == "session"  # as the webcam pipeline compares a recording's people
     args = ["classifier", "evaluate", str(webcam_dataset), "--limit", "12", "--cache-dir", str(tmp_path)]
-    assert main([*args, "--baseline", "session"]) == 0
-    settled = json.loads(capsys.readouterr().out)
-    assert settled["model"]["n_samples"] == 12 and settled["model"] != report["model"]
+    assert main([*args, "--baseline", "running"]) == 0  # as a live view does
+    running = json.loads(capsys.readouterr().out)
+    assert running["model"]["n_samples"] == 12 and running["model"] != report["model"]
 
 
 def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

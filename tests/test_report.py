@@ -326,10 +326,10 @@ def test_html_opens_in_headless_chromium(full_report: dict[str, Path], tmp_path:
     assert not severe, severe
 
 
-def test_model_card_figures_include_the_session_baseline_rows() -> None:
+def test_model_card_figures_include_the_running_baseline_rows() -> None:
     from engagement.report.card import summarize_card
 
     card = _model_card()
-    card["held_out_session_baseline"] = {"webcam_behaviour": card["held_out"]["webcam_behaviour"]}
+    card["held_out_running_baseline"] = {"webcam_behaviour": card["held_out"]["webcam_behaviour"]}
     labels = [row["label"] for row in summarize_card(card, "test").metrics]
-    assert "webcam behaviour (session baseline) / model" in labels and "cctv headstate / model" in labels
+    assert "webcam behaviour (running baseline) / model" in labels and "cctv headstate / model" in labels

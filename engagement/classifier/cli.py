@@ -6,6 +6,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 
@@ -36,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", help="cctv split to use (default: every split found)")
     evaluate.add_argument("--persons", help="webcam persons to keep, e.g. 1,2 (default: all)")
     evaluate.add_argument("--limit", type=int, help="only the first N images (quick checks)")
-    evaluate.add_argument("--baseline", choices=["running", "session"], default="running",
-                          help="webcam rows: relative features against each person's running baseline (as live "
-                               "video), or against the whole session (as `classifier.baseline: session` for a recording)")
+    evaluate.add_argument("--baseline", choices=["running", "session"],
+                          help="webcam rows: relative features against each person's frames so far (as live video) or "
+                               "whole session (as the webcam pipeline does for a recording); default: as the webcam "
+                               "pipeline does for a recording (classroom rows: running, they are single frames)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -49,7 +51,7 @@ def _persons(text: str) -> list[str]:
 
 def _train(args: argparse.Namespace) -> int:
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
-    from engagement.classifier.train import evaluate, export_training_rows, fit_on, split_webcam, with_settled_baselines
+    from engagement.classifier.train import default_baseline, export_training_rows, fit_on, split_webcam
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
@@ -60,13 +62,13 @@ def _train(args: argparse.Namespace) -> int:
         "augment": args.augment, "seed": args.seed, "rows": counts,
         "splits": {"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
                    "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)"},
-        "held_out": {fs.dataset: evaluate(model, fs) for fs in (cctv_test, webcam_test)},
-        "held_out_session_baseline": {WEBCAM: evaluate(model, with_settled_baselines(webcam_test))},
+        "held_out": {fs.dataset: _scored(model, fs, default_baseline(fs.dataset)) for fs in (cctv_test, webcam_test)},
+        "held_out_running_baseline": {WEBCAM: _scored(model, webcam_test, "running")},
     })
     model.save(args.out)
     if args.export_features:
         export_training_rows(args.export_features, [cctv_train, webcam_train], model)
-    reports = {**model.card["held_out"], f"{WEBCAM} (session baseline)": model.card["held_out_session_baseline"][WEBCAM]}
+    reports = {**model.card["held_out"], f"{WEBCAM} (running baseline)": model.card["held_out_running_baseline"][WEBCAM]}
     print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"],
                              "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]}
                       for name, r in reports.items()}, indent=2))
@@ -78,7 +80,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
-    from engagement.classifier.train import evaluate, with_settled_baselines
+    from engagement.classifier.train import default_baseline
     from engagement.errors import UserError
 
     model = StateClassifier.load(args.weights)
@@ -87,9 +89,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         if features.dataset != WEBCAM:
             raise UserError("--persons applies to the webcam dataset only")
         features = features.subset(np.isin(features.groups, [f"person{p}" for p in _persons(args.persons)]))
-    if args.baseline == "session":
-        if features.dataset != WEBCAM:
-            raise UserError("--baseline session applies to the webcam dataset only (classroom rows are single frames)")
-        features = with_settled_baselines(features)
-    print(json.dumps(evaluate(model, features), indent=2))
+    print(json.dumps(_scored(model, features, args.baseline or default_baseline(features.dataset)), indent=2))
     return 0
+
+
+def _scored(model: Any, features: Any, baseline: str) -> dict[str, Any]:
+    """``evaluate`` on the rows with relative features against the given ``baseline``, which it records."""
+    from engagement.classifier.train import evaluate, with_baseline
+
+    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline))}

@@ -161,6 +161,26 @@ def with_settled_baselines(features: FeatureSet) -> FeatureSet:
     return replace(features, X=X)
 
 
+def default_baseline(dataset: str) -> str:
+    """How the pipeline made for this kind of recording computes relative features: the webcam pipeline's
+    ``classifier.baseline`` for webcam data; classroom rows are single frames of many people (no session)."""
+    if dataset != WEBCAM:
+        return "running"
+    from engagement.config import load_pipeline
+
+    return load_pipeline("webcam").classifier.baseline
+
+
+def with_baseline(features: FeatureSet, baseline: str) -> FeatureSet:
+    """The rows as a pipeline with ``classifier.baseline`` sees them: "running" as streamed (the stored rows),
+    "session" against each person's whole session."""
+    if baseline == "running":
+        return features
+    if features.dataset != WEBCAM:
+        raise UserError("a session baseline applies to the webcam dataset only (classroom rows are single frames)")
+    return with_settled_baselines(features)
+
+
 def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
            settled_baselines: bool = True) -> tuple[StateClassifier, dict[str, int]]:
     """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""

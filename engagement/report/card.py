@@ -52,9 +52,9 @@ def load_card(session: dict[str, Any]) -> ModelCard:
 def summarize_card(card: dict[str, Any], source: str) -> ModelCard:
     """Pick the report's fields out of a model card dict."""
     metrics = next((card[key] for key in METRIC_KEYS if key in card), card)
-    session = card.get("held_out_session_baseline")
-    if isinstance(metrics, dict) and isinstance(session, dict):  # the same data, whole-session baselines
-        metrics = {**metrics, **{f"{name} (session baseline)": report for name, report in session.items()}}
+    running = card.get("held_out_running_baseline")
+    if isinstance(metrics, dict) and isinstance(running, dict):  # the same data as a live view would see it
+        metrics = {**metrics, **{f"{name} (running baseline)": report for name, report in running.items()}}
     columns, rows = _figure_table(metrics)
     return ModelCard(
         source=source,
