@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from engagement.annotate import TextAnnotator
 from engagement.config import PipelineConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.pipeline import Analyzer, Renderer
+from engagement.pipeline import Analyzer, Renderer, with_running_baseline
 from engagement.sinks import VideoWriter
 from engagement.sources import FrameSource
 
@@ -87,8 +86,7 @@ def run_live(
     partial = record_path.with_name(f".{record_path.name}.partial-{os.getpid()}.mp4") if record_path else None
     if record_path is not None and not record_path.parent.is_dir():
         raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
-    # A live view has no whole session to compare with: the running baseline, whatever the pipeline says.
-    config = replace(config, classifier=replace(config.classifier, baseline="running"))
+    config = with_running_baseline(config)  # a live view shows states as it goes
     analyzer = Analyzer(config)
     renderer = Renderer(config, info.fps)
     analyzer.warm_up(info.height, info.width)

@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
@@ -143,6 +143,12 @@ class Analyzer:
         if self.states is not None:
             detections = self.states(frame, detections, time_s, self.timer)
         return detections
+
+
+def with_running_baseline(config: PipelineConfig) -> PipelineConfig:
+    """The configuration with ``classifier.baseline: running``: what a live view, a camera or a stream can run
+    (there is no whole session yet to compare each person with, and a stream cannot be read twice)."""
+    return replace(config, classifier=replace(config.classifier, baseline="running"))
 
 
 def analysable(detections: Detections) -> np.ndarray:
@@ -579,6 +585,8 @@ def process_video(
     from tqdm import tqdm
 
     source = FrameSource(video)  # opens and validates the input before any output exists
+    if source.info.is_live:
+        config = with_running_baseline(config)
     with RunDirectory(out, overwrite=overwrite) as directory:
         started = time.perf_counter()
         timer = StageTimer()

@@ -114,9 +114,15 @@ def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path,
     assert {"attentive", "bored", "distracted", "engaged_in_discussion"} <= set(states["state"])
 
 
-def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    from engagement import live
+
+    baselines = []
+    analyzer = live.Analyzer
+    monkeypatch.setattr(live, "Analyzer", lambda config: baselines.append(config.classifier.baseline) or analyzer(config))
     record = tmp_path / "live.mp4"
     assert main(["live", "--source", str(webcam_video), "--no-window", "--duration", "4", "--record", str(record)]) == 0
+    assert baselines == ["running"]  # the webcam pipeline's session baseline needs a whole recording
     out = capsys.readouterr().out
     assert "fps" in out and "analysed" in out
     _, _, frames, fps, _ = video_facts(record)
