@@ -186,13 +186,13 @@ class StateStage:
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
         from engagement.states import STATES
 
-        probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
         rows = analysable(detections)
         if self.session_baseline:
             with timer("features"):
                 frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
             self._recorded.append((detections, rows, frame_features, fresh, time_s))
             return detections
+        probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
         if rows.any():
             subset = detections[rows]
             with timer("features"):
