@@ -128,7 +128,10 @@ class Detections:
 
     @classmethod
     def merge(cls, parts: list["Detections"]) -> "Detections":
-        """Concatenate detections; a ``data`` key must be present in every non-empty part."""
+        """Concatenate detections; a ``data`` key must be present in every non-empty part. When every part is
+        empty, the result is empty but keeps the first part's ``data`` keys: an empty frame is an ordinary frame."""
+        if parts and not any(len(p) for p in parts):
+            return parts[0][np.zeros(0, bool)]
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()

@@ -29,6 +29,12 @@ def test_merge_and_empty():
     assert len(Detections.empty()) == 0 and Detections.empty().xyxy.shape == (0, 4)
 
 
+def test_merge_of_empty_parts_keeps_their_data_keys():
+    empty = make(2)[np.zeros(2, bool)]
+    merged = Detections.merge([empty, empty])
+    assert len(merged) == 0 and set(merged.data) == {"names", "flag"}
+
+
 def test_merge_rejects_mismatched_data():
     other = Detections.from_boxes(np.zeros((1, 4)))
     with pytest.raises(ValueError, match="data keys differ"):

@@ -46,6 +46,15 @@ def test_interpolation_moves_shared_tracks_and_holds_the_rest():
     assert not middle.data["detected"].any()
 
 
+def test_interpolation_between_empty_frames_is_an_ordinary_frame():
+    """Nobody in view on two analysis frames in a row: the frames between keep the consent columns."""
+    from engagement.pipeline import analysable
+
+    nobody = tracked([1], [0], opted_out=np.array([False]))[np.zeros(1, bool)]
+    middle = interpolate(Keyframe(0, nobody), Keyframe(6, nobody), 3)
+    assert len(middle) == 0 and len(analysable(middle)) == 0
+
+
 def test_interpolation_at_the_ends():
     only = Keyframe(0, tracked([4], [10], opted_out=np.array([False])))
     held = interpolate(only, None, 2)
