@@ -146,6 +146,29 @@ def decode_yunet(outputs: dict[str, np.ndarray], height: int, width: int, confid
     return np.stack([x, y, x + w, y + h], axis=1).astype(np.float32).reshape(-1, 4)
 
 
+TURNS = (90, 180, 270)  # degrees clockwise
+
+
+def turn(frame: np.ndarray, degrees: int) -> np.ndarray:
+    """``frame`` turned clockwise by 90, 180 or 270 degrees."""
+    import cv2
+
+    code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[degrees]
+    return cv2.rotate(frame, code)
+
+
+def unturn_boxes(boxes: np.ndarray, degrees: int, width: int, height: int) -> np.ndarray:
+    """Boxes (N, 4) xyxy found in a ``width`` x ``height`` frame turned clockwise by ``degrees``, in the
+    upright frame's pixels."""
+    x0, y0, x1, y1 = np.asarray(boxes, np.float32).reshape(-1, 4).T
+    corners = {
+        90: (y0, height - x1, y1, height - x0),
+        180: (width - x1, height - y1, width - x0, height - y0),
+        270: (width - y1, x0, width - y0, x1),
+    }[degrees]
+    return np.stack(corners, axis=1).astype(np.float32)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of boxes ``a`` (N, 4) and ``b`` (M, 4), xyxy."""
     a = np.asarray(a, np.float32).reshape(-1, 4)[:, None]
@@ -232,21 +255,36 @@ class Anonymizer:
         self.mask_scale = max(config.mask_scale, METHOD_MIN_SCALE[config.method])
         self.hold_frames = max(1, round(config.hold_s * fps))
         self.face_every = max(1, int(config.face_every))
+        self.turn_probe_every = max(1, round(config.turned_faces_every_s * fps)) if config.turned_faces_every_s else 0
+        self._turn_until = {degrees: -1 for degrees in TURNS}  # last frame each turn is searched on every frame
         self.faces = np.empty((0, 4), np.float32)
         self.masks = np.empty((0, 4), np.float32)
         self._last_seen = np.empty(0, np.int64)
         self._frame = -1
 
     def warm_up(self, height: int, width: int) -> None:
-        blank = np.zeros((height, width, 3), np.uint8)
-        self.detector(blank)
-        self.fast_detector(blank)
+        for blank in (np.zeros((height, width, 3), np.uint8), np.zeros((width, height, 3), np.uint8)):
+            self.detector(blank)
+            self.fast_detector(blank)
 
     def find_faces(self, frame: np.ndarray, index: int) -> np.ndarray:
-        """Face boxes in frame number ``index``: full resolution every ``face_every`` frames, downscaled between.
-        Depends on the pixels only, so a pipeline can run it ahead of ``annotate`` on another thread."""
+        """Face boxes in frame number ``index``: full resolution every ``face_every`` frames, downscaled between;
+        also in the frame turned sideways or upside down, where a probe every ``turned_faces_every_s`` found faces.
+        Call once per frame, in order (turns found by one probe are searched until the one after next); it does
+        not depend on ``annotate``, so a pipeline can run it ahead on another thread."""
         full_pass = index % self.face_every == 0 or not self.config.face_input_width
-        return (self.detector if full_pass else self.fast_detector)(frame)
+        detector = self.detector if full_pass else self.fast_detector
+        faces = [detector(frame)]
+        probe = self.turn_probe_every and index % self.turn_probe_every == 0
+        height, width = frame.shape[:2]
+        for degrees in TURNS:
+            if not (probe or index <= self._turn_until[degrees]):
+                continue
+            found = unturn_boxes(detector(turn(frame, degrees)), degrees, width, height)
+            if len(found):
+                self._turn_until[degrees] = index + 2 * self.turn_probe_every
+            faces.append(found)
+        return np.concatenate(faces)
 
     def annotate(self, frame: np.ndarray, detections: Detections, blur_all_faces: bool, faces: np.ndarray | None = None) -> np.ndarray:
         """A copy of ``frame`` with every face that may not be shown hidden; ``faces`` from ``find_faces`` for

@@ -60,7 +60,10 @@ class ConsentConfig:
     registry: str | None = None  # SQLAlchemy URL or SQLite file; None: the per-user default
     course: str | None = None
     session: str | None = None
-    blur: Literal["opted_out", "all", "none"] = "opted_out"
+    # Whose faces are hidden. "unconsented" (default, fails closed): every face without a consent record, that is
+    # everyone unless a registry course maps the track to a consented student. "opted_out": only rows opted out
+    # (a seat, a student's record, or unknown): without a registry, confirmed tracks are shown. "all", "none".
+    blur: Literal["unconsented", "opted_out", "all", "none"] = "unconsented"
     unknown: Literal["blur", "analyze"] = "blur"  # people the pipeline cannot place
     opted_out_seats: list[SeatZone] = field(default_factory=list)
     track_students: dict[int, str] = field(default_factory=dict)  # track id -> student id, after a first pass
@@ -77,6 +80,10 @@ class AnonymizerConfig:
     hold_s: float = 1.0  # keep a mask this long after the face was last seen
     face_every: int = 3  # face detector at full resolution on every k-th output frame...
     face_input_width: int = 640  # ...and downscaled to this width on the others (0: always full resolution)
+    # Every this many seconds the face detector also looks at the frame turned by 90, 180 and 270 degrees (a phone
+    # held sideways, a video turned without rotation metadata); a turn in which it finds faces is then searched on
+    # every frame for the next two periods. 0 turns it off.
+    turned_faces_every_s: float = 1.0
 
 
 @dataclass
@@ -138,6 +145,8 @@ class PipelineConfig:
             raise UserError(f"detector.threads must be 0 (auto) or a positive number of threads, got {self.detector.threads}")
         if self.detector.batch < 0:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
+        if self.anonymizer.turned_faces_every_s < 0:
+            raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         if self.anonymizer.mask_scale < 1.3:
             raise UserError(f"anonymizer.mask_scale must be at least 1.3, got {self.anonymizer.mask_scale}")
         return self

@@ -18,7 +18,10 @@ def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) 
     parser.add_argument("--analysis-fps", type=float, help="detection/tracking rate in frames per second")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--models-dir", help="folder holding model weights")
-    parser.add_argument("--blur", choices=["opted_out", "all", "none"], help="face blur policy")
+    parser.add_argument(
+        "--blur", choices=["unconsented", "opted_out", "all", "none"],
+        help="whose faces are hidden: unconsented (default: everyone without a consent record), opted_out, all, none",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -53,7 +56,11 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def describe(out: str | Path, session: dict) -> str:
-    """One line about a finished run: speed (with and without the one-time model loading), tracking, consent."""
+    """One line about a finished run: speed (with and without the one-time model loading), tracking, consent and
+    the blur policy that ran."""
+    from engagement.consent.stage import BLURRED_BY_POLICY
+
+    policy = session["consent"]["policy"]
     tracking = session["tracking"]
     ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
     seconds = session["timings_s"]["total"]
@@ -64,7 +71,8 @@ def describe(out: str | Path, session: dict) -> str:
         f"{duration / seconds:.2f}x real time ({duration / max(seconds - loading, 1e-9):.2f}x after "
         f"{loading:.1f} s of model loading); {tracking['confirmed_tracks']} track IDs for at most "
         f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
-        f"{session['consent']['people_excluded']} excluded by consent"
+        f"{session['consent']['people_excluded']} excluded by consent; faces hidden: "
+        f"{BLURRED_BY_POLICY.get(policy, policy)} (consent.blur: {policy})"
     )
 
 

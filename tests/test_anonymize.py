@@ -89,3 +89,36 @@ def test_obscured_faces_are_no_longer_detected(method: str, classroom_frame: np.
         obscure(hidden, box, method)
     after = face_detector(hidden)
     assert len(after) == 0 or not (box_iou(faces, after) >= 0.3).any()
+
+
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_unturn_boxes_undoes_each_turn(degrees: int) -> None:
+    """A marked box turned with the frame comes back to the same pixels."""
+    from engagement.anonymize import turn, unturn_boxes
+
+    frame = np.zeros((60, 100), np.uint8)
+    frame[10:20, 70:90] = 255
+    turned = turn(frame, degrees)
+    ys, xs = np.nonzero(turned)
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    assert unturn_boxes(box, degrees, 100, 60).tolist() == [[70, 10, 90, 20]]
+
+
+@pytest.mark.parametrize("degrees", [90, 270])
+def test_sideways_faces_are_found(models_dir: Path, classroom_frame: np.ndarray, degrees: int) -> None:
+    """A classroom video turned sideways without rotation metadata: upright YuNet finds few of its faces, the turn
+    probe finds each face at its place in the sideways frame, and keeps searching that turn after the probe."""
+    from engagement.anonymize import turn, unturn_boxes
+
+    sideways = turn(classroom_frame, degrees)
+    height, width = classroom_frame.shape[:2]
+    config = AnonymizerConfig(face_input_width=0)
+    upright_faces = Anonymizer(config, fps=30, models_dir=str(models_dir)).find_faces(classroom_frame, 0)
+    # Where those faces are in the sideways frame: turning back by the rest of the circle.
+    expected = unturn_boxes(upright_faces, 360 - degrees, height, width)
+    plain = Anonymizer(AnonymizerConfig(face_input_width=0, turned_faces_every_s=0), fps=30, models_dir=str(models_dir))
+    assert len(plain.find_faces(sideways, 0)) < len(upright_faces) / 4
+    anonymizer = Anonymizer(config, fps=30, models_dir=str(models_dir))
+    found = anonymizer.find_faces(sideways, 0)
+    assert len(upright_faces) >= 15 and (box_iou(expected, found).max(axis=1) > 0.7).all()
+    assert len(anonymizer.find_faces(sideways, 1)) == len(found)  # the turn stays searched between probes

@@ -34,7 +34,7 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path):
     [
         ("analysis_fps: fast\n", "analysis_fps: expected float"),
         ("detector:\n  imgsz: 6.5\n", "detector.imgsz: expected int"),
-        ("consent:\n  blur: sometimes\n", "expected one of opted_out, all, none"),
+        ("consent:\n  blur: sometimes\n", "expected one of unconsented, opted_out, all, none"),
         ("consent:\n  opted_out_seats: [{name: a, polygon: [[0, x]]}]\n", "polygon"),
         ("detector: [1, 2]\n", "detector: expected a mapping"),
         ("analysis_fps: -1\n", "analysis_fps must be positive"),
@@ -65,5 +65,6 @@ def test_bad_override():
 
 def test_defaults_are_privacy_conservative():
     config = PipelineConfig()
-    assert config.consent.blur == "opted_out" and config.consent.unknown == "blur"
+    assert config.consent.blur == "unconsented" and config.consent.unknown == "blur"
+    assert all(load_pipeline(name).consent.blur == "unconsented" for name in ("lecture", "webcam"))
     assert config.anonymizer.mask_scale >= 1.3 and not config.output.keep_audio

@@ -33,7 +33,7 @@ def _people(boxes: list[list[float]], tracks: list[int], confirmed: list[bool] |
 
 
 def test_seat_zone_uses_the_box_anchor_and_is_sticky() -> None:
-    stage = ConsentStage(ConsentConfig(opted_out_seats=[SeatZone("back", L_ZONE)]))
+    stage = ConsentStage(ConsentConfig(blur="opted_out", opted_out_seats=[SeatZone("back", L_ZONE)]))
     # Track 1's box bottom-centre (25, 90) is in the zone though most of the box is outside; track 2's (75, 30) is not.
     first = stage(_people([[0, -200, 50, 90], [50, 0, 100, 30]], [1, 2]))
     assert first.data["opted_out"].tolist() == [True, False]
@@ -48,7 +48,7 @@ def test_seat_zone_uses_the_box_anchor_and_is_sticky() -> None:
 def test_unknown_people_follow_the_unknown_policy() -> None:
     boxes = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]
     people = _people(boxes, [-1, 5, 6], confirmed=[False, False, True])
-    blurred = ConsentStage(ConsentConfig(unknown="blur"))(people)
+    blurred = ConsentStage(ConsentConfig(blur="opted_out", unknown="blur"))(people)
     assert blurred.data["opted_out"].tolist() == [True, True, False]
     assert blurred.data["blur"].tolist() == [True, True, False]
     analyzed = ConsentStage(ConsentConfig(unknown="analyze"))(people)
@@ -62,7 +62,10 @@ def test_unconfirmed_rows_are_not_counted_as_excluded() -> None:
     assert confirmed.data["opted_out"].tolist() == [False] and stage.excluded_track_ids == set()
 
 
-@pytest.mark.parametrize("policy, expected", [("all", [True, True]), ("none", [False, False]), ("opted_out", [True, False])])
+@pytest.mark.parametrize(
+    "policy, expected",
+    [("unconsented", [True, True]), ("all", [True, True]), ("none", [False, False]), ("opted_out", [True, False])],
+)
 def test_blur_policies(policy: str, expected: list[bool]) -> None:
     stage = ConsentStage(ConsentConfig(blur=policy, opted_out_seats=[SeatZone("z", L_ZONE)]))
     people = stage(_people([[0, 0, 50, 90], [50, 0, 100, 30]], [1, 2]))
@@ -83,6 +86,15 @@ def test_registry_decides_by_student(tmp_path: Path) -> None:
     assert people.data["opted_out"].tolist() == [False, True, True, True, True]
     assert people.data["consent"] == ["analyzed", "student", "student", "student", "unknown"]
     assert stage.excluded_track_ids == {2, 3, 4, 5}
+    assert people.data["blur"].tolist() == [False, True, True, True, True]  # only the consent record shows a face
+
+
+def test_default_policy_without_a_registry_blurs_every_face_and_analyses_tracks() -> None:
+    """No registry: nobody has consented, so every face is hidden, confirmed tracks are analysed pseudonymously."""
+    assert ConsentConfig().blur == "unconsented"
+    people = ConsentStage(ConsentConfig())(_people([[0, 0, 10, 10], [20, 0, 30, 10]], [1, -1], confirmed=[True, False]))
+    assert people.data["blur"].tolist() == [True, True]
+    assert people.data["opted_out"].tolist() == [False, True]
 
 
 def test_registry_course_must_exist(tmp_path: Path) -> None:

