@@ -1,55 +1,95 @@
-"""Privacy leak benchmark: anonymize real videos with policy ``all`` and count frames whose faces survive.
+"""Privacy leak benchmark: the default `engagement process` on real videos and harder variants of them, checked
+frame by frame by two face detectors (YuNet, the anonymizer's own model, and CenterFace, an independent one).
 
-For each video: people are detected with the pose model at the pipeline's analysis rate (detections
-are held, not interpolated, on the frames in between: a harder case than the pipeline's tracks), every
-frame goes through ``Anonymizer.annotate`` with ``blur_all_faces=True`` and is encoded with libx264,
-then ``engagement.privacy.leak_check`` compares original and output frame by frame.
+Variants are made with ffmpeg from each video's first ``--seconds``: other resolutions (240p to an upscaled
+1080p), other frame rates (10 and 60 fps), a video turned 90 degrees in its pixels (no rotation metadata), and one
+turned only by rotation metadata. Each goes through the real pipeline with its default configuration (no
+registry, so every face must be hidden), then `engagement.privacy.leak_check` compares original and output.
 
-    python benchmarks/privacy_leak.py ../shared/videos/classroom_front_class110.mp4 \
-        ../shared/videos/webcam_session_p2.mp4 --out /tmp/privacy_leak.json
+    ENGAGEMENT_MODELS=../shared/models python benchmarks/privacy_leak.py \\
+        ../shared/videos/classroom_front_class110.mp4 ../shared/videos/webcam_session_p2.mp4 --out /tmp/leaks.json
+
+Prints one Markdown table row per video and variant; exits 1 if any face leaked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from engagement.config import AnonymizerConfig, apply_override, from_dict, to_dict
-from engagement.privacy import anonymize_video, leak_check
+from engagement.config import load_pipeline
+from engagement.pipeline import process_video
+from engagement.privacy import LEAK_DETECTORS, leak_check
+from engagement.sources import FrameSource
+
+# name -> ffmpeg output options; the 'metadata' variant copies the stream and only sets its rotation.
+VARIANTS: dict[str, list[str]] = {
+    "original": ["-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "240p": ["-vf", "scale=-2:240", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "480p": ["-vf", "scale=-2:480", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "1080p": ["-vf", "scale=-2:1080", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "10fps": ["-vf", "fps=10", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "60fps": ["-vf", "fps=60", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "turned90": ["-vf", "transpose=1", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
+    "metadata90": ["-c", "copy", "-metadata:s:v:0", "rotate=90"],
+}
+
+
+def make_variant(video: Path, variant: str, seconds: float, target: Path) -> Path:
+    """The first ``seconds`` of ``video`` as ``variant`` (audio dropped)."""
+    if shutil.which("ffmpeg") is None:
+        sys.exit("privacy_leak: ffmpeg is needed to make the variants (apt-get install ffmpeg)")
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video), "-t", str(seconds), "-an", *VARIANTS[variant], str(target)]
+    subprocess.run(command, check=True)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", type=Path)
-    parser.add_argument("--analysis-fps", type=float, default=5.0, help="pose detection rate (lecture pipeline: 5)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="anonymizer override, e.g. face_every=2")
-    parser.add_argument("--max-frames", type=int)
-    parser.add_argument("--out", type=Path, help="write the full per-frame results as JSON")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each variant, from the video's start")
+    parser.add_argument("--pipeline", default="lecture")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pipeline override (default: none)")
+    parser.add_argument("--detectors", default=",".join(LEAK_DETECTORS))
+    parser.add_argument("--out", type=Path, help="write the totals of every row as JSON")
     args = parser.parse_args(argv)
 
-    settings = to_dict(AnonymizerConfig())
-    for item in args.set:
-        apply_override(settings, item)
-    config = from_dict(AnonymizerConfig, settings)
-    results = []
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}")
+    detectors = args.detectors.split(",")
+    config = load_pipeline(args.pipeline, ["output.report=false", *args.set])
+    print("| video | variant | size, fps, frames | " + " | ".join(f"{d}: faces, leaked (frames)" for d in detectors) + " | pipeline s |")
+    print("|---|---|---|" + "---|" * len(detectors) + "---|")
+    rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for video in args.videos:
-            anonymized = Path(workdir) / f"{video.stem}.anonymized.mp4"
-            timing = anonymize_video(video, anonymized, config, args.analysis_fps, args.max_frames)
-            report = leak_check(video, anonymized, max_frames=args.max_frames)
-            results.append({"video": video.name, "config": settings, **timing, **report})
-            totals = report["totals"]
-            print(
-                f"{video.name}: {totals['frames']} frames, {totals['faces_original']} faces in original, "
-                f"{totals['leaked_faces']} leaked faces in {totals['leak_frames']} frames; "
-                f"anonymizer {timing['anonymize_ms_mean']:.1f} ms/frame mean, {timing['anonymize_ms_p95']:.1f} p95"
-            )
+            for variant in variants:
+                clip = make_variant(video, variant, args.seconds, Path(workdir) / f"{video.stem}.{variant}.mp4")
+                run = Path(workdir) / f"{video.stem}.{variant}.run"
+                started = time.perf_counter()
+                process_video(str(clip), run, config, quiet=True, report=False)
+                seconds = time.perf_counter() - started
+                info = FrameSource(str(clip)).info
+                row = {"video": video.name, "variant": variant, "width": info.width, "height": info.height, "fps": round(info.fps, 2),
+                       "frames": info.frames, "pipeline_s": round(seconds, 1)}
+                for detector in detectors:
+                    row[detector] = leak_check(clip, run / "annotated.mp4", detector=detector)["totals"]
+                rows.append(row)
+                cells = " | ".join(f"{row[d]['faces_original']}, **{row[d]['leaked_faces']}** ({row[d]['leak_frames']})" for d in detectors)
+                print(f"| {video.stem} | {variant} | {info.width}x{info.height}, {info.fps:.1f}, {info.frames} | {cells} | {seconds:.0f} |", flush=True)
+                shutil.rmtree(run)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
-    return 1 if any(r["totals"]["leak_frames"] for r in results) else 0
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 1 if any(row[d]["leak_frames"] for row in rows for d in detectors) else 0
 
 
 if __name__ == "__main__":
