@@ -94,6 +94,15 @@ def _shade(frame: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
     frame[y0:y1, x0:x1] = (frame[y0:y1, x0:x1] * 0.35).astype(frame.dtype)
 
 
+def _corner_text(frame: np.ndarray, text: str, right: bool) -> None:
+    """White ``text`` on a darkened panel in the top-left or top-right corner; both fit on one row at any size."""
+    scale, thickness = _text_scale(frame), _text_thickness(frame)
+    (w, h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    x, y = (frame.shape[1] - w - 12 if right else 8), 8
+    _shade(frame, x - 4, y - 4, x + w + 8, y + h + baseline + 6)
+    cv2.putText(frame, text, (x + 2, y + h + 1), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
 class BoxAnnotator:
     """Person boxes in their state colour, thinner when the box was predicted from the track rather than detected."""
 
@@ -196,15 +205,9 @@ class ClassScoreAnnotator:
 
     def annotate(self, frame: np.ndarray, detections: Detections) -> np.ndarray:
         found = class_score(detections)
-        if found is None:
-            return frame
-        score, people = found
-        text = f"class engagement {score:.0f}/100 ({people} {'person' if people == 1 else 'people'})"
-        scale, thickness = _text_scale(frame), _text_thickness(frame)
-        (w, h), baseline = cv2.getTextSize(text, FONT, scale, thickness)
-        x, y = frame.shape[1] - w - 12, 8
-        _shade(frame, x - 4, y - 4, x + w + 8, y + h + baseline + 6)
-        cv2.putText(frame, text, (x + 2, y + h + 1), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        if found is not None:
+            score, people = found
+            _corner_text(frame, f"class engagement {score:.0f}/100 ({people} {'person' if people == 1 else 'people'})", right=True)
         return frame
 
 
@@ -253,8 +256,7 @@ class TextAnnotator:
     """A line of text in the top-left corner (measured rates in the live view)."""
 
     def annotate(self, frame: np.ndarray, text: str) -> np.ndarray:
-        cv2.putText(frame, text, (10, 30), FONT, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(frame, text, (10, 30), FONT, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+        _corner_text(frame, text, right=False)
         return frame
 
 
