@@ -35,6 +35,8 @@ SCORE_MEANING = "number: engagement score 0-100"
 
 
 class Annotator(Protocol):
+    """Anything that draws one thing on a frame from its detections."""
+
     def annotate(self, frame: np.ndarray, detections: Detections) -> np.ndarray: ...
 
 
