@@ -16,13 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
     from engagement.consent import cli as consent_cli
     from engagement.generative import cli as generative_cli
     from engagement.report import cli as report_cli
-    from engagement import pipeline_cli
+    from engagement import pipeline_cli, seats
 
     parser = argparse.ArgumentParser(prog="engagement", description="Privacy-respecting engagement analytics from classroom video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages and show tracebacks")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (pipeline_cli, consent_cli, classifier_cli, generative_cli, report_cli):
+    for module in (pipeline_cli, seats, consent_cli, classifier_cli, generative_cli, report_cli):
         module.register(subparsers)
     return parser
 

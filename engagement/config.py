@@ -7,6 +7,7 @@ against its field's type, so a typo in a YAML file never silently falls back to 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -149,7 +150,21 @@ class PipelineConfig:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         if self.anonymizer.mask_scale < 1.3:
             raise UserError(f"anonymizer.mask_scale must be at least 1.3, got {self.anonymizer.mask_scale}")
+        if self.models_dir is not None and not Path(self.models_dir).expanduser().is_dir():
+            raise UserError(f"models_dir {self.models_dir} does not exist or is not a folder")
+        for i, zone in enumerate(self.consent.opted_out_seats):
+            validate_polygon(zone, f"consent.opted_out_seats[{i}]")
         return self
+
+
+def validate_polygon(zone: SeatZone, where: str) -> None:
+    """A seat zone needs at least 3 corners, each two finite pixel coordinates (x, y)."""
+    label = f"{where} ({zone.name!r})"
+    if len(zone.polygon) < 3:
+        raise UserError(f"{label}: a polygon needs at least 3 points [x, y], got {len(zone.polygon)}")
+    for point in zone.polygon:
+        if len(point) != 2 or not all(math.isfinite(value) for value in point):
+            raise UserError(f"{label}: each point must be two finite numbers [x, y], got {point}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

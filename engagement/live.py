@@ -6,7 +6,9 @@ frame it is offered and skips the rest, and each shown frame uses the latest ana
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +25,28 @@ from engagement.sinks import VideoWriter
 from engagement.sources import FrameSource
 
 ESCAPE_KEYS = {ord("q"), ord("Q"), 27}
+WINDOW = "engagement live"
+NO_WINDOW_HINT = "use --no-window (with --record FILE to keep the view)"
+
+
+def require_display() -> None:
+    """Refuse a window where none can open: OpenCV's Qt backend aborts the whole process (no exception to catch)
+    when Linux has neither an X11 nor a Wayland display."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise UserError(f"no display to open the live window on (DISPLAY and WAYLAND_DISPLAY are unset); {NO_WINDOW_HINT}")
+
+
+def show(image: np.ndarray) -> bool:
+    """Show ``image`` in the live window; whether q or Esc was pressed. An OpenCV without GUI support (the
+    headless wheels) or a window that cannot open is a UserError."""
+    import cv2
+
+    try:
+        cv2.imshow(WINDOW, image)
+        return cv2.waitKey(1) & 0xFF in ESCAPE_KEYS
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise UserError(f"cannot open the live window ({reason}); {NO_WINDOW_HINT}") from None
 
 
 class AnalysisWorker:
@@ -77,9 +101,15 @@ def run_live(
     duration: float | None = None,
     realtime: bool = True,
 ) -> dict[str, Any]:
-    """Show (and optionally record) the analysed view until the source ends, ``duration`` passes, or q/Esc/Ctrl-C."""
+    """Show (and optionally record) the analysed view until the source ends, ``duration`` passes, or q/Esc/Ctrl-C.
+
+    The overlay and the returned figures give two rates since the start: frames shown per second, and frames
+    analysed per second (detection, tracking and states; at most ``analysis_fps``, lower when the models cannot keep up).
+    """
     import cv2
 
+    if window:
+        require_display()
     frames = FrameSource(source, buffer=2)
     info = frames.info
     record_path = Path(record) if record else None
@@ -114,13 +144,12 @@ def run_live(
                 next_analysis += interval
             image = renderer(frame, worker.latest)
             shown += 1
-            overlay.annotate(image, f"{shown / max(time.perf_counter() - started, 1e-6):.1f} fps")
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            overlay.annotate(image, f"{shown / elapsed:.1f} fps shown, {worker.analysed / elapsed:.1f} fps analysed")
             if recorder is not None:
                 recorder.write(image)
-            if window:
-                cv2.imshow("engagement live", image)
-                if cv2.waitKey(1) & 0xFF in ESCAPE_KEYS:
-                    break
+            if window and show(image):
+                break
         completed = True
     except KeyboardInterrupt:
         completed = True
@@ -135,6 +164,13 @@ def run_live(
             else:
                 partial.unlink(missing_ok=True)
         if window:
-            cv2.destroyAllWindows()
+            with contextlib.suppress(cv2.error):  # a window that never opened (see ``show``) cannot be closed either
+                cv2.destroyAllWindows()
     elapsed = time.perf_counter() - started
-    return {"frames": shown, "display_fps": shown / elapsed if elapsed else 0.0, "analysed": worker.analysed, "track_ids": len(analyzer.confirmed_ids)}
+    return {
+        "frames": shown,
+        "display_fps": shown / elapsed if elapsed else 0.0,
+        "analysed": worker.analysed,
+        "analysis_fps": worker.analysed / elapsed if elapsed else 0.0,
+        "track_ids": len(analyzer.confirmed_ids),
+    }

@@ -33,7 +33,7 @@ def user_models_dir() -> Path:
 
 def search_dirs(models_dir: str | os.PathLike | None = None) -> list[Path]:
     """Directories searched for weights, in order."""
-    dirs = [Path(models_dir)] if models_dir else []
+    dirs = [Path(models_dir).expanduser()] if models_dir else []
     if os.environ.get(MODELS_ENV):
         dirs.append(Path(os.environ[MODELS_ENV]))
     dirs.append(user_models_dir())

@@ -265,15 +265,20 @@ def states_schema() -> pa.Schema:
 
 
 class Renderer:
-    """Per output frame: anonymize (before anything is drawn), then draw boxes, IDs, skeletons and states."""
+    """Per output frame: anonymize (before anything is drawn), then draw the opted-out seat zones, boxes, IDs,
+    skeletons and states, and with the classifier on a legend of the state colours and the class score."""
 
     def __init__(self, config: PipelineConfig, fps: float) -> None:
+        from engagement.annotate import DEFAULT_ANNOTATORS, ClassScoreAnnotator, LegendAnnotator, SeatZoneAnnotator
+
         self.blur_all = config.consent.blur == "all"
         self.anonymizer = None
         if config.consent.blur != "none":
             from engagement.anonymize import Anonymizer
 
             self.anonymizer = Anonymizer(config.anonymizer, fps, config.models_dir)
+        scoring = (LegendAnnotator(), ClassScoreAnnotator()) if config.classifier.enabled else ()
+        self.annotators = (SeatZoneAnnotator(config.consent.opted_out_seats), *DEFAULT_ANNOTATORS, *scoring)
 
     def warm_up(self, height: int, width: int) -> None:
         """Compile the face detector for this frame size before the first frame (see ``Analyzer.warm_up``)."""
@@ -287,7 +292,7 @@ class Renderer:
     def __call__(self, frame: np.ndarray, detections: Detections, faces: np.ndarray | None = None) -> np.ndarray:
         if self.anonymizer is not None:
             frame = self.anonymizer.annotate(frame, detections, self.blur_all, faces)
-        return annotate(frame, detections)
+        return annotate(frame, detections, self.annotators)
 
 
 class RunWriter:

@@ -96,7 +96,8 @@ def _live(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     stats = run_live(args.source, config, window=not args.no_window, record=args.record, duration=args.duration, realtime=not args.as_fast_as_possible)
-    print(f"live: {stats['frames']} frames shown at {stats['display_fps']:.1f} fps, {stats['analysed']} analysed; {stats['track_ids']} track IDs")
+    print(f"live: {stats['frames']} frames shown at {stats['display_fps']:.1f} fps, {stats['analysed']} analysed "
+          f"at {stats['analysis_fps']:.1f} fps; {stats['track_ids']} track IDs")
     return 0
 
 

@@ -42,6 +42,10 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path):
         ("detector:\n  threads: -1\n", "detector.threads must be 0"),
         ("output:\n  preset: fastest\n", "expected one of ultrafast"),
         ("detector: {model: [\n", "not valid YAML"),
+        ("consent:\n  opted_out_seats: [{name: door, polygon: [[0, 0], [5, 5]]}]\n", r"\('door'\): a polygon needs at least 3 points"),
+        ("consent:\n  opted_out_seats: [{polygon: [[0, 0], [5, 5, 5], [0, 5]]}]\n", "each point must be two finite numbers"),
+        ("consent:\n  opted_out_seats: [{polygon: [[0, 0], [5, .nan], [0, 5]]}]\n", "each point must be two finite numbers"),
+        ("models_dir: /nonexistent/models\n", "models_dir /nonexistent/models does not exist"),
     ],
 )
 def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str):
@@ -49,6 +53,19 @@ def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str):
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         load_pipeline(str(path))
+
+
+def test_a_valid_seat_zone_and_models_dir_load(tmp_path: Path):
+    config = load_pipeline("lecture", [f"models_dir={tmp_path}", "consent.opted_out_seats=[{name: door, polygon: [[0, 0], [9, 0], [9, 9]]}]"])
+    assert config.models_dir == str(tmp_path) and config.consent.opted_out_seats[0].polygon[2] == [9.0, 9.0]
+
+
+def test_missing_models_dir_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from engagement.cli import main
+
+    assert main(["process", str(tmp_path / "lecture.mp4"), "--out", str(tmp_path / "run"), "--models-dir", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "models_dir /nonexistent does not exist" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 def test_unknown_pipeline_name_lists_shipped():

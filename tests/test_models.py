@@ -19,6 +19,7 @@ def test_search_order_explicit_then_config_then_env_then_cache(tmp_path: Path, m
     assert find_model("m", config_dir) == config_dir / "m.pt"
     assert find_model(str(env_dir / "m.onnx"), config_dir) == env_dir / "m.onnx"
     assert search_dirs(config_dir)[-1] == tmp_path / "cache" / "classroom-engagement" / "models"
+    assert search_dirs("~/weights")[0] == Path.home() / "weights"  # as the config check reads it
 
 
 def test_missing_model_names_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engagement.annotate import annotate, track_color
+from engagement.annotate import STATE_COLORS, annotate
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
@@ -156,7 +156,7 @@ def test_annotators_draw_tracked_people_only():
     out = annotate(frame.copy(), detections)
     assert out[10:60, 10:31].any()  # track 7 drawn
     assert not out[:, 120:141][60:].any() and not out[60:, 215:245].any()  # untracked and opted-out: nothing
-    assert track_color(7) != track_color(8)
+    assert tuple(out[35, 10]) == STATE_COLORS["attentive"]  # boxes take their state's colour
 
 
 def test_run_directory_is_atomic(tmp_path: Path):

@@ -1,0 +1,122 @@
+"""``engagement seats check``: one frame of a video with the opted-out seat zones drawn on it, every face blurred.
+
+Seat-zone polygons are typed as pixel coordinates; this picture lets the instructor see where they really lie
+before a session is analysed. Every face is hidden (YuNet faces and pose head regions, as ``consent.blur: all``)
+whatever the pipeline's blur policy, because the picture is meant to be looked at and passed around. A dot marks
+each person's anchor, the point the consent stage tests against the zones: filled when it lies in a zone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from engagement.config import PipelineConfig
+from engagement.errors import UserError
+
+ANCHOR_INSIDE = (255, 0, 255)  # the zone colour: this person would be opted out
+ANCHOR_OUTSIDE = (255, 255, 255)
+
+
+def read_frame(video: str, time_s: float) -> tuple[np.ndarray, float]:
+    """The frame of ``video`` at ``time_s`` seconds and its frame rate; an unreadable video or a time past its
+    end is a UserError."""
+    import cv2
+
+    if time_s < 0:
+        raise UserError(f"--frame-time must be 0 or more seconds, got {time_s}")
+    if not Path(video).is_file():
+        raise UserError(f"{video}: no such file")
+    capture = cv2.VideoCapture(video)
+    try:
+        if not capture.isOpened():
+            raise UserError(f"{video}: cannot be opened as a video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps < 1000 else 30.0
+        capture.set(cv2.CAP_PROP_POS_FRAMES, round(time_s * fps))
+        ok, frame = capture.read()
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        length = f" (it is {frames / fps:.1f} s long)" if frames > 0 else ""
+        raise UserError(f"{video}: no frame could be read at {time_s:g} s{length}")
+    return frame, fps
+
+
+def seat_check_image(frame: np.ndarray, fps: float, config: PipelineConfig) -> tuple[np.ndarray, int]:
+    """``frame`` with every face blurred, then the opted-out seat zones and each person's anchor drawn on it;
+    also the number of people found."""
+    import cv2
+
+    from engagement.annotate import SeatZoneAnnotator
+    from engagement.anonymize import Anonymizer
+    from engagement.consent.stage import in_seat_zones
+    from engagement.detector import PoseDetector
+
+    people = PoseDetector(config.detector, config.models_dir)(frame)
+    image = Anonymizer(config.anonymizer, fps, config.models_dir).annotate(frame, people, blur_all_faces=True)
+    zones = config.consent.opted_out_seats
+    image = SeatZoneAnnotator(zones).annotate(image, people)
+    radius = max(3, round(min(frame.shape[:2]) / 150))
+    for (x, y), inside in zip(np.round(people.anchor).astype(int), in_seat_zones(people.anchor, zones)):
+        cv2.circle(image, (x, y), radius + 1, (0, 0, 0), -1)
+        cv2.circle(image, (x, y), radius, ANCHOR_INSIDE if inside else ANCHOR_OUTSIDE, -1 if inside else 2)
+    return image, len(people)
+
+
+def png_path(out: str) -> Path:
+    """``--out`` checked before any work: a .png file in an existing folder."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise UserError(f"--out {path}: must be a .png file")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    return path
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write ``image`` as a PNG atomically (a reader never sees half a file)."""
+    import cv2
+
+    from engagement.files import write_atomic
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError(f"could not encode the {image.shape[1]}x{image.shape[0]} frame as PNG")
+    write_atomic(path, lambda stream: stream.write(encoded.tobytes()))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from engagement.pipeline_cli import config_from_args
+
+    config = config_from_args(args)
+    out = png_path(args.out)
+    frame, fps = read_frame(args.video, args.frame_time)
+    image, people = seat_check_image(frame, fps, config)
+    write_png(out, image)
+    zones = ", ".join(zone.name for zone in config.consent.opted_out_seats) or "none configured"
+    print(f"{out}: frame at {args.frame_time:g} s ({frame.shape[1]}x{frame.shape[0]} px), every face blurred; "
+          f"{people} people found; seat zones: {zones}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``seats check``."""
+    from engagement.pipeline_cli import _add_config_options
+
+    seats = subparsers.add_parser("seats", help="opted-out seat zones (consent.opted_out_seats)")
+    commands = seats.add_subparsers(dest="seats_command", metavar="COMMAND", required=True)
+    check = commands.add_parser(
+        "check",
+        help="draw the seat zones on one frame of a video, every face blurred, to check where they lie",
+        description="Writes one frame of VIDEO as a PNG with the opted-out seat zones outlined and named and a dot "
+                    "at each person's anchor (filled: inside a zone, so opted out). Every face is blurred, whatever --blur says.",
+    )
+    check.add_argument("video", metavar="VIDEO", help="a recording of the room, from the camera position used in class")
+    check.add_argument("--frame-time", type=float, default=0.0, metavar="S", help="seconds into the video (default 0)")
+    check.add_argument("--out", required=True, help="PNG file to write")
+    _add_config_options(check, "lecture")
+    check.set_defaults(handler=_check)

@@ -1,0 +1,60 @@
+"""``engagement live`` where no window can open: one line and exit 2, never an abort inside Qt."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from engagement.errors import UserError
+
+
+def short_clip(source: Path, target: Path, frames: int = 20) -> Path:
+    """The first ``frames`` frames of ``source`` as an MJPG AVI."""
+    capture = cv2.VideoCapture(str(source))
+    writer = None
+    for _ in range(frames):
+        ok, frame = capture.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+    writer.release()
+    capture.release()
+    return target
+
+
+def test_live_without_a_display_is_one_line_and_exit_2(webcam_video: Path, tmp_path: Path):
+    clip = short_clip(webcam_video, tmp_path / "clip.avi")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "xcb"  # what a desktop session uses; without a display Qt aborts the process on it
+    # A subprocess: if the check were missing, Qt's abort would take the test runner down with it.
+    result = subprocess.run([sys.executable, "-m", "engagement.cli", "live", "--source", str(clip), "--duration", "2"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and "no display" in result.stderr and "--no-window" in result.stderr
+
+
+def test_a_window_opencv_cannot_open_is_a_user_error(monkeypatch: pytest.MonkeyPatch):
+    from engagement import live
+
+    def imshow(name, image):
+        raise cv2.error("OpenCV(5.1.0) window.cpp:1301: error: (-2:Unspecified error) The function is not implemented.")
+
+    monkeypatch.setattr(cv2, "imshow", imshow)
+    with pytest.raises(UserError, match=r"cannot open the live window \(.*not implemented.*\); use --no-window"):
+        live.show(None)
+
+
+def test_no_display_is_refused_before_anything_opens(monkeypatch: pytest.MonkeyPatch):
+    from engagement import live
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(UserError, match="no display"):
+        live.require_display()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    live.require_display()
