@@ -18,7 +18,7 @@ EXAMPLE_ROSTER = resource_dir("consent") / "example_roster.csv"
 
 
 def _values(**extra: object) -> dict:
-    return {**load_policy(), "course": "DEMO-101", "course_title": None, "instructor": None, "scope": None, **extra}
+    return {**load_policy(), "course": "DEMO-101", "course_title": None, "delete_source": False, "instructor": None, "scope": None, **extra}
 
 
 @pytest.mark.parametrize("kind", ["form", "approval"])
@@ -112,6 +112,7 @@ def test_cli_bad_roster_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFix
 def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = str(tmp_path / "registry.sqlite")
     out = tmp_path / "consent.pdf"
+    assert main(["consent", "course", "add", "DEMO-101", "--title", "Demo", "--registry", registry]) == 0
     assert main(["consent", "form", "--course", "DEMO-101", "--out", str(out), "--registry", registry]) == 0
     assert len(PdfReader(out).pages) == 1
     assert main(["consent", "approval", "--course", "DEMO-101", "--instructor", "Dr. Example", "--scope", "all lectures",
