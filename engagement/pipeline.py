@@ -624,6 +624,8 @@ def process_video(
             build_report(directory)
     if config.consent.course is not None:
         register_session(config, Path(out), session)
+        from engagement.consent.outputs import delete_source
+        delete_source(config.consent.registry, config.consent.course, video, out)
     return session
 
 

@@ -18,7 +18,7 @@ EXAMPLE_ROSTER = resource_dir("consent") / "example_roster.csv"
 
 
 def _values(**extra: object) -> dict:
-    return {**load_policy(), "course": "DEMO-101", "course_title": None, "instructor": None, "scope": None, **extra}
+    return {**load_policy(), "course": "DEMO-101", "course_title": None, "delete_source": False, "instructor": None, "scope": None, **extra}
 
 
 @pytest.mark.parametrize("kind", ["form", "approval"])
@@ -112,6 +112,7 @@ def test_cli_bad_roster_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFix
 def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = str(tmp_path / "registry.sqlite")
     out = tmp_path / "consent.pdf"
+    assert main(["consent", "course", "add", "DEMO-101", "--title", "Demo", "--registry", registry]) == 0
     assert main(["consent", "form", "--course", "DEMO-101", "--out", str(out), "--registry", registry]) == 0
     assert len(PdfReader(out).pages) == 1
     assert main(["consent", "approval", "--course", "DEMO-101", "--instructor", "Dr. Example", "--scope", "all lectures",
@@ -121,3 +122,48 @@ def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["consent", "list", "--registry", "nosuchdialect://x"]) == 2
     assert main(["consent", "purge", "--course", "NOPE", "--registry", registry]) == 2
     assert "engagement: error:" in capsys.readouterr().err
+
+
+def test_cli_courses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    assert main(["consent", "course", "add", "CS101", "--title", "Intro", "--retention-days", "30", "--delete-source", "--registry", registry]) == 0
+    assert main(["consent", "approval", "--course", "CS101", "--instructor", "Dr. Example", "--scope", "fall lectures",
+                 "--approver", "Dean Placeholder", "--approved-on", "2026-09-01", "--valid-until", "2027-01-31", "--registry", registry]) == 0
+    assert main(["consent", "set", "S1", "consented", "--course", "CS101", "--registry", registry]) == 0
+    assert main(["consent", "set", "S2", "opted_out", "--course", "CS101", "--registry", registry]) == 0
+    capsys.readouterr()
+    assert main(["consent", "course", "list", "--json", "--registry", registry]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row == {"code": "CS101", "title": "Intro", "retention": "30 days", "delete_source": True,
+                   "approved_until": "2027-01-31", "sessions": 0}
+    assert main(["consent", "course", "show", "CS101", "--registry", registry]) == 0
+    shown = capsys.readouterr().out
+    assert "2026-09-01 to 2027-01-31, scope 'fall lectures'" in shown and "1 consented, 1 opted_out" in shown
+    assert "recordings deleted after analysis" in shown
+    assert main(["consent", "course", "add", "CS101", "--title", "Intro", "--no-delete-source", "--registry", registry]) == 0
+    with Registry.open(registry) as opened:
+        assert opened.course("CS101")["delete_source"] is False and opened.course("CS101")["retention_days"] == 30
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["consent", "form", "--course", "NOPE", "--out", "{tmp}/f.md"], "consent course add NOPE --title"),
+        (["consent", "approval", "--course", "NOPE", "--out", "{tmp}/a.md"], "consent course add NOPE --title"),
+        (["consent", "approval", "--course", "NOPE", "--instructor", "I", "--scope", "s", "--approver", "A"], "consent course add NOPE"),
+        (["consent", "course", "show", "NOPE"], "consent course add NOPE"),
+        (["consent", "course", "add", "bad code", "--title", "T"], "course code"),
+        (["consent", "course", "add", "CS2", "--title", "T", "--retention-days", "0"], "at least 1 day"),
+        (["consent", "approval", "--course", "CS101", "--instructor", "I", "--scope", "s", "--approver", "A",
+          "--approved-on", "2026-09-01", "--valid-until", "2026-08-01"], "cannot end"),
+        (["consent", "approval", "--course", "CS101", "--out", "{tmp}/a.md", "--valid-until", "2027-01-01"], "describe a recorded approval"),
+    ],
+)
+def test_cli_course_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], match: str) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    assert main(["consent", "course", "add", "CS101", "--title", "Intro", "--registry", registry]) == 0
+    capsys.readouterr()
+    assert main([arg.format(tmp=tmp_path) for arg in argv] + ["--registry", registry]) == 2
+    error = capsys.readouterr().err
+    assert match in error and error.count("\n") == 1
+    assert not list(tmp_path.glob("*.md"))

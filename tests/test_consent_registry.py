@@ -86,9 +86,53 @@ def test_default_location_honours_env_and_xdg(tmp_path: Path, monkeypatch: pytes
     assert registry_url(None) == "postgresql://db.example/consent"
 
 
-def _fake_run(run_dir: Path) -> None:
-    """Session outputs as the pipeline writes them: tracks 1 and 2 plus one track 3."""
+def test_approval_period_defaults_to_a_year_and_must_not_end_before_it_starts(registry_file: Path) -> None:
+    with Registry.open(registry_file) as registry:
+        registry.add_course("CS101", "Intro")
+        registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2028, 2, 29), "all lectures")
+        assert registry.approvals("CS101")[0]["valid_until"] == dt.date(2029, 2, 28)
+        with pytest.raises(UserError, match="cannot end"):
+            registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "x", dt.date(2026, 8, 31))
+        with pytest.raises(UserError, match="course add CS999"):
+            registry.add_approval("CS999", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "x")
+        audit = json.dumps([entry["details"] for entry in registry.audit_log()], default=str)
+    assert "Dr. Example" not in audit and "Dean Placeholder" not in audit  # IDs and dates only
+
+
+def test_registry_made_by_the_first_schema_is_upgraded(registry_file: Path) -> None:
+    """A 0001 registry gets course policies and approval periods (one year after each existing approval)."""
+    from alembic import command
+    from alembic.config import Config
+
+    import engagement.consent.registry as module
+
+    engine = sa.create_engine(f"sqlite:///{registry_file}")
+    config = Config()
+    config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        now = dt.datetime.now(dt.timezone.utc)
+        connection.execute(sa.text("INSERT INTO courses (code, created_at) VALUES ('CS101', :now)"), {"now": now})
+        connection.execute(
+            sa.text("INSERT INTO approvals (course, instructor, approver, approved_on, scope, created_at) "
+                    "VALUES ('CS101', 'I', 'A', '2026-03-01', 'all', :now)"), {"now": now})
+    engine.dispose()
+    with Registry.open(registry_file) as registry:
+        assert registry.approvals("CS101")[0]["valid_until"] == dt.date(2027, 3, 1)
+        assert registry.course("CS101")["delete_source"] is False
+        registry.require_approval("CS101", dt.date(2027, 3, 1))
+
+
+def _fake_run(run_dir: Path, track_students: dict[int, str] | None = None) -> None:
+    """Session outputs as the pipeline writes them: tracks 1 and 2 plus one track 3; ``session.json`` shaped
+    like ``engagement.pipeline.session_record``'s, with its track -> student mapping."""
     run_dir.mkdir()
+    consent = {"registry": None, "course": "CS101", "session": "week 1", "blur": "opted_out", "unknown": "blur",
+               "opted_out_seats": [], "track_students": {str(t): s for t, s in (track_students or {}).items()}}
+    session = {"input": {"path": "/videos/lecture.mp4", "sha256": "ab" * 32}, "config": {"consent": consent},
+               "consent": {"course": "CS101", "people_excluded": 1, "status_counts": {"consented": 2}}}
+    (run_dir / "session.json").write_text(json.dumps(session))
     pd.DataFrame({"track_id": [1, 1, 2, 3], "frame": [0, 1, 0, 0]}).to_parquet(run_dir / "tracks.parquet")
     pd.DataFrame({"track_id": [1, 2, 2], "state": ["attentive", "bored", "bored"]}).to_parquet(run_dir / "states.parquet")
     pd.DataFrame({"track_id": [1, 2], "score": [0.9, 0.4]}).to_csv(run_dir / "scores.csv", index=False)
@@ -155,9 +199,56 @@ def test_withdraw_drops_class_figures_it_cannot_recompute(registry_file: Path, t
     assert scrubbed["excluded_people"] == 1  # the rest of the summary is kept
 
 
+def _mentions(run_dir: Path, text: str) -> list[str]:
+    """Files of the run (JSON, CSV, Parquet) that still hold ``text`` anywhere."""
+    found = [p.name for p in run_dir.iterdir() if p.suffix in (".json", ".csv") and text in p.read_text()]
+    for path in run_dir.glob("*.parquet"):
+        table = pd.read_parquet(path)
+        if table.astype(str).apply(lambda column: column.str.contains(text, regex=False)).any().any():
+            found.append(path.name)
+    return found
+
+
+def test_withdraw_scrubs_every_file_of_the_run(registry_file: Path, tmp_path: Path) -> None:
+    """No JSON, CSV or Parquet file of the run keeps the withdrawn student's ID, session.json included."""
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir, {1: "STU-KEEP-1", 2: "STU-GONE-2"})
+    pd.DataFrame({"track_id": [7, 8], "student_id": ["STU-GONE-2", "STU-KEEP-1"]}).to_parquet(run_dir / "mapping.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "note": {"students_seen": ["STU-GONE-2", "STU-KEEP-1"]}}))
+    with Registry.open(registry_file) as registry:
+        registry.set_consent("STU-KEEP-1", "CS101", "consented")
+        registry.set_consent("STU-GONE-2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "STU-KEEP-1", 2: "STU-GONE-2"})
+        assert set(_mentions(run_dir, "STU-GONE-2")) == {"session.json", "summary.json", "mapping.parquet"}
+        (removal,) = withdraw_student(registry, "STU-GONE-2")
+    assert _mentions(run_dir, "STU-GONE-2") == []
+    assert set(_mentions(run_dir, "STU-KEEP-1")) == {"session.json", "summary.json", "mapping.parquet"}  # others stay
+    session = json.loads((run_dir / "session.json").read_text())
+    assert session["config"]["consent"]["track_students"] == {"1": "STU-KEEP-1"}
+    assert session["input"]["sha256"] == "ab" * 32 and session["consent"]["people_excluded"] == 1
+    assert removal["rows_removed"]["session.json"] == 1 and removal["rows_removed"]["mapping.parquet"] == 1
+    assert not list(run_dir.glob(".*"))
+
+
 def test_withdraw_unknown_student(registry_file: Path) -> None:
     with Registry.open(registry_file) as registry, pytest.raises(UserError, match="not in the registry"):
         registry.withdraw("nobody")
+
+
+def test_purge_older_than_zero_removes_todays_session_and_every_file(registry_file: Path, tmp_path: Path) -> None:
+    today, kept = tmp_path / "today", tmp_path / "kept"
+    _fake_run(today)
+    _fake_run(kept)
+    (kept / "notes.txt").write_text("not an output of the run")
+    with Registry.open(registry_file) as registry:
+        registry.record_session("CS101", dt.date.today(), today, None, {})
+        registry.record_session("CS101", dt.date.today(), kept, None, {})
+        purged = purge_sessions(registry, 0)
+        assert registry.sessions() == []
+    assert [p["folder_removed"] for p in purged] == [True, False]
+    assert "session.json" in purged[0]["files_deleted"] and not today.exists()
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # only what the run did not write survives
 
 
 def test_purge_deletes_only_old_sessions(registry_file: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,14 @@ def test_blur_policies(policy: str, expected: list[bool]) -> None:
     assert people.data["opted_out"].tolist() == [True, False]  # analytics never include the opted-out one
 
 
+def _approved_course(registry: Registry, code: str = "CS101") -> None:
+    registry.add_course(code, "Intro")
+    registry.add_approval(code, "Dr. Example", "Dean Placeholder", dt.date.today(), "all lectures")
+
+
 def test_registry_decides_by_student(tmp_path: Path) -> None:
     with Registry.open(tmp_path / "registry.sqlite") as registry:
+        _approved_course(registry)
         registry.set_consent("S1", "CS101", "consented")
         registry.set_consent("S2", "CS101", "opted_out")
         registry.set_consent("S3", "CS101", "consented")
@@ -98,8 +105,42 @@ def test_default_policy_without_a_registry_blurs_every_face_and_analyses_tracks(
 
 
 def test_registry_course_must_exist(tmp_path: Path) -> None:
-    with Registry.open(tmp_path / "registry.sqlite") as registry, pytest.raises(UserError, match="not in the registry"):
+    with Registry.open(tmp_path / "registry.sqlite") as registry, pytest.raises(UserError, match="course add NOPE --title"):
         ConsentStage(ConsentConfig(course="NOPE"), registry)
+
+
+@pytest.mark.parametrize(
+    "approved_on, valid_until, why",
+    [(None, None, "it has no approval"), (dt.date(2020, 9, 1), None, "latest approval ran 2020-09-01 to 2021-09-01"),
+     (dt.date.today() + dt.timedelta(days=1), None, "latest approval ran")],
+)
+def test_registry_course_needs_a_current_approval(tmp_path: Path, approved_on: dt.date | None, valid_until: dt.date | None, why: str) -> None:
+    with Registry.open(tmp_path / "registry.sqlite") as registry:
+        registry.add_course("CS101", "Intro")
+        if approved_on:
+            registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", approved_on, "all lectures", valid_until)
+        with pytest.raises(UserError) as error:
+            ConsentStage(ConsentConfig(course="CS101"), registry)
+    message = str(error.value)
+    assert why in message and "engagement consent approval --course CS101 --instructor" in message and "\n" not in message
+
+
+def test_approval_covers_its_last_day_only(tmp_path: Path) -> None:
+    today = dt.date.today()
+    with Registry.open(tmp_path / "registry.sqlite") as registry:
+        registry.add_course("CS101", "Intro")
+        registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", today - dt.timedelta(days=30), "fall term", today)
+        ConsentStage(ConsentConfig(course="CS101"), registry)  # covered today
+        with pytest.raises(UserError, match="no faculty approval covering"):
+            registry.require_approval("CS101", today + dt.timedelta(days=1))
+
+
+@pytest.mark.parametrize("setting", [{"blur": "none"}, {"unknown": "analyze"}])
+def test_registry_mode_refuses_settings_that_would_show_or_analyse_others(tmp_path: Path, setting: dict) -> None:
+    with Registry.open(tmp_path / "registry.sqlite") as registry:
+        _approved_course(registry)
+        with pytest.raises(UserError, match="only consenting students"):
+            ConsentStage(ConsentConfig(course="CS101", **setting), registry)
 
 
 def test_empty_frame() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="SQLAlchemy URL or SQLite file (default: $ENGAGEMENT_REGISTRY, else ~/.local/share/classroom-engagement/registry.sqlite)",
     )
 
+    course = commands.add_parser("course", help="add, list and show courses")
+    course_commands = course.add_subparsers(dest="course_command", metavar="SUBCOMMAND", required=True)
+    course_add = course_commands.add_parser("add", parents=[registry_option], help="add a course, or change its settings")
+    course_add.add_argument("code")
+    course_add.add_argument("--title", required=True)
+    course_add.add_argument("--retention-days", type=int, metavar="N", help="days outputs are kept (default: consent/policy.yaml)")
+    course_add.add_argument(
+        "--delete-source", action=argparse.BooleanOptionalAction,
+        help="delete each recording once `engagement process` has analysed it under this course (default: keep; unchanged on update)",
+    )
+    course_add.set_defaults(handler=_course_add)
+    course_list = course_commands.add_parser("list", parents=[registry_option], help="list courses")
+    course_list.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    course_list.set_defaults(handler=_course_list)
+    course_show = course_commands.add_parser("show", parents=[registry_option], help="a course's settings, approvals, students and sessions")
+    course_show.add_argument("code")
+    course_show.set_defaults(handler=_course_show)
+
     form = commands.add_parser("form", parents=[registry_option], help="render the student consent form (.pdf, .html, .md)")
     _form_options(form)
     form.set_defaults(handler=_form, kind="form")
@@ -31,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     approval.add_argument("--scope", help="sessions, dates and rooms covered")
     approval.add_argument("--approver", help="record a signed approval by this person in the registry")
     approval.add_argument("--approved-on", type=_date, help="date of the recorded approval (default today)")
+    approval.add_argument("--valid-until", type=_date, help="last day the recorded approval covers (default: one year after --approved-on)")
     approval.set_defaults(handler=_approval, kind="approval")
 
     importer = commands.add_parser("import", parents=[registry_option], help="import a roster CSV (all rows or none)")
@@ -100,14 +120,14 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _form_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The policy text with the registered course's settings: an unregistered course is a UserError."""
     from engagement.consent.forms import load_policy
 
     values = load_policy()
     with _open(args) as registry:
-        course = next((c for c in registry.courses() if c["code"] == args.course), None)
-    values.update(course=args.course, course_title=course and course["title"], instructor=None, scope=None)
-    if course and course["retention_days"]:
-        values["retention_days"] = course["retention_days"]
+        course = registry.course(args.course)
+    values.update(course=args.course, course_title=course["title"], delete_source=course["delete_source"], instructor=None, scope=None)
+    values["retention_days"] = course["retention_days"] or values["retention_days"]
     for key in ("contact", "institution", "instructor", "scope"):
         if getattr(args, key, None):
             values[key] = getattr(args, key)
@@ -126,13 +146,90 @@ def _approval(args: argparse.Namespace) -> int:
         if not args.instructor or not args.scope:
             raise UserError("recording an approval needs --instructor and --scope as well as --approver")
         with _open(args) as registry:
-            approval_id = registry.add_approval(args.course, args.instructor, args.approver, args.approved_on or dt.date.today(), args.scope)
-        print(f"recorded approval {approval_id} for course {args.course}")
+            approval_id = registry.add_approval(
+                args.course, args.instructor, args.approver, args.approved_on or dt.date.today(), args.scope, args.valid_until
+            )
+            approval = next(a for a in registry.approvals(args.course) if a["id"] == approval_id)
+        print(f"recorded approval {approval_id} for course {args.course}: valid {approval['approved_on']} to {approval['valid_until']}")
+    elif args.approved_on or args.valid_until:
+        raise UserError("--approved-on and --valid-until describe a recorded approval: give --approver, --instructor and --scope too")
     elif not args.out:
         raise UserError("give --out FILE to render the approval form, or --approver to record a signed approval")
     if args.out:
         _form(args)
     return 0
+
+
+def _course_add(args: argparse.Namespace) -> int:
+    import re
+
+    from engagement.resources import resource_dir
+
+    pattern = json.loads((resource_dir("consent") / "roster.schema.json").read_text())["properties"]["course"]["pattern"]
+    if not re.fullmatch(pattern, args.code):
+        raise UserError(f"course code {args.code!r} must match {pattern} (letters, digits, '_', '.', '-')")
+    with _open(args) as registry:
+        registry.add_course(args.code, args.title, args.retention_days, args.delete_source)
+        course = registry.course(args.code)
+    print(f"course {args.code}: {course['title']}; retention {_retention(course)}; {_source_policy(course)}")
+    return 0
+
+
+def _retention(course: dict[str, Any]) -> str:
+    from engagement.consent.forms import load_policy
+
+    if course["retention_days"]:
+        return f"{course['retention_days']} days"
+    return f"{load_policy()['retention_days']} days (policy default)"
+
+
+def _source_policy(course: dict[str, Any]) -> str:
+    return "recordings deleted after analysis" if course["delete_source"] else "recordings kept"
+
+
+def _course_list(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        rows = [
+            {"code": c["code"], "title": c["title"] or "", "retention": _retention(c), "delete_source": bool(c["delete_source"]),
+             "approved_until": max((a["valid_until"].isoformat() for a in registry.approvals(c["code"])), default=""),
+             "sessions": len(registry.sessions(c["code"]))}
+            for c in registry.courses()
+        ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, "no courses (add one with: engagement consent course add CODE --title TITLE)")
+    return 0
+
+
+def _course_show(args: argparse.Namespace) -> int:
+    with _open(args) as registry:
+        course = registry.course(args.code)
+        approvals = registry.approvals(args.code)
+        statuses = Counter(r.status for r in registry.consent(args.code))
+        sessions = registry.sessions(args.code)
+    print(f"course {course['code']}: {course['title'] or '(no title)'}")
+    print(f"retention: {_retention(course)}; {_source_policy(course)}")
+    print(f"approvals: {len(approvals) or 'none'}")
+    for a in approvals:
+        print(f"  {a['id']}: {a['approved_on']} to {a['valid_until']}, scope {a['scope']!r} (instructor {a['instructor']}, approver {a['approver']})")
+    print("students: " + (", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"))
+    print(f"sessions: {len(sessions) or 'none'}")
+    for session in sessions:
+        print(f"  {session.id}: held {session.held_on}, {len(session.track_students)} mapped track(s), {session.run_dir}")
+    return 0
+
+
+def _print_table(rows: list[dict[str, Any]], empty: str) -> None:
+    """Rows as aligned columns, or ``empty`` when there are none."""
+    if not rows:
+        print(empty)
+        return
+    cells = [{key: str(value) for key, value in row.items()} for row in rows]
+    widths = {key: max(len(key), *(len(row[key]) for row in cells)) for key in cells[0]}
+    print("  ".join(key.ljust(widths[key]) for key in widths).rstrip())
+    for row in cells:
+        print("  ".join(row[key].ljust(widths[key]) for key in widths).rstrip())
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -155,13 +252,8 @@ def _list(args: argparse.Namespace) -> int:
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
-    elif rows:
-        widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
-        print("  ".join(key.ljust(widths[key]) for key in widths).rstrip())
-        for row in rows:
-            print("  ".join(row[key].ljust(widths[key]) for key in widths).rstrip())
     else:
-        print("no consent records" + (f" for course {args.course}" if args.course else ""))
+        _print_table(rows, "no consent records" + (f" for course {args.course}" if args.course else ""))
     return 0
 
 

@@ -1,38 +1,47 @@
-"""Remove a person's rows from the outputs of analysed sessions (withdrawal) or whole outputs (retention).
+"""Remove a person from the outputs of analysed sessions (withdrawal), whole outputs (retention) and, under a
+course's policy, the analysed recording itself.
 
-A run directory holds tables keyed by ``track_id`` (``*.parquet`` and ``*.csv``), a ``summary.json``
-whose ``students`` list holds one object per track, and rendered media (``annotated*.mp4``,
-``report.*``). Tables and summary are rewritten without the withdrawn tracks (the summary's class-level
-figures recomputed from the cleaned states table, or dropped); rendered media show or
-describe everyone, so they are deleted and must be re-rendered from the cleaned tables.
-Every rewrite goes to a temp file in the same folder and replaces the original atomically.
+A run directory holds tables keyed by ``track_id`` (``*.parquet`` and ``*.csv``), ``session.json`` (the run's
+record, whose ``config.consent.track_students`` maps track ids to student ids), ``summary.json`` (whose
+``students`` list holds one object per track) and rendered media (``annotated*.mp4``, ``report.*``).
+On withdrawal, tables lose the student's tracks and any row holding their id; the JSON files lose every
+entry holding their id, and the summary its entries for their tracks (class-level figures recomputed from
+the cleaned states table, or dropped); rendered media show or describe everyone, so they are deleted and
+must be re-rendered from the cleaned tables. Every rewrite goes to a temp file in the same folder and
+replaces the original atomically.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from engagement.consent.registry import Registry
+from engagement.errors import UserError
 from engagement.files import write_atomic
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
-KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "summary.json", *RENDERED_PATTERNS)
+KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "session.json", "summary.json", *RENDERED_PATTERNS)
 CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
 
 
-def _scrub_table(path: Path, track_ids: set[int]) -> int:
+def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
+    """Drop the rows of ``track_ids`` and any row with a cell equal to ``student``; returns how many."""
     import pandas as pd
 
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    if "track_id" not in table.columns:
-        return 0
-    keep = ~table["track_id"].isin(track_ids)
-    removed = int((~keep).sum())
+    hits = pd.Series(False, index=table.index)
+    if "track_id" in table.columns:
+        hits |= table["track_id"].isin(track_ids)
+    text = table.select_dtypes(include=["object", "string"])
+    if not text.empty:
+        hits |= text.eq(student).any(axis=1)
+    removed = int(hits.sum())
     if removed:
-        kept = table[keep]
+        kept = table[~hits]
         if path.suffix == ".parquet":
             write_atomic(path, lambda stream: kept.to_parquet(stream, index=False))
         else:
@@ -40,9 +49,37 @@ def _scrub_table(path: Path, track_ids: set[int]) -> int:
     return removed
 
 
-def _scrub_summary(path: Path, track_ids: set[int]) -> int:
-    """Drop the tracks' entries and recompute the class-level figures without them."""
-    summary = json.loads(path.read_text())
+def _scrub_json(path: Path, student: str, track_ids: set[int]) -> int:
+    """Remove every mention of ``student`` (and, in ``summary.json``, their tracks' entries); returns how many."""
+    data = json.loads(path.read_text())
+    removed = _drop_summary_tracks(data, track_ids, path.parent / "states.parquet") if path.name == "summary.json" else 0
+    data, mentions = _without(data, student)
+    if removed or mentions:
+        write_atomic(path, lambda stream: stream.write(json.dumps(data, indent=2).encode()))
+    return removed + mentions
+
+
+def _without(value: Any, student: str) -> tuple[Any, int]:
+    """``value`` less every mapping entry whose key or value is ``student`` and every list item equal to it,
+    at any depth, and how many were removed."""
+    if isinstance(value, dict):
+        kept: dict[str, Any] = {}
+        removed = 0
+        for key, item in value.items():
+            if key == student or item == student:
+                removed += 1
+                continue
+            kept[key], inner = _without(item, student)
+            removed += inner
+        return kept, removed
+    if isinstance(value, list):
+        items = [_without(item, student) for item in value if item != student]
+        return [item for item, _ in items], len(value) - len(items) + sum(inner for _, inner in items)
+    return value, 0
+
+
+def _drop_summary_tracks(summary: dict[str, Any], track_ids: set[int], states_path: Path) -> int:
+    """Drop the tracks' entries from a summary in place and recompute the class-level figures without them."""
     people = summary.get("students", [])
     kept = [p for p in people if int(p.get("track_id", -1)) not in track_ids]
     removed = len(people) - len(kept)
@@ -51,8 +88,7 @@ def _scrub_summary(path: Path, track_ids: set[int]) -> int:
         summary["withdrawn_removed"] = int(summary.get("withdrawn_removed", 0)) + removed
         for key in CLASS_AGGREGATES:
             summary.pop(key, None)
-        summary.update(_class_aggregates(path.parent / "states.parquet", summary))
-        write_atomic(path, lambda stream: stream.write(json.dumps(summary, indent=2).encode()))
+        summary.update(_class_aggregates(states_path, summary))
     return removed
 
 
@@ -71,21 +107,21 @@ def _class_aggregates(states_path: Path, summary: dict[str, Any]) -> dict[str, A
     return {key: fresh[key] for key in CLASS_AGGREGATES}
 
 
-def remove_tracks(run_dir: Path, track_ids: set[int]) -> dict[str, Any]:
-    """Delete every row about ``track_ids`` in ``run_dir`` and its rendered media; returns what was removed."""
+def remove_student(run_dir: Path, student: str, track_ids: set[int]) -> dict[str, Any]:
+    """Delete every row and mention of ``student`` (tracked as ``track_ids``) in ``run_dir``'s tables and JSON
+    files, and its rendered media when anything was removed; returns what was removed."""
     rows: dict[str, int] = {}
-    if run_dir.is_dir() and track_ids:
+    if run_dir.is_dir():
         for path in sorted([*run_dir.glob("*.parquet"), *run_dir.glob("*.csv")]):
-            rows[path.name] = _scrub_table(path, track_ids)
-        summary = run_dir / "summary.json"
-        if summary.is_file():
-            rows[summary.name] = _scrub_summary(summary, track_ids)
+            rows[path.name] = _scrub_table(path, student, track_ids)
+        for path in sorted(run_dir.glob("*.json")):  # after the tables: the summary is recomputed from states.parquet
+            rows[path.name] = _scrub_json(path, student, track_ids)
     deleted = _delete(run_dir, RENDERED_PATTERNS) if any(rows.values()) else []
     return {"run_dir": str(run_dir), "rows_removed": {k: v for k, v in rows.items() if v}, "files_deleted": deleted}
 
 
 def delete_outputs(run_dir: Path) -> dict[str, Any]:
-    """Delete a run's known outputs (tables, summary, media) and the folder if nothing else is left."""
+    """Delete a run's known outputs (tables, session record, summary, media) and the folder if nothing else is left."""
     deleted = _delete(run_dir, KNOWN_OUTPUT_PATTERNS)
     if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
@@ -102,22 +138,47 @@ def _delete(run_dir: Path, patterns: tuple[str, ...]) -> list[str]:
 
 
 def withdraw_student(registry: Registry, student: str, course: str | None = None) -> list[dict[str, Any]]:
-    """Withdraw a student and remove their rows from every recorded session; the audit log gets the list."""
+    """Withdraw a student and remove them from every recorded session; the audit log gets the list."""
     removals = []
     for session in registry.withdraw(student, course):
         tracks = {t for t, s in session.track_students.items() if s == student}
-        removed = {"session": session.id, **remove_tracks(session.run_dir, tracks)}
+        removed = {"session": session.id, **remove_student(session.run_dir, student, tracks)}
         registry.log("outputs_scrubbed", student, **removed)
         removals.append(removed)
     return removals
 
 
 def purge_sessions(registry: Registry, older_than_days: int, course: str | None = None) -> list[dict[str, Any]]:
-    """Delete the outputs and registry entries of sessions held more than ``older_than_days`` ago."""
+    """Delete the outputs and registry entries of sessions held ``older_than_days`` or more days ago
+    (0: today's sessions too)."""
     cutoff = dt.date.today() - dt.timedelta(days=older_than_days)
     purged = []
-    for session in registry.sessions(course=course, held_before=cutoff):
+    for session in registry.sessions(course=course, held_on_or_before=cutoff):
         removed = {"session": session.id, "held_on": session.held_on, **delete_outputs(session.run_dir)}
         registry.forget_session(session.id, removed)
         purged.append(removed)
     return purged
+
+
+def delete_source(registry: str | os.PathLike | None, course: str, video: str | os.PathLike, run_dir: str | os.PathLike) -> bool:
+    """When ``course``'s policy is ``delete_source``, delete the recording that the registered session in
+    ``run_dir`` analysed (checked by its sha256) and log ``source_deleted``; returns whether it deleted it.
+    A camera or stream session has no stored recording and nothing is deleted."""
+    from engagement.models import file_sha256
+
+    with Registry.open(registry) as opened:
+        if not opened.course(course)["delete_source"]:
+            return False
+        run = Path(run_dir).resolve()
+        session = next((s for s in reversed(opened.sessions(course)) if s.run_dir == run), None)
+        source = Path(video)
+        if session is None or session.video_sha256 is None or not source.is_file():
+            return False
+        if file_sha256(source) != session.video_sha256:
+            raise UserError(f"{source} changed after it was analysed into {run}; not deleted although course {course} asks for it")
+        try:
+            source.unlink()
+        except OSError as error:
+            raise UserError(f"course {course} asks for the analysed recording to be deleted, but {source} cannot be: {error.strerror}") from None
+        opened.log("source_deleted", course, session=session.id, run_dir=str(run), video_sha256=session.video_sha256)
+    return True

@@ -35,6 +35,7 @@ courses = sa.Table(
     sa.Column("title", sa.String(200)),
     sa.Column("retention_days", sa.Integer),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delete_source", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 approvals = sa.Table(
     "approvals", metadata,
@@ -45,6 +46,7 @@ approvals = sa.Table(
     sa.Column("approved_on", sa.Date, nullable=False),
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("valid_until", sa.Date, nullable=False),
 )
 students = sa.Table(
     "students", metadata,
@@ -138,6 +140,25 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def one_year_after(day: dt.date) -> dt.date:
+    """The same calendar day a year later (28 February for 29 February): an approval's default end."""
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:
+        return day.replace(year=day.year + 1, day=28)
+
+
+def add_course_hint(code: str) -> str:
+    """The command that adds ``code`` to the registry, for error messages."""
+    return f"engagement consent course add {code} --title TITLE"
+
+
+def add_approval_hint(code: str) -> str:
+    """The command that records a signed faculty approval of ``code``, for error messages."""
+    return (f"engagement consent approval --course {code} --instructor NAME --approver NAME --scope TEXT "
+            "--approved-on YYYY-MM-DD [--valid-until YYYY-MM-DD]")
+
+
 class Registry:
     """Open with ``Registry.open(url_or_path)``; use as a context manager so the engine is disposed."""
 
@@ -193,48 +214,83 @@ class Registry:
 
     # Courses and approvals -------------------------------------------------------------------------
 
-    def add_course(self, code: str, title: str | None = None, retention_days: int | None = None) -> None:
-        """Create a course, or update its title and retention when it exists."""
+    def add_course(
+        self, code: str, title: str | None = None, retention_days: int | None = None, delete_source: bool | None = None
+    ) -> None:
+        """Create a course, or update the settings given (``None`` keeps the current one) when it exists."""
+        if retention_days is not None and retention_days < 1:
+            raise UserError(f"retention must be at least 1 day, got {retention_days}")
         with self._transaction() as connection:
-            self._upsert_course(connection, code, title, retention_days)
+            self._upsert_course(connection, code, title, retention_days, delete_source)
 
-    def _upsert_course(self, connection: Connection, code: str, title: str | None = None, retention_days: int | None = None) -> None:
+    def _upsert_course(
+        self, connection: Connection, code: str, title: str | None = None, retention_days: int | None = None,
+        delete_source: bool | None = None,
+    ) -> None:
         existing = connection.execute(sa.select(courses).where(courses.c.code == code)).first()
+        settings = {"title": title, "retention_days": retention_days, "delete_source": delete_source}
         if existing is None:
-            connection.execute(courses.insert().values(code=code, title=title, retention_days=retention_days, created_at=_now()))
-            self._audit(connection, "course_added", code, title=title, retention_days=retention_days)
+            connection.execute(courses.insert().values(code=code, created_at=_now(), **{k: v for k, v in settings.items() if v is not None}))
+            self._audit(connection, "course_added", code, **settings)
             return
-        changes = {k: v for k, v in (("title", title), ("retention_days", retention_days)) if v is not None and v != existing._mapping[k]}
+        changes = {k: v for k, v in settings.items() if v is not None and v != existing._mapping[k]}
         if changes:
             connection.execute(courses.update().where(courses.c.code == code).values(**changes))
             self._audit(connection, "course_changed", code, **changes)
 
     def course(self, code: str) -> dict[str, Any]:
-        """The course row; an unknown course is a UserError listing the known ones."""
+        """The course row; an unknown course is a UserError saying how to add it."""
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(courses).where(courses.c.code == code)).first()
-            if row is None:
-                known = connection.execute(sa.select(courses.c.code).order_by(courses.c.code)).scalars().all()
-                raise UserError(f"course {code!r} is not in the registry; known courses: {', '.join(known) or 'none'}")
-            return dict(row._mapping)
+            return self._course(connection, code)
+
+    @staticmethod
+    def _course(connection: Connection, code: str) -> dict[str, Any]:
+        row = connection.execute(sa.select(courses).where(courses.c.code == code)).first()
+        if row is None:
+            known = connection.execute(sa.select(courses.c.code).order_by(courses.c.code)).scalars().all()
+            raise UserError(
+                f"course {code!r} is not in the registry (known: {', '.join(known) or 'none'}); add it with: {add_course_hint(code)}"
+            )
+        return dict(row._mapping)
 
     def courses(self) -> list[dict[str, Any]]:
+        """Every course row, by code."""
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(sa.select(courses).order_by(courses.c.code))]
 
-    def add_approval(self, course: str, instructor: str, approver: str, approved_on: dt.date, scope: str) -> int:
-        """Record a faculty approval for analysing a course; returns its id."""
+    def add_approval(
+        self, course: str, instructor: str, approver: str, approved_on: dt.date, scope: str, valid_until: dt.date | None = None
+    ) -> int:
+        """Record a faculty approval of analysing a registered course from ``approved_on`` to ``valid_until``
+        (default: one year later); returns its id. The audit log gets its id and dates, not the people's names."""
+        valid_until = valid_until or one_year_after(approved_on)
+        if valid_until < approved_on:
+            raise UserError(f"an approval cannot end ({valid_until}) before it was given ({approved_on})")
         with self._transaction() as connection:
-            self._upsert_course(connection, course)
+            self._course(connection, course)
             approval_id = connection.execute(
                 approvals.insert().values(
-                    course=course, instructor=instructor, approver=approver, approved_on=approved_on, scope=scope, created_at=_now()
+                    course=course, instructor=instructor, approver=approver, approved_on=approved_on, valid_until=valid_until,
+                    scope=scope, created_at=_now(),
                 )
             ).inserted_primary_key[0]
-            self._audit(connection, "approval_added", course, approval=approval_id, instructor=instructor, approver=approver, scope=scope)
+            self._audit(connection, "approval_added", course, approval=approval_id, approved_on=approved_on, valid_until=valid_until)
         return int(approval_id)
 
+    def require_approval(self, course: str, on: dt.date) -> dict[str, Any]:
+        """The approval of ``course`` that covers the date ``on``; a UserError naming the course and the command
+        that records an approval when none does (an unknown course is a UserError too)."""
+        self.course(course)
+        recorded = self.approvals(course)
+        covering = [a for a in recorded if a["approved_on"] <= on <= a["valid_until"]]
+        if covering:
+            return covering[-1]
+        latest = max(recorded, key=lambda a: a["valid_until"], default=None)
+        why = f"its latest approval ran {latest['approved_on']} to {latest['valid_until']}" if latest else "it has no approval"
+        raise UserError(f"course {course!r} has no faculty approval covering {on} ({why}); record one with: {add_approval_hint(course)}")
+
     def approvals(self, course: str) -> list[dict[str, Any]]:
+        """Every approval recorded for ``course``, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(approvals).where(approvals.c.course == course).order_by(approvals.c.id))
             return [dict(row._mapping) for row in rows]
@@ -359,12 +415,13 @@ class Registry:
             self._audit(connection, "session_recorded", course, session=session_id, run_dir=str(run_dir), tracks=len(track_students))
         return session_id
 
-    def sessions(self, course: str | None = None, held_before: dt.date | None = None) -> list[Session]:
+    def sessions(self, course: str | None = None, held_on_or_before: dt.date | None = None) -> list[Session]:
+        """Recorded sessions, oldest first, optionally of one course and held on or before a date."""
         query = sa.select(sessions).order_by(sessions.c.id)
         if course is not None:
             query = query.where(sessions.c.course == course)
-        if held_before is not None:
-            query = query.where(sessions.c.held_on < held_before)
+        if held_on_or_before is not None:
+            query = query.where(sessions.c.held_on <= held_on_or_before)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
             tracks = connection.execute(sa.select(session_tracks)).all()

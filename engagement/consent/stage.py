@@ -91,7 +91,9 @@ class ConsentStage:
         self._excluded: dict[int, str] = {}  # track id -> reason it was first opted out
 
     def _consented(self, registry: "Registry") -> set[str]:
-        registry.course(self.config.course)  # an unknown course is a user error, not "nobody consented"
+        from engagement.consent.checks import require_registry_mode
+
+        require_registry_mode(self.config, registry)  # unknown course, no current approval or unsafe settings: refused
         return registry.consented_students(self.config.course)
 
     @property
