@@ -2,8 +2,8 @@
 frame by frame by two face detectors (YuNet, the anonymizer's own model, and CenterFace, an independent one).
 
 Variants are made with ffmpeg from each video's first ``--seconds``: other resolutions (240p to an upscaled
-1080p), other frame rates (10 and 60 fps), a video turned 90 degrees in its pixels (no rotation metadata), and one
-turned only by rotation metadata. Each goes through the real pipeline with its default configuration (no
+1080p), other frame rates (10 and 60 fps), a video turned 90 degrees in its pixels (no rotation metadata), and a
+phone-style video stored sideways with a rotation flag that turns it upright. Each goes through the real pipeline with its default configuration (no
 registry, so every face must be hidden), then `engagement.privacy.leak_check` compares original and output.
 
     ENGAGEMENT_MODELS=../shared/models python benchmarks/privacy_leak.py \\
@@ -28,16 +28,18 @@ from engagement.pipeline import process_video
 from engagement.privacy import LEAK_DETECTORS, leak_check
 from engagement.sources import FrameSource
 
-# name -> ffmpeg output options; the 'metadata' variant copies the stream and only sets its rotation.
-VARIANTS: dict[str, list[str]] = {
-    "original": ["-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "240p": ["-vf", "scale=-2:240", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "480p": ["-vf", "scale=-2:480", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "1080p": ["-vf", "scale=-2:1080", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "10fps": ["-vf", "fps=10", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "60fps": ["-vf", "fps=60", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "turned90": ["-vf", "transpose=1", "-c:v", "libx264", "-crf", "18", "-preset", "veryfast"],
-    "metadata90": ["-c", "copy", "-metadata:s:v:0", "rotate=90"],
+X264 = ["-c:v", "libx264", "-crf", "18", "-preset", "veryfast"]
+# name -> ffmpeg output options of each pass; 'metadata90' is a phone video stored sideways (pixels turned clockwise)
+# with a rotation flag that turns it upright for display.
+VARIANTS: dict[str, list[list[str]]] = {
+    "original": [X264],
+    "240p": [["-vf", "scale=-2:240", *X264]],
+    "480p": [["-vf", "scale=-2:480", *X264]],
+    "1080p": [["-vf", "scale=-2:1080", *X264]],
+    "10fps": [["-vf", "fps=10", *X264]],
+    "60fps": [["-vf", "fps=60", *X264]],
+    "turned90": [["-vf", "transpose=1", *X264]],
+    "metadata90": [["-vf", "transpose=1", *X264], ["-c", "copy", "-metadata:s:v:0", "rotate=90"]],
 }
 
 
@@ -45,9 +47,12 @@ def make_variant(video: Path, variant: str, seconds: float, target: Path) -> Pat
     """The first ``seconds`` of ``video`` as ``variant`` (audio dropped)."""
     if shutil.which("ffmpeg") is None:
         sys.exit("privacy_leak: ffmpeg is needed to make the variants (apt-get install ffmpeg)")
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video), "-t", str(seconds), "-an", *VARIANTS[variant], str(target)]
-    subprocess.run(command, check=True)
-    return target
+    source = video
+    for number, options in enumerate(VARIANTS[variant]):
+        output = target.with_suffix(f".pass{number}.mp4")
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-t", str(seconds), "-an", *options, str(output)], check=True)
+        source = output
+    return source.replace(target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,16 @@ def test_classroom_tracking_quality(classroom_run: Path):
     assert {"detect", "track", "render", "total"} <= set(session["timings_s"])
 
 
+def test_default_classroom_run_shows_no_face(classroom_run: Path, classroom_video: Path):
+    """No registry: every face of the class is hidden, by the anonymizer's own model's count and by CenterFace's."""
+    from engagement.privacy import leak_check
+
+    yunet = leak_check(classroom_video, classroom_run / "annotated.mp4")["totals"]
+    assert yunet["faces_original"] > 3000 and yunet["leaked_faces"] == 0
+    centerface = leak_check(classroom_video, classroom_run / "annotated.mp4", detector="centerface", max_frames=30)["totals"]
+    assert centerface["faces_original"] > 500 and centerface["leaked_faces"] == 0
+
+
 def test_classroom_tracks_table(classroom_run: Path):
     tracks = pd.read_parquet(classroom_run / "tracks.parquet")
     assert tracks.groupby(["frame", "track_id"]).size().max() == 1  # one row per frame and track
