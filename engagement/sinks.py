@@ -56,7 +56,16 @@ def _process_exists(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError):  # another user's process, or a number no PID can be: keep its files
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and only waits for its parent to collect it (Linux; False where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def remove_stale_partials(parent: Path) -> list[Path]:

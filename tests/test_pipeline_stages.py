@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,19 @@ def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path: Path):
         assert not any(path.exists() for path in stale)
         assert all(path.exists() for path in kept)
     assert remove_stale_partials(tmp_path / "missing") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are recognised through /proc")
+def test_partial_of_an_exited_but_unreaped_process_is_removed(tmp_path: Path):
+    child = subprocess.Popen(["true"])  # not waited for: a zombie once it exits, and os.kill(pid, 0) still succeeds
+    try:
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            time.sleep(0.01)
+        partial = tmp_path / f".run.partial-{child.pid}"
+        partial.mkdir()
+        assert remove_stale_partials(tmp_path) == [partial] and not partial.exists()
+    finally:
+        child.wait()
 
 
 def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):
