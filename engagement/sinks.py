@@ -37,7 +37,7 @@ def is_run(folder: Path) -> bool:
     """Whether ``folder`` holds this project's ``session.json`` (a JSON object with ``engagement_version``)."""
     try:
         session = json.loads((folder / "session.json").read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON
         return False
     return isinstance(session, dict) and "engagement_version" in session
 
