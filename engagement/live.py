@@ -21,7 +21,7 @@ from engagement.config import PipelineConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.pipeline import Analyzer, Renderer, with_running_baseline
-from engagement.sinks import VideoWriter
+from engagement.sinks import VideoWriter, remove_stale_partials
 from engagement.sources import FrameSource
 
 ESCAPE_KEYS = {ord("q"), ord("Q"), 27}
@@ -114,8 +114,10 @@ def run_live(
     info = frames.info
     record_path = Path(record) if record else None
     partial = record_path.with_name(f".{record_path.name}.partial-{os.getpid()}.mp4") if record_path else None
-    if record_path is not None and not record_path.parent.is_dir():
-        raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
+    if record_path is not None:
+        if not record_path.parent.is_dir():
+            raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
+        remove_stale_partials(record_path.parent)
     config = with_running_baseline(config)  # a live view shows states as it goes
     analyzer = Analyzer(config)
     renderer = Renderer(config, info.fps)

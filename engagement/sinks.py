@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import queue
+import re
 import shutil
 import threading
 from fractions import Fraction
@@ -24,11 +27,78 @@ from engagement.errors import UserError
 # allocator keeps it flat. Our tables are small per frame, so its speed does not matter here.
 pa.set_memory_pool(pa.system_memory_pool())
 
+log = logging.getLogger(__name__)
+
+# ``.NAME.partial-PID`` (a run folder) or ``.NAME.partial-PID.mp4`` (a live recording) being written by process PID.
+PARTIAL_NAME = re.compile(r"\..+\.partial-(?P<pid>[0-9]+)(\.mp4)?")
+
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds this project's ``session.json`` (a JSON object with ``engagement_version``)."""
+    try:
+        session = json.loads((folder / "session.json").read_text())
+    except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON
+        return False
+    return isinstance(session, dict) and "engagement_version" in session
+
+
+def _is_empty(folder: Path) -> bool:
+    try:
+        return next(folder.iterdir(), None) is None
+    except OSError:
+        return False
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or a number no PID can be: keep its files
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and only waits for its parent to collect it (Linux; False where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def remove_stale_partials(parent: Path) -> list[Path]:
+    """Remove the partial outputs in ``parent`` whose writing process no longer exists (killed mid-run); returns them.
+
+    A partial of a live process (another run still writing) is left alone. PIDs are this machine's: a run
+    writing to a shared network folder from another machine must not share its parent folder.
+    """
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = PARTIAL_NAME.fullmatch(entry.name)
+        if match is None or _process_exists(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        if not entry.exists():
+            log.warning("removed %s, left by an interrupted run", entry)
+            removed.append(entry)
+    return removed
+
 
 class RunDirectory:
     """A run's output folder, built in a hidden temporary sibling and renamed into place on success.
 
-    A crash or an interrupt removes the temporary folder, so a half-written run never looks complete.
+    A crash or an interrupt removes the temporary folder, so a half-written run never looks complete; the
+    temporary folders of killed runs are removed by the next run in the same parent folder. ``overwrite``
+    replaces only a run or an empty folder, never a folder of other files.
     """
 
     def __init__(self, final: str | os.PathLike, overwrite: bool = False) -> None:
@@ -37,12 +107,15 @@ class RunDirectory:
             raise UserError(f"{self.final} already exists (use --overwrite to replace it)")
         if self.final.exists() and not self.final.is_dir():
             raise UserError(f"{self.final} exists and is not a directory")
+        if self.final.exists() and not (is_run(self.final) or _is_empty(self.final)):
+            raise UserError(f"{self.final} is not a run (it has no session.json of this project): --overwrite replaces only runs; nothing was deleted")
         self.overwrite = overwrite
         self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
 
     def __enter__(self) -> Path:
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_partials(self.final.parent)
             shutil.rmtree(self.path, ignore_errors=True)
             self.path.mkdir()
         except OSError as error:

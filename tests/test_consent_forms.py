@@ -167,3 +167,54 @@ def test_cli_course_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], a
     error = capsys.readouterr().err
     assert match in error and error.count("\n") == 1
     assert not list(tmp_path.glob("*.md"))
+
+
+def test_roster_listing_a_student_twice_in_a_course_names_both_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,course,status\nP-1,C1,opted_out\nP-1,C2,consented\nP-2,C1,consented\n P-1 ,C1,consented\n")
+    assert main(["consent", "import", str(roster), "--registry", registry]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "1 bad row(s)" in error and "line 5: the same student_id and course as line 2" in error
+    assert "P-1" not in error
+    with Registry.open(registry) as opened:
+        assert opened.consent() == []
+
+
+# Quotes, SQL, a 100-character ID, spaces, non-ASCII: IDs are pseudonyms of letters, digits, '_', '.', '-'.
+BAD_IDS = ["P'1", 'P"1', "P1'; DROP TABLE students;--", "P1 OR 1=1", "A" * 100, "P%1", "Ädä", "-P1"]
+GOOD_IDS = ["P-1", "a" * 64, "S.1_x"]
+
+
+@pytest.mark.parametrize("student", BAD_IDS + GOOD_IDS)
+def test_set_and_import_judge_an_id_alike(tmp_path: Path, student: str, capsys: pytest.CaptureFixture[str]) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text(f"student_id,course,status\n\"{student.replace(chr(34), chr(34) * 2)}\",C1,consented\n")
+    imported = main(["consent", "import", str(roster), "--registry", str(tmp_path / "imported.sqlite")])
+    set_ = main(["consent", "set", "--course", "C1", "--registry", str(tmp_path / "set.sqlite"), "--", student, "consented"])
+    assert imported == set_ == (2 if student in BAD_IDS else 0)
+    error = capsys.readouterr().err
+    if student in BAD_IDS:
+        assert error.count("\n") == 2 and error.count("student_id: must match") == 2 and student not in error
+        with Registry.open(str(tmp_path / "set.sqlite")) as opened:
+            assert opened.consent() == []
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--course", "C 1"], "course: must match"),
+        (["--course", "C1", "--date", "2026-02-30"], "date: not a calendar date"),
+        (["--course", "C1", "--date", "tomorrow"], "date: must match"),
+        (["--course", "C1", "--name", "N" * 201], "name: longer than 200 characters"),
+        (["--course", "C1", "--seat", "S" * 65], "seat: longer than 64 characters"),
+        (["--course", " "], "course: missing"),
+    ],
+)
+def test_set_refuses_what_a_roster_refuses(tmp_path: Path, extra: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    assert main(["consent", "set", "P-1", "consented", *extra, "--registry", registry]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and match in error and "Traceback" not in error
+    with Registry.open(registry) as opened:
+        assert opened.consent() == []

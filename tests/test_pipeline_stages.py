@@ -1,5 +1,8 @@
 """Pipeline stages fed synthetic arrays: schedule, interpolation, tracker, annotators, sinks."""
 
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ from engagement.config import TrackerConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.pipeline import Keyframe, RenderWorker, StageTimer, analysis_frames, detected_frames, interpolate
-from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, track_rows
+from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, remove_stale_partials, track_rows
 
 
 def take(schedule, n):
@@ -167,14 +170,94 @@ def test_run_directory_is_atomic(tmp_path: Path):
             raise RuntimeError("crash")
     assert not final.exists() and list(tmp_path.iterdir()) == []
     with RunDirectory(final) as work:
-        (work / "done.txt").write_text("x")
-    assert (final / "done.txt").exists()
+        (work / "session.json").write_text('{"engagement_version": "0"}')
+    assert (final / "session.json").exists()
     with pytest.raises(UserError, match="already exists"):
         RunDirectory(final)
     with RunDirectory(final, overwrite=True) as work:
         (work / "new.txt").write_text("x")
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def _run_folder(folder: Path, session: str = '{"engagement_version": "0"}') -> Path:
+    folder.mkdir()
+    (folder / "session.json").write_text(session)
+    (folder / "tracks.parquet").write_bytes(b"old")
+    return folder
+
+
+def test_overwrite_replaces_a_run_or_an_empty_folder(tmp_path: Path):
+    for final in (_run_folder(tmp_path / "run"), tmp_path / "empty"):
+        final.mkdir(exist_ok=True)
+        with RunDirectory(final, overwrite=True) as work:
+            (work / "new.txt").write_text("x")
+        assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: (f.mkdir(), (f / "thesis.txt").write_text("years of work"), (f / "chapters").mkdir()),
+        lambda f: (f.mkdir(), (f / "chapters").mkdir()),
+        lambda f: _run_folder(f, "not json {"),
+        lambda f: _run_folder(f, '{"title": "someone else\'s session.json"}'),
+        lambda f: _run_folder(f, '["engagement_version"]'),
+        lambda f: (f.mkdir(), (f / "session.json").mkdir()),
+    ],
+    ids=["user-files", "subfolder", "bad-json", "foreign-session", "json-list", "session-folder"],
+)
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path: Path, make, webcam_video: Path, capsys: pytest.CaptureFixture[str]):
+    from engagement.cli import main
+
+    folder = tmp_path / "userfolder"
+    make(folder)
+    before = sorted((p.relative_to(folder), p.is_dir() or p.read_bytes()) for p in folder.rglob("*"))
+    with pytest.raises(UserError, match=r"userfolder is not a run"):
+        RunDirectory(folder, overwrite=True)
+    # The CLI refuses in one line before any model is loaded.
+    assert main(["process", str(webcam_video), "--out", str(folder), "--overwrite"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{folder} is not a run" in error
+    assert sorted((p.relative_to(folder), p.is_dir() or p.read_bytes()) for p in folder.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["userfolder"]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    return child.pid
+
+
+def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path: Path):
+    dead, alive = _dead_pid(), os.getpid()
+    stale = [tmp_path / f".old.partial-{dead}", tmp_path / f".clip.mp4.partial-{dead}.mp4"]
+    kept = [tmp_path / f".busy.partial-{alive}", tmp_path / f".live.mp4.partial-{alive}.mp4",
+            tmp_path / f"notes.partial-{dead}", tmp_path / f".other.old-{dead}"]
+    for path in stale + kept:
+        if path.suffix == ".mp4":
+            path.write_bytes(b"no moov")
+        else:
+            path.mkdir()
+            (path / "tracks.parquet").write_bytes(b"PAR1")
+    with RunDirectory(tmp_path / "run") as work:
+        assert work.exists()
+        assert not any(path.exists() for path in stale)
+        assert all(path.exists() for path in kept)
+    assert remove_stale_partials(tmp_path / "missing") == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are recognised through /proc")
+def test_partial_of_an_exited_but_unreaped_process_is_removed(tmp_path: Path):
+    child = subprocess.Popen(["true"])  # not waited for: a zombie once it exits, and os.kill(pid, 0) still succeeds
+    try:
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            time.sleep(0.01)
+        partial = tmp_path / f".run.partial-{child.pid}"
+        partial.mkdir()
+        assert remove_stale_partials(tmp_path) == [partial] and not partial.exists()
+    finally:
+        child.wait()
 
 
 def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setter.add_argument("--course", required=True)
     setter.add_argument("--seat")
     setter.add_argument("--form-version")
-    setter.add_argument("--date", type=_date, help="date signed, YYYY-MM-DD (default today)")
+    setter.add_argument("--date", help="date signed, YYYY-MM-DD (default today)")
     setter.add_argument("--name")
     setter.set_defaults(handler=_set)
 
@@ -161,13 +161,11 @@ def _approval(args: argparse.Namespace) -> int:
 
 
 def _course_add(args: argparse.Namespace) -> int:
-    import re
+    from engagement.consent.forms import record_problems
 
-    from engagement.resources import resource_dir
-
-    pattern = json.loads((resource_dir("consent") / "roster.schema.json").read_text())["properties"]["course"]["pattern"]
-    if not re.fullmatch(pattern, args.code):
-        raise UserError(f"course code {args.code!r} must match {pattern} (letters, digits, '_', '.', '-')")
+    problems = record_problems({"course": args.code}, partial=True)
+    if problems:
+        raise UserError(f"bad course code ({'; '.join(problems)})")
     with _open(args) as registry:
         registry.add_course(args.code, args.title, args.retention_days, args.delete_source)
         course = registry.course(args.code)
@@ -258,9 +256,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
+    from engagement.consent.forms import check_record
+
+    record = check_record({"student_id": args.student, "course": args.course, "status": args.status, "date": args.date,
+                           "form_version": args.form_version, "seat": args.seat, "name": args.name})
     with _open(args) as registry:
-        registry.set_consent(args.student, args.course, args.status, args.date, args.form_version, args.seat, args.name)
-    print(f"{args.student} in {args.course}: {args.status}")
+        registry.import_records([record])
+    print(f"{record.student} in {record.course}: {record.status}")
     return 0
 
 

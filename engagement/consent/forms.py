@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -63,13 +64,50 @@ def render_form(kind: str, out: Path, **values: Any) -> Path:
     return write_atomic(out, lambda stream: stream.write(text.encode()))
 
 
-def read_roster(path: Path) -> list[ConsentRecord]:
-    """Parse and validate a roster CSV; every bad row is reported with its line and nothing is returned
-    unless all rows are good."""
+class InvalidRecord(UserError):
+    """Consent fields that break the roster rules: the message names each field and rule broken, never a value."""
+
+
+@functools.cache
+def _roster_schema() -> dict[str, Any]:
+    return json.loads((resource_dir("consent") / "roster.schema.json").read_text())
+
+
+def record_problems(values: dict[str, str], partial: bool = False) -> list[str]:
+    """Every rule of ``consent/roster.schema.json`` (and of calendar dates) that ``values`` break; with ``partial``,
+    fields that are absent are not missed. The one check of IDs and course codes, whichever command they come from."""
     import jsonschema
 
-    schema = json.loads((resource_dir("consent") / "roster.schema.json").read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    schema = _roster_schema()
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(values), key=lambda e: list(e.path))
+    problems = [] if partial else [f"{key}: missing" for key in schema["required"] if key not in values]
+    problems += [_describe(error) for error in errors if error.validator != "required"]
+    if "date" in values and not any(list(error.path) == ["date"] for error in errors):
+        try:
+            dt.date.fromisoformat(values["date"])
+        except ValueError:
+            problems.append("date: not a calendar date")
+    return problems
+
+
+def check_record(fields: dict[str, str | None]) -> ConsentRecord:
+    """The consent record of one roster row or one ``consent set``: values are stripped, empty ones count as
+    absent, and any broken rule is an :class:`InvalidRecord`."""
+    values = {key: value.strip() for key, value in fields.items() if value and value.strip()}
+    problems = record_problems(values)
+    if problems:
+        raise InvalidRecord("; ".join(problems))
+    return ConsentRecord(
+        student=values["student_id"], course=values["course"], status=values["status"],
+        recorded_on=dt.date.fromisoformat(values["date"]) if "date" in values else dt.date.today(),
+        form_version=values.get("form_version"), seat=values.get("seat"), name=values.get("name"),
+    )
+
+
+def read_roster(path: Path) -> list[ConsentRecord]:
+    """Parse and validate a roster CSV; every bad row (a student listed twice in a course included) is reported
+    with its line and nothing is returned unless all rows are good."""
+    schema = _roster_schema()
     if not path.is_file():
         raise UserError(f"roster not found: {path}")
     try:
@@ -81,6 +119,7 @@ def read_roster(path: Path) -> list[ConsentRecord]:
     reader = csv.DictReader(text.splitlines(), strict=True)
     problems: list[str] = []
     records: list[ConsentRecord] = []
+    first_line: dict[tuple[str, str], int] = {}
     try:
         header = reader.fieldnames or []
         unknown = [name for name in header if name not in schema["properties"]]
@@ -92,19 +131,17 @@ def read_roster(path: Path) -> list[ConsentRecord]:
             if None in row or None in row.values():
                 problems.append(f"line {line}: expected {len(header)} fields")
                 continue
-            values = {key: value.strip() for key, value in row.items() if value.strip()}
-            errors = sorted(validator.iter_errors(values), key=lambda e: list(e.path))
-            errors += [] if "date" not in values else _date_errors(values["date"])
-            if errors:
-                problems.append(f"line {line}: " + "; ".join(_describe(e) for e in errors))
+            try:
+                record = check_record(row)
+            except InvalidRecord as error:
+                problems.append(f"line {line}: {error}")
                 continue
-            records.append(
-                ConsentRecord(
-                    student=values["student_id"], course=values["course"], status=values["status"],
-                    recorded_on=dt.date.fromisoformat(values["date"]) if "date" in values else dt.date.today(),
-                    form_version=values.get("form_version"), seat=values.get("seat"), name=values.get("name"),
-                )
-            )
+            # Two rows for one student would leave the consent to whichever came last.
+            first = first_line.setdefault((record.student, record.course), line)
+            if first != line:
+                problems.append(f"line {line}: the same student_id and course as line {first}")
+                continue
+            records.append(record)
     except csv.Error as error:
         raise UserError(f"{path}: line {reader.line_num}: not a valid CSV ({error})") from None
     if problems:
@@ -114,16 +151,15 @@ def read_roster(path: Path) -> list[ConsentRecord]:
     return records
 
 
-def _date_errors(value: str) -> list[str]:
-    try:
-        dt.date.fromisoformat(value)
-        return []
-    except ValueError:
-        return [f"date {value!r} is not a calendar date"]
+# How each JSON Schema rule is told, without the value: a roster's values are personal data.
+RULES = {
+    "pattern": lambda rule: f"must match {rule}",
+    "maxLength": lambda rule: f"longer than {rule} characters",
+    "enum": lambda rule: f"must be one of {', '.join(rule)}",
+}
 
 
 def _describe(error: Any) -> str:
-    if isinstance(error, str):
-        return error
-    field = ".".join(map(str, error.path))
-    return f"{field}: {error.message}" if field else error.message
+    field = ".".join(map(str, error.path)) or "row"
+    rule = RULES.get(error.validator, lambda _: f"breaks the {error.validator} rule")
+    return f"{field}: {rule(error.validator_value)}"
