@@ -26,7 +26,8 @@ import numpy as np
 
 from engagement.config import load_pipeline
 from engagement.detector import PoseDetector
-from engagement.pipeline import analysis_frames, process_video
+from engagement.pipeline import process_video
+from engagement.pipeline.analyse import analysis_frames
 
 
 def peak_rss_mb() -> float:

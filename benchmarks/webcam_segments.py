@@ -29,7 +29,8 @@ def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
     import av
 
     from engagement.detector import PoseDetector
-    from engagement.pipeline import StageTimer, StateStage
+    from engagement.classifier.stage import StateStage
+    from engagement.pipeline.analyse import StageTimer
 
     detector = PoseDetector(config.detector, config.models_dir)
     stage = StateStage(config)

@@ -44,6 +44,13 @@ class TrackerConfig:
     max_iou_distance: float = 0.7
     nn_budget: int = 50
     embedder: Literal["mobilenetv2", "none"] = "mobilenetv2"
+    # Recorded video: after the whole recording is tracked, tracklets that follow one another (never overlapping
+    # in time) are joined into one student when their mean appearances and the places where one ends and the next
+    # begins are close (students mostly stay in their seats). Live video keeps the online IDs.
+    stitch: bool = True
+    stitch_max_gap_s: float = 120.0  # longest absence bridged
+    stitch_max_distance: float = 0.3  # cosine distance of the tracklets' mean appearance embeddings
+    stitch_max_shift: float = 0.75  # anchor movement across the gap, in person-box heights
 
 
 @dataclass

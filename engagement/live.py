@@ -20,7 +20,9 @@ from engagement.annotate import TextAnnotator
 from engagement.config import PipelineConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.pipeline import Analyzer, Renderer, with_running_baseline
+from engagement.pipeline.analyse import Analyzer
+from engagement.pipeline.render import Renderer
+from engagement.pipeline.run import with_running_baseline
 from engagement.sinks import VideoWriter, remove_stale_partials
 from engagement.sources import FrameSource
 
@@ -119,7 +121,7 @@ def run_live(
             raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
         remove_stale_partials(record_path.parent)
     config = with_running_baseline(config)  # a live view shows states as it goes
-    analyzer = Analyzer(config)
+    analyzer = Analyzer.from_config(config)
     renderer = Renderer(config, info.fps)
     analyzer.warm_up(info.height, info.width)
     renderer.warm_up(info.height, info.width)
@@ -174,5 +176,5 @@ def run_live(
         "display_fps": shown / elapsed if elapsed else 0.0,
         "analysed": worker.analysed,
         "analysis_fps": worker.analysed / elapsed if elapsed else 0.0,
-        "track_ids": len(analyzer.confirmed_ids),
+        "track_ids": analyzer.tracklets.tracking_record()["confirmed_tracks"],
     }

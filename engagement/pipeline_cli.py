@@ -63,6 +63,8 @@ def describe(out: str | Path, session: dict) -> str:
     policy = session["consent"]["policy"]
     tracking = session["tracking"]
     ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
+    if tracking.get("id_ratio_before_stitching") is not None:
+        ratio += f", {tracking['id_ratio_before_stitching']:.2f} before stitching {tracking['tracklets_before_stitching']} tracklets"
     seconds = session["timings_s"]["total"]
     loading = session["timings_s"].get("load_models", 0.0)
     duration = session["input"]["duration_s"]

@@ -139,8 +139,9 @@ def _cache_model(ov: Any, model: Any, folder: Path) -> None:
 class Tracker:
     """Assign stable track IDs to detections, one analysed frame at a time.
 
-    Returns the input detections with ``track_id`` set (-1 while a track is tentative) and
-    ``data["confirmed"]``; the adapter below is the only code that reads deep-sort track objects.
+    Returns the input detections with ``track_id`` set (-1 while a track is tentative), ``data["confirmed"]``
+    and ``data["embedding"]`` (each row's appearance vector, for stitching tracklets later); the adapter below
+    is the only code that reads deep-sort track objects.
     """
 
     def __init__(self, config: TrackerConfig, analysis_fps: float, embedder: AppearanceEmbedder | None = None) -> None:
@@ -165,7 +166,9 @@ class Tracker:
             embeds = np.ones((len(detections), 1), np.float32)
         raw = [([x1, y1, x2 - x1, y2 - y1], float(conf), 0) for (x1, y1, x2, y2), conf in zip(xyxy, detections.confidence)]
         tracks = self._deepsort.update_tracks(raw, embeds=list(embeds), others=list(range(len(detections))))
-        return self._assign(detections, tracks)
+        result = self._assign(detections, tracks)
+        result.data["embedding"] = np.asarray(embeds, np.float32).reshape(len(detections), -1)
+        return result
 
     @staticmethod
     def _assign(detections: Detections, tracks: list[Any]) -> Detections:

@@ -24,7 +24,8 @@ from engagement.consent.stage import ConsentStage
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.models import file_sha256
-from engagement.pipeline import analysable, consent_record
+from engagement.consent.stage import analysable
+from engagement.pipeline.record import consent_record
 from engagement.sinks import track_rows
 from engagement.states import STATES
 

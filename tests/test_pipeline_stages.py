@@ -13,7 +13,8 @@ from engagement.annotate import STATE_COLORS, annotate
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
-from engagement.pipeline import Keyframe, RenderWorker, StageTimer, analysis_frames, detected_frames, interpolate
+from engagement.pipeline.analyse import StageTimer, analysis_frames, detected_frames
+from engagement.pipeline.render import Keyframe, RenderWorker, interpolate
 from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, remove_stale_partials, track_rows
 
 
@@ -51,7 +52,7 @@ def test_interpolation_moves_shared_tracks_and_holds_the_rest():
 
 def test_interpolation_between_empty_frames_is_an_ordinary_frame():
     """Nobody in view on two analysis frames in a row: the frames between keep the consent columns."""
-    from engagement.pipeline import analysable
+    from engagement.consent.stage import analysable
 
     nobody = tracked([1], [0], opted_out=np.array([False]))[np.zeros(1, bool)]
     middle = interpolate(Keyframe(0, nobody), Keyframe(6, nobody), 3)
@@ -338,7 +339,7 @@ class _FakeFeatures:
 def test_session_baseline_compares_each_track_with_its_whole_session():
     from engagement.config import PipelineConfig
     from engagement.features import FRAME_FEATURES, session_relative
-    from engagement.pipeline import StateStage
+    from engagement.classifier.stage import StateStage
 
     config = PipelineConfig()
     config.classifier.baseline = "session"

@@ -140,3 +140,8 @@ class ConsentStage:
         }[self.config.blur]
         data = {**detections.data, "opted_out": opted_out, "blur": blur, "student_id": student_ids, "consent": list(reasons)}
         return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)
+
+
+def analysable(detections: Detections) -> np.ndarray:
+    """Rows that may enter analytics: confirmed tracks of people who are not opted out."""
+    return (detections.track_id >= 0) & ~np.asarray(detections.data["opted_out"], bool)

@@ -1,0 +1,100 @@
+"""State stage: features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only.
+The twin of ``engagement.consent.stage.ConsentStage``: both run on each analysis frame's detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engagement.config import PipelineConfig
+from engagement.consent.stage import analysable
+from engagement.detections import Detections
+from engagement.models import file_sha256
+
+if TYPE_CHECKING:
+    from engagement.pipeline.analyse import StageTimer
+
+
+class StateStage:
+    """Features -> classifier -> per-track smoothing -> engagement score, for consenting tracks only.
+
+    With ``classifier.baseline: session`` each analysis frame's rows are only recorded; ``settle`` then
+    compares every track with its whole session and fills in the states (the first pass of a recorded video).
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        from engagement.classifier.model import load_classifier
+        from engagement.features import FeatureExtractor
+        from engagement.states import StateSmoother
+
+        self.features = FeatureExtractor(config.classifier, config.models_dir)
+        self.classifier = load_classifier(config.classifier)
+        self.smoother = StateSmoother(config.classifier.smoothing_s)
+        self.weights = config.classifier.weights
+        self.session_baseline = config.classifier.baseline == "session"
+        # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
+        self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
+
+    def classifier_record(self) -> dict[str, Any]:
+        """Provenance of the state classifier, with its model card for the report."""
+        from engagement.classifier.model import PACKAGED_WEIGHTS
+
+        path = Path(self.weights) if self.weights else PACKAGED_WEIGHTS
+        return {"name": "engagement state classifier", "file": str(path), "sha256": file_sha256(path), "card": self.classifier.model_card()}
+
+    def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
+        from engagement.states import STATES
+
+        rows = analysable(detections)
+        if self.session_baseline:
+            with timer("features"):
+                frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
+            self._recorded.append((detections, rows, frame_features, fresh, time_s))
+            return detections
+        probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
+        if rows.any():
+            subset = detections[rows]
+            with timer("features"):
+                features = self.features(frame, subset, time_s)
+            with timer("classify"):
+                raw = self.classifier.predict_proba(features)
+                probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
+        set_states(detections, rows, probs)
+        return detections
+
+    def settle(self, timer: StageTimer) -> None:
+        """Classify the recorded rows against each track's whole-session baseline, then smooth them per track
+        in time order, as the running mode would have: states for every recorded analysis frame."""
+        from engagement.features import RELATIVE_FEATURES, session_relative
+        from engagement.states import STATES
+
+        if not self._recorded:
+            return
+        with timer("classify"):
+            track_ids = np.concatenate([detections.track_id[rows] for detections, rows, *_ in self._recorded])
+            frame_features = np.concatenate([features for _, _, features, _, _ in self._recorded])
+            fresh = np.concatenate([flags for *_, flags, _ in self._recorded])
+            relative = np.full((len(track_ids), len(RELATIVE_FEATURES)), np.nan, np.float32)
+            for track_id in np.unique(track_ids):
+                mine = track_ids == track_id
+                relative[mine] = session_relative(frame_features[mine], fresh[mine])
+            raw = self.classifier.predict_proba(np.concatenate([frame_features, relative], axis=1))
+            start = 0
+            for detections, rows, features, _, time_s in self._recorded:
+                probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
+                if len(features):
+                    probs[rows] = self.smoother.update(detections.track_id[rows], raw[start:start + len(features)], time_s)
+                start += len(features)
+                set_states(detections, rows, probs)
+        self._recorded.clear()
+
+def set_states(detections: Detections, rows: np.ndarray, probs: np.ndarray) -> None:
+    """Attach smoothed state probabilities, the state and the engagement score to the analysable ``rows``."""
+    from engagement.scoring import engagement_score
+    from engagement.states import STATES
+
+    detections.data["state_probs"] = probs
+    detections.data["state"] = [STATES[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, rows)]
+    detections.data["score"] = np.where(rows, engagement_score(np.nan_to_num(probs)), np.nan)

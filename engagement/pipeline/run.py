@@ -1,0 +1,77 @@
+"""``process_video``: a recorded video in two passes (analyse, decide, render), a stream in one online pass."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from engagement.config import PipelineConfig
+from engagement.pipeline.analyse import Analyzer, StageTimer, analyse_frames
+from engagement.pipeline.decide import decide
+from engagement.pipeline.record import finish_outputs, register_session, session_record, write_json, write_summary
+from engagement.pipeline.render import Renderer, RunWriter, run_frames
+from engagement.sinks import RunDirectory
+from engagement.sources import FrameSource
+
+
+def with_running_baseline(config: PipelineConfig) -> PipelineConfig:
+    """The configuration with ``classifier.baseline: running``: what a live view, a camera or a stream can run
+    (there is no whole session yet to compare each person with, and a stream cannot be read twice)."""
+    return replace(config, classifier=replace(config.classifier, baseline="running"))
+
+
+def process_video(
+    video: str,
+    out: str | Path,
+    config: PipelineConfig,
+    overwrite: bool = False,
+    quiet: bool = False,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Process one recorded video (two passes: analyse, decide, render) or a stream (one online pass) into a run
+    directory; returns the session record."""
+    from tqdm import tqdm
+
+    source = FrameSource(video)  # opens and validates the input before any output exists
+    two_passes = not source.info.is_live  # a camera or stream cannot be read twice
+    if not two_passes:
+        config = with_running_baseline(config)
+    with RunDirectory(out, overwrite=overwrite) as directory:
+        started = time.perf_counter()
+        timer = StageTimer()
+        with timer("load_models"):
+            analyzer = Analyzer.from_config(config, timer)
+            renderer = Renderer(config, source.info.fps)
+            analyzer.warm_up(source.info.height, source.info.width)
+            renderer.warm_up(source.info.height, source.info.width)
+        writer = RunWriter(directory, source.info, config, video=config.output.video)
+        total = source.info.frames * 2 if two_passes and source.info.frames else source.info.frames
+        with tqdm(total=total, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
+            try:
+                keyframes = None
+                if two_passes:
+                    keyframes = analyse_frames(source, analyzer, progress)
+                    tracking = decide(keyframes, analyzer)
+                    source = FrameSource(video)
+                frames, analysed = run_frames(source, analyzer, renderer, writer, progress, keyframes)
+                if not two_passes:
+                    tracking = analyzer.tracklets.tracking_record()
+            finally:
+                writer.close()
+                analyzer.close()
+        finish_outputs(directory, config, source.info)
+        session = session_record(source.info, config, analyzer, renderer, analysed, frames, tracking, time.perf_counter() - started)
+        write_json(directory / "session.json", session)
+        if config.classifier.enabled:
+            write_summary(directory, session)
+        if report and config.output.report:
+            from engagement.report import build_report
+
+            build_report(directory)
+    if config.consent.course is not None:
+        register_session(config, Path(out), session)
+        from engagement.consent.outputs import delete_source
+        delete_source(config.consent.registry, config.consent.course, video, out)
+    return session
