@@ -278,9 +278,12 @@ class Anonymizer:
         probe = self.turn_probe_every and index % self.turn_probe_every == 0
         height, width = frame.shape[:2]
         for degrees in TURNS:
-            if not (probe or index <= self._turn_until[degrees]):
+            searched = index <= self._turn_until[degrees]
+            if not (probe or searched):
                 continue
-            found = unturn_boxes(detector(turn(frame, degrees)), degrees, width, height)
+            # A probe only has to notice that faces appear turned, so it runs downscaled; a turn found is then
+            # searched like the upright frame.
+            found = unturn_boxes((detector if searched else self.fast_detector)(turn(frame, degrees)), degrees, width, height)
             if len(found):
                 self._turn_until[degrees] = index + 2 * self.turn_probe_every
             faces.append(found)

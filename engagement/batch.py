@@ -17,7 +17,7 @@ from engagement.config import PipelineConfig
 from engagement.errors import UserError
 
 
-def _process_one(video: Path, out: Path, config: PipelineConfig, overwrite: bool, report: bool) -> dict[str, Any]:
+def _process_one(video: Path, out: Path, config: PipelineConfig, overwrite: bool, report: bool, allow_partial: bool) -> dict[str, Any]:
     from engagement.pipeline import process_video
 
     row: dict[str, Any] = {"video": str(video), "run_dir": str(out)}
@@ -28,10 +28,11 @@ def _process_one(video: Path, out: Path, config: PipelineConfig, overwrite: bool
     except Exception as error:  # one broken video must not stop the batch; the table says what happened
         return {**row, "status": "failed", "error": f"{type(error).__name__}: {error}"}
     seconds = session["timings_s"]["total"]
+    complete = session["input"]["input_complete"]
     return {
         **row,
-        "status": "ok",
-        "error": "",
+        "status": "ok" if complete or allow_partial else "partial",
+        "error": "" if complete else f"decoded {session['input']['frames_decoded']} of {session['input']['frames_expected']} frames",
         "frames": session["input"]["frames"],
         "duration_s": round(session["input"]["duration_s"], 2),
         "wall_s": round(seconds, 2),
@@ -52,8 +53,12 @@ def run_dirs(videos: list[Path], parent: Path) -> list[Path]:
     return dirs
 
 
-def process_many(videos: list[Path], parent: Path, config: PipelineConfig, workers: int = 1, overwrite: bool = False, report: bool = True) -> int:
-    """Process ``videos`` into ``parent/<name>/``; writes and prints ``parent/batch_summary.csv``; returns the failure count."""
+def process_many(
+    videos: list[Path], parent: Path, config: PipelineConfig, workers: int = 1, overwrite: bool = False, report: bool = True,
+    allow_partial: bool = False,
+) -> int:
+    """Process ``videos`` into ``parent/<name>/``; writes and prints ``parent/batch_summary.csv``; returns the count of
+    failed videos, and of videos that decoded to fewer frames than they declare unless ``allow_partial``."""
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +66,7 @@ def process_many(videos: list[Path], parent: Path, config: PipelineConfig, worke
     rows = []
     # Spawned, not forked: a fork copies the parent's threads' locks (decoder, MediaPipe, OpenMP) mid-use.
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_process_one, video, out, config, overwrite, report): video for video, out in jobs}
+        futures = {pool.submit(_process_one, video, out, config, overwrite, report, allow_partial): video for video, out in jobs}
         for future in as_completed(futures):
             row = future.result()
             rows.append(row)

@@ -11,3 +11,8 @@ class UserError(Exception):
 
 class ModelNotFoundError(UserError):
     """Model weights could not be found locally and could not be downloaded."""
+
+
+# A run completed, but its input decoded to fewer frames than the file declares (truncated or corrupt):
+# the outputs are written and marked ``input_complete: false``; ``--allow-partial`` makes it exit 0.
+EXIT_INCOMPLETE_INPUT = 3

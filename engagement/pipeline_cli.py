@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from engagement.config import PipelineConfig, load_pipeline
-from engagement.errors import UserError
+from engagement.errors import EXIT_INCOMPLETE_INPUT, UserError
 
 
 def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) -> None:
@@ -75,6 +75,9 @@ def describe(out: str | Path, session: dict) -> str:
         f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
         f"{session['consent']['people_excluded']} excluded by consent; faces hidden: "
         f"{BLURRED_BY_POLICY.get(policy, policy)} (consent.blur: {policy})"
+        + ("" if session["input"].get("input_complete", True) else
+           f"; INCOMPLETE INPUT: decoded {session['input']['frames_decoded']} of the "
+           f"{session['input']['frames_expected']} frames the file declares (truncated or corrupt)")
     )
 
 
@@ -86,10 +89,11 @@ def _process(args: argparse.Namespace) -> int:
     if len(videos) == 1 and not Path(args.videos[0]).is_dir():
         session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=args.quiet, report=not args.no_report)
         print(describe(args.out, session), file=sys.stderr if args.quiet else sys.stdout)
-        return 0
+        return 0 if session["input"]["input_complete"] or args.allow_partial else EXIT_INCOMPLETE_INPUT
     from engagement.batch import process_many
 
-    failures = process_many(videos, Path(args.out), config, workers=args.workers, overwrite=args.overwrite, report=not args.no_report)
+    failures = process_many(videos, Path(args.out), config, workers=args.workers, overwrite=args.overwrite,
+                            report=not args.no_report, allow_partial=args.allow_partial)
     return 1 if failures else 0
 
 
@@ -113,6 +117,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--quiet", action="store_true", help="no progress bar")
     process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")
     process.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf")
+    process.add_argument(
+        "--allow-partial", action="store_true",
+        help=f"exit 0 when a video decodes to fewer frames than it declares (default: the run is written, marked "
+             f"input_complete: false, and the exit code is {EXIT_INCOMPLETE_INPUT})",
+    )
     _add_config_options(process, "lecture")
     process.set_defaults(handler=_process)
 

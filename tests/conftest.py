@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -40,6 +40,20 @@ def _models_env() -> Iterator[None]:
             patch.setenv("ENGAGEMENT_MODELS", str(ASSETS / "models"))
         patch.setenv("YOLO_OFFLINE", "True")
         yield
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> Callable[..., None]:
+    """Run the ffmpeg command line (quiet, no stdin) with the given arguments; CI installs it, elsewhere a test
+    that needs it is skipped."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("ffmpeg is missing (.ci/run installs it)")
+        pytest.skip("ffmpeg is not installed")
+    return lambda *args: subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *map(str, args)], check=True)
 
 
 @pytest.fixture(scope="session")

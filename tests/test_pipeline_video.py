@@ -215,3 +215,39 @@ def test_opted_out_seat_leaves_no_trace_and_no_face(webcam_video: Path, tmp_path
     assert (out / "report.pdf").exists()
     result = leak_check(webcam_video, out / "annotated.mp4", max_frames=60)
     assert result["totals"]["faces_original"] > 0 and result["totals"]["leak_frames"] == 0
+
+
+@pytest.fixture(scope="module")
+def faststart_clip(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory, ffmpeg) -> Path:
+    """6 s of the webcam video with its index at the front, so a cut file still opens and declares 60 frames."""
+    clip = tmp_path_factory.mktemp("clips") / "faststart.mp4"
+    ffmpeg("-i", webcam_video, "-t", "6", "-an", "-c:v", "libx264", "-preset", "ultrafast", "-movflags", "+faststart", clip)
+    return clip
+
+
+def damaged(clip: Path, folder: Path, how: str) -> Path:
+    data = bytearray(clip.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) * 3 // 10]
+    else:  # garbage over the middle of the file
+        data[len(data) // 2: len(data) // 2 + 20_000] = bytes(range(256)) * 78 + bytes(32)
+    path = folder / f"{how}.mp4"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupt"])
+def test_damaged_input_is_never_silently_short(faststart_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture, how: str):
+    video = damaged(faststart_clip, tmp_path, how)
+    args = ["process", str(video), "--quiet", "--no-report", "--set", "classifier.enabled=false"]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 3
+    session = json.loads((tmp_path / "strict" / "session.json").read_text())["input"]
+    assert session["frames_expected"] == 60 and 0 < session["frames_decoded"] < 60 and session["input_complete"] is False
+    assert f"INCOMPLETE INPUT: decoded {session['frames_decoded']} of the 60 frames" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "lenient"), "--allow-partial"]) == 0
+
+
+def test_whole_input_is_marked_complete(faststart_clip: Path, tmp_path: Path):
+    assert main(["process", str(faststart_clip), "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["frames_expected"], summary["frames_decoded"], summary["input_complete"]) == (60, 60, True)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -70,16 +67,11 @@ def test_registry_shows_only_a_consented_students_face(webcam_clip: Path, tmp_pa
         assert json.loads((run / "session.json").read_text())["consent"]["people_excluded"] == 1
 
 
-def test_rotation_metadata_is_honoured(classroom_video: Path, tmp_path: Path) -> None:
+def test_rotation_metadata_is_honoured(classroom_video: Path, tmp_path: Path, ffmpeg) -> None:
     """A phone video stored sideways with a rotation flag: frames are analysed and written upright, faces hidden."""
-    if shutil.which("ffmpeg") is None:
-        if os.environ.get("CI"):
-            pytest.fail("ffmpeg is missing (.ci/run installs it)")
-        pytest.skip("ffmpeg is not installed")
-    ffmpeg = ["ffmpeg", "-nostdin", "-loglevel", "error"]
     sideways, clip = tmp_path / "sideways.mp4", tmp_path / "rotated.mp4"
-    subprocess.run([*ffmpeg, "-i", str(classroom_video), "-t", "1", "-an", "-vf", "transpose=1", str(sideways)], check=True)
-    subprocess.run([*ffmpeg, "-i", str(sideways), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(clip)], check=True)
+    ffmpeg("-i", classroom_video, "-t", "1", "-an", "-vf", "transpose=1", sideways)
+    ffmpeg("-i", sideways, "-c", "copy", "-metadata:s:v:0", "rotate=90", clip)
     run = tmp_path / "run"
     assert main(["process", str(clip), "--out", str(run), *FAST]) == 0
     first = next(read_frames(run / "annotated.mp4"))

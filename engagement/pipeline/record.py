@@ -60,6 +60,10 @@ def session_record(
             "path": str(Path(info.source).resolve()) if is_file else info.source,
             "fps": info.fps, "frames": frames, "width": info.width, "height": info.height,
             "duration_s": frames / info.fps,
+            # What the container declares against what could be decoded: a truncated or corrupt file says so.
+            "frames_expected": info.frames,
+            "frames_decoded": frames,
+            "input_complete": info.frames is None or frames >= info.frames,
             "sha256": file_sha256(info.source) if is_file else None,
         },
         "models": model_records(analyzer, renderer),
@@ -134,5 +138,6 @@ def write_summary(directory: Path, session: dict[str, Any]) -> None:
 
     states = pd.read_parquet(directory / "states.parquet")
     scores, summary = summarize(states, session["input"]["duration_s"], session["consent"]["people_excluded"])
+    summary.update({key: session["input"][key] for key in ("frames_expected", "frames_decoded", "input_complete")})
     scores.to_csv(directory / "scores.csv", index=False)
     write_json(directory / "summary.json", summary)
