@@ -87,7 +87,7 @@ def _process(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     videos = expand_inputs(args.videos)
     if len(videos) == 1 and not Path(args.videos[0]).is_dir():
-        session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=args.quiet, report=not args.no_report)
+        session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=not args.progress, report=not args.no_report)
         print(describe(args.out, session), file=sys.stderr if args.quiet else sys.stdout)
         return 0 if session["input"]["input_complete"] or args.allow_partial else EXIT_INCOMPLETE_INPUT
     from engagement.batch import process_many
@@ -114,7 +114,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--out", required=True, help="run directory to create (with several videos: the parent folder, one run per video)")
     process.add_argument("--workers", type=int, default=1, help="videos processed at once when given several (default 1)")
     process.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    process.add_argument("--quiet", action="store_true", help="no progress bar")
     process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")
     process.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf")
     process.add_argument(

@@ -10,7 +10,7 @@ import pytest
 from engagement.cli import main
 
 
-def test_train_two_steps_on_digits_then_sample_a_class_with_grid(tmp_path, capsys) -> None:
+def test_train_two_steps_on_digits_then_sample_a_class(tmp_path, capsys) -> None:
     model_dir, out = tmp_path / "cvae", tmp_path / "samples" / "threes.npz"
     assert main(["generate", "train", "cvae", "--data", "digits", "--out", str(model_dir), "--steps", "2"]) == 0
     config = json.loads((model_dir / "config.json").read_text())
@@ -21,8 +21,32 @@ def test_train_two_steps_on_digits_then_sample_a_class_with_grid(tmp_path, capsy
         assert (samples["y"] == 3).all()
         assert samples["X"].min() >= 0 and samples["X"].max() <= 16
         assert list(samples["classes"]) == [str(digit) for digit in range(10)]
-    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert not out.with_suffix(".png").exists()  # only the format --out names
     assert not [path for path in out.parent.iterdir() if path.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".png"])
+def test_sample_writes_the_format_its_suffix_names(tmp_path, trained_cvae: str, suffix: str) -> None:
+    out = tmp_path / f"samples{suffix}"
+    assert main(["generate", "sample", trained_cvae, "--class", "3", "-n", "4", "--out", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    if suffix == ".npy":
+        assert np.load(out).shape == (4, 64)  # a plain array, not an archive under a .npy name
+    elif suffix == ".csv":
+        import pandas as pd
+
+        table = pd.read_csv(out)
+        assert table.shape == (4, 65) and (table["label"] == 3).all()
+    else:
+        assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_generate_is_quiet_off_a_terminal(tmp_path, capfd) -> None:
+    """No per-step progress lines when output is not a terminal; --quiet prints only the result line."""
+    model_dir = tmp_path / "vae"
+    assert main(["generate", "train", "vae", "--data", "digits", "--out", str(model_dir), "--steps", "30", "--quiet"]) == 0
+    out, err = capfd.readouterr()
+    assert out.strip() == f"saved vae to {model_dir}" and err == ""
 
 
 def test_ddpm_on_a_feature_file_samples_every_class_with_ddim(tmp_path) -> None:
@@ -36,6 +60,7 @@ def test_ddpm_on_a_feature_file_samples_every_class_with_ddim(tmp_path) -> None:
         assert samples["X"].shape == (6, 7)
         assert sorted(samples["y"].tolist()) == [0, 0, 0, 1, 1, 1]
     assert not out.with_suffix(".png").exists()
+    assert main(["generate", "sample", str(model_dir), "-n", "2", "--out", str(tmp_path / "rows.png")]) == 2  # not images
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +79,7 @@ def trained_cvae(tmp_path_factory) -> str:
         (["generate", "sample", "{model}", "-n", "0", "--out", "{tmp}/s.npz"], "-n must be positive"),
         (["generate", "sample", "{model}", "--eta", "0.5", "--out", "{tmp}/s.npz"], "does not take --eta"),
         (["generate", "sample", "{tmp}", "--out", "{tmp}/s.npz"], "not a trained generative model"),
+        (["generate", "sample", "{model}", "--out", "{tmp}/s.txt"], "unknown format .txt"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, trained_cvae: str, argv: list[str], message: str) -> None:

@@ -251,3 +251,12 @@ def test_whole_input_is_marked_complete(faststart_clip: Path, tmp_path: Path):
     assert main(["process", str(faststart_clip), "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["frames_expected"], summary["frames_decoded"], summary["input_complete"]) == (60, 60, True)
+
+
+def test_quiet_run_prints_only_its_closing_line(faststart_clip: Path, tmp_path: Path):
+    """MediaPipe/TFLite, OpenVINO, FFmpeg and WeasyPrint stay silent: one line on stderr, nothing on stdout."""
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "engagement.cli", "process", str(faststart_clip), "--out", str(out), "--quiet"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr.splitlines() == [describe(out, json.loads((out / "session.json").read_text()))]

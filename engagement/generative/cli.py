@@ -14,6 +14,7 @@ from engagement.errors import UserError
 
 GRID_COLUMNS = 10
 GRID_PIXEL_SIZE = 4  # screen pixels per image pixel: 8x8 digits are unreadable at 1:1
+SAMPLE_FORMATS = (".npz", ".npy", ".csv", ".png")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("model_dir", type=Path, metavar="DIR")
     sample.add_argument("--class", dest="class_name", help="class name or index (default: all classes in turn)")
     sample.add_argument("-n", type=int, default=100, help="number of samples")
-    sample.add_argument("--out", required=True, type=Path, help=".npz output (a .png grid is written beside it for images)")
+    sample.add_argument("--out", required=True, type=Path,
+                        help="written in the format its suffix names: .npz (X, y, classes), .npy (X only), .csv (a label column "
+                             "then the features), .png (a grid of the samples, image data only)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--sampler", help="ddpm or ddim (DDPM models)")
     sample.add_argument("--steps", type=int, help="sampling steps (DDIM/DDPM/latent diffusion) or Langevin steps per level (score)")
@@ -55,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
     X, y, space = load_data(args.data)
     data = TrainingData.from_arrays(space.normalize(X), y, space.num_classes, space.image_shape)
     start = time.perf_counter()
-    model = module.train(data, steps=steps, seed=args.seed, progress=True)
+    model = module.train(data, steps=steps, seed=args.seed, progress=args.progress)
     training = {"data": args.data, "rows": len(X), "steps": steps, "seed": args.seed, "seconds": round(time.perf_counter() - start, 1)}
     save_model(args.out, args.model, model, {"data": space.to_json(), "training": training})
     print(f"saved {args.model} to {args.out}")
@@ -72,6 +75,9 @@ def run_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise UserError(f"-n must be positive, got {args.n}")
+    suffix = args.out.suffix.lower()
+    if suffix not in SAMPLE_FORMATS:
+        raise UserError(f"--out {args.out}: unknown format {suffix or '(no suffix)'}; use one of {', '.join(SAMPLE_FORMATS)}")
     name, model, config = load_model(args.model_dir)
     module = model_module(name)
     space = DataSpace.from_json(config["data"])
@@ -84,17 +90,30 @@ def run_sample(args: argparse.Namespace) -> int:
     for key in options:
         if key not in accepted:
             raise UserError(f"model {name!r} does not take --{key}")
-    samples = space.denormalize(module.sample(model, labels, seed=args.seed, progress=True, **options).numpy())
+    samples = space.denormalize(module.sample(model, labels, seed=args.seed, progress=args.progress, **options).numpy())
     labels_array = labels.numpy()
+    if suffix == ".png" and not space.image_shape:
+        raise UserError(f"--out {args.out}: a .png grid needs image data; {name} was trained on feature rows (use .npz, .npy or .csv)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, lambda handle: np.savez(handle, X=samples, y=labels_array, classes=np.asarray(space.classes)))
+    classes = np.asarray(space.classes)
+    writers = {
+        ".npz": lambda handle: np.savez(handle, X=samples, y=labels_array, classes=classes),
+        ".npy": lambda handle: np.save(handle, samples),
+        ".csv": lambda handle: _save_csv(handle, samples, classes[labels_array]),
+        ".png": lambda handle: _save_png(handle, image_grid(samples, labels_array, space.image_shape), space.value_range),
+    }
+    write_atomic(args.out, writers[suffix])
     print(f"wrote {len(samples)} samples to {args.out}")
-    if space.image_shape:
-        grid_path = args.out.with_suffix(".png")
-        grid = image_grid(samples, labels_array, space.image_shape)
-        write_atomic(grid_path, lambda handle: _save_png(handle, grid, space.value_range))
-        print(f"wrote sample grid to {grid_path}")
     return 0
+
+
+def _save_csv(stream: BinaryIO, samples: np.ndarray, labels: np.ndarray) -> None:
+    import pandas as pd
+
+    flat = samples.reshape(len(samples), -1)
+    table = pd.DataFrame(flat, columns=[f"x{i}" for i in range(flat.shape[1])])
+    table.insert(0, "label", labels)
+    stream.write(table.to_csv(index=False).encode())
 
 
 def image_grid(samples: np.ndarray, labels: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
