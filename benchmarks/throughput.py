@@ -1,6 +1,7 @@
 """Throughput of the full pipeline against the detector-alone floor and a naive reference.
 
     python benchmarks/throughput.py VIDEO [--json out.json] [--no-naive] [--set key=value ...]
+    python benchmarks/throughput.py --all [FOLDER] [--repeat N]   # every video in FOLDER (default: $ENGAGEMENT_ASSETS/videos), one table
 
 Prints and writes JSON: frames read and analysed, wall time, real-time factor (video seconds per wall
 second, with and without the one-time model loading), milliseconds per stage, peak resident memory,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -34,8 +36,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_pipeline(video: str, overrides: list[str]) -> dict:
-    config = load_pipeline("lecture", overrides)
+def run_pipeline(video: str, overrides: list[str], pipeline: str = "lecture") -> dict:
+    config = load_pipeline(pipeline, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         started, cpu_started = time.perf_counter(), time.process_time()
         session = process_video(video, Path(tmp) / "run", config, quiet=True, report=False)
@@ -124,15 +126,56 @@ def naive_reference(video: str, config) -> dict:
     return {"frames": frames, "seconds": seconds, "real_time_factor": frames / fps / seconds}
 
 
+def pipeline_for(video: Path) -> str:
+    """The shipped pipeline a user would pick: ``webcam`` for a webcam recording, ``lecture`` for the rest."""
+    return "webcam" if "webcam" in video.stem else "lecture"
+
+
+def table(folder: Path, overrides: list[str], repeat: int) -> list[dict]:
+    """Every video in ``folder`` through its pipeline ``repeat`` times; prints a Markdown row per run as it goes."""
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".mp4", ".avi", ".mov", ".mkv"})
+    print("| video | pipeline | frames, size, fps | real time, after loading | load s | ms per frame: decode, decode again, detect, track, features+classify, faces, render+write | ID ratio (before stitching) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for video in videos:
+        for _ in range(repeat):
+            result = run_pipeline(str(video), overrides, pipeline_for(video))
+            config = result.pop("config")
+            stage = result["ms_per_frame_by_stage"]
+            cells = [stage.get(k, 0.0) for k in ("decode", "decode_again", "detect", "track")]
+            cells += [stage.get("features", 0.0) + stage.get("classify", 0.0), stage.get("faces", 0.0), stage.get("render", 0.0) + stage.get("write", 0.0)]
+            tracking = result["tracking"]
+            before = tracking.get("id_ratio_before_stitching")
+            capture = cv2.VideoCapture(str(video))
+            size = f"{int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}, {capture.get(cv2.CAP_PROP_FPS):.1f}"
+            capture.release()
+            print(f"| {video.name} | {config.name} | {result['frames_read']}, {size} | {result['real_time_factor']:.2f}x, "
+                  f"**{result['real_time_factor_excluding_load']:.2f}x** | {result['model_load_s']:.1f} | "
+                  + ", ".join(f"{c:.1f}" for c in cells)
+                  + (f" | {tracking['id_ratio']:.2f} ({before:.2f}) |" if before is not None else " | n/a |"), flush=True)
+            rows.append({"video": video.name, **result})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("video")
+    parser.add_argument("video", nargs="?", help="one video (or, with --all, a folder of videos)")
+    parser.add_argument("--all", action="store_true", help="every video of a folder, one table (no floor or naive reference)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --all: runs per video")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--no-naive", action="store_true", help="skip the slow naive reference")
     parser.add_argument("--set", action="append", default=[], help="pipeline overrides, as for `engagement process`")
     args = parser.parse_args()
+    if args.all:
+        folder = Path(args.video) if args.video else Path(os.environ.get("ENGAGEMENT_ASSETS", "../shared")) / "videos"
+        rows = table(folder, args.set, args.repeat)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2, default=str) + "\n")
+        return 0
+    if not args.video:
+        parser.error("give a VIDEO, or --all")
 
-    results: dict = {"video": args.video, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {len(__import__('os').sched_getaffinity(0))} cores", "python": platform.python_version()}
+    results: dict = {"video": args.video, "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {len(os.sched_getaffinity(0))} cores", "python": platform.python_version()}
     pipeline = run_pipeline(args.video, args.set)
     config = pipeline.pop("config")
     results["pipeline"] = pipeline

@@ -212,7 +212,8 @@ def run_frames(
     pending: list[tuple[int, np.ndarray]] = []
     analysed = frames = 0
     output = RenderWorker(renderer, writer, timer, fps, progress)
-    decoded = output.prefetching(timed_iter(source, timer, "decode"))
+    # A second pass reads the file again: its decoding is timed apart, so the cost of two passes shows.
+    decoded = output.prefetching(timed_iter(source, timer, "decode" if keyframes is None else "decode_again"))
     if keyframes is None:
         schedule = analysis_frames(fps, analyzer.config.analysis_fps)
         found = detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size)
