@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # ``.NAME.partial-PID`` (a run folder) or ``.NAME.partial-PID.mp4`` (a live recording) being written by process PID.
 PARTIAL_NAME = re.compile(r"\..+\.partial-(?P<pid>[0-9]+)(\.mp4)?")
+TIME_BASE = Fraction(1, 90000)  # the MPEG clock: exact for 24, 25, 30, 50, 60 fps and their 1000/1001 variants
 
 
 def is_run(folder: Path) -> bool:
@@ -148,6 +149,11 @@ class VideoWriter:
         self._stream.height = height - height % 2
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart"}
+        # Frames carry their own presentation times (a variable-frame-rate input keeps its timing), in a clock fine
+        # enough for any frame rate.
+        self._stream.codec_context.time_base = TIME_BASE
+        self._fps = fps
+        self._written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
@@ -156,21 +162,25 @@ class VideoWriter:
     def _encode(self) -> None:
         import av
 
-        while (frame := self._queue.get()) is not None:
+        while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue
+            frame, time_s = item
             try:
                 image = np.ascontiguousarray(frame[: self._stream.height, : self._stream.width])
                 # OpenCV's BT.601 conversion matches swscale's to half a level and costs a third as much.
                 video_frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+                video_frame.pts, video_frame.time_base = round(time_s / TIME_BASE), TIME_BASE
                 self._container.mux(self._stream.encode(video_frame))
             except Exception as error:  # surfaced on the caller's thread by write()/close()
                 self._error = error
 
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, time_s: float | None = None) -> None:
+        """Queue ``frame`` to be shown at ``time_s`` seconds (default: the next frame period at ``fps``)."""
         if self._error is not None:
             raise self._error
-        self._queue.put(frame)
+        self._queue.put((frame, self._written / self._fps if time_s is None else time_s))
+        self._written += 1
 
     def close(self) -> None:
         self._queue.put(None)

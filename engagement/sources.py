@@ -81,6 +81,27 @@ class FrameSource:
             is_live=is_live,
         )
         self._stop = threading.Event()
+        self._start_s = self._container_time()
+        self._times = [0.0]  # seconds since the first frame, one per frame decoded so far
+
+    def _container_time(self) -> float | None:
+        """The last decoded frame's presentation time in the container, in seconds; None for a camera or stream."""
+        seconds = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        return None if self.info.is_live or not np.isfinite(seconds) else float(seconds)
+
+    def _next_time(self) -> float:
+        """The frame just decoded, in seconds since the first frame: from the container, or one frame period after
+        the last frame where it gives no increasing time (cameras, streams, containers without timestamps)."""
+        previous = self._times[-1]
+        seconds = self._container_time()
+        if seconds is not None and self._start_s is not None and seconds - self._start_s > previous:
+            return seconds - self._start_s
+        return previous + 1 / self.info.fps
+
+    def time_of(self, index: int) -> float:
+        """Presentation time in seconds of frame ``index``, once it has been yielded: correct for variable-frame-rate
+        files, where ``index / fps`` drifts."""
+        return self._times[index]
 
     @staticmethod
     def _open(spec: str | int) -> cv2.VideoCapture:
@@ -112,6 +133,8 @@ class FrameSource:
                     frames.put(frame)
                     ok, frame = self._capture.read()
                     frame = frame if ok else None
+                    if frame is not None:
+                        self._times.append(self._next_time())
             finally:
                 frames.put(end)
 

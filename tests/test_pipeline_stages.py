@@ -112,11 +112,11 @@ def test_render_worker_pairs_each_frame_with_its_own_faces():
         def frame(self, index, time_s, image, detections):
             self.written.append((index, int(image[0, 0])))
 
-    worker = RenderWorker(Renderer(), Writer(), StageTimer(), fps=10, buffer=2)
+    worker = RenderWorker(Renderer(), Writer(), StageTimer(), buffer=2)
     frames = [(i, np.full((2, 2), i, np.int64)) for i in range(12)]
     read = list(worker.prefetching(frames[:8]))  # faces start as frames are read ...
     for index, image in read + frames[8:]:  # ... and the last frames without prefetching
-        worker.submit(index, image, Detections.empty())
+        worker.submit(index, index / 10, image, Detections.empty())
     worker.close()
     assert Writer.written == [(i, i) for i in range(12)]
 

@@ -260,3 +260,24 @@ def test_quiet_run_prints_only_its_closing_line(faststart_clip: Path, tmp_path: 
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == ""
     assert result.stderr.splitlines() == [describe(out, json.loads((out / "session.json").read_text()))]
+
+
+def test_variable_frame_rate_keeps_the_containers_times(webcam_video: Path, tmp_path: Path, ffmpeg):
+    """5 s at 10 fps then 5 s at 30 fps in one file: times come from the container, not from index / average fps."""
+    parts = []
+    for start, rate in ((0, 10), (5, 30)):
+        part = tmp_path / f"part{start}.mp4"
+        ffmpeg("-ss", start, "-i", webcam_video, "-t", 5, "-an", "-vf", f"fps={rate}", "-c:v", "libx264", "-preset", "ultrafast",
+               "-video_track_timescale", 90000, part)
+        parts.append(part)
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{part}'\n" for part in parts))
+    video = tmp_path / "vfr.mp4"
+    ffmpeg("-f", "concat", "-safe", 0, "-i", listing, "-c", "copy", video)
+    out = tmp_path / "run"
+    assert main(["process", str(video), "--out", str(out), "--quiet", "--no-report", "--set", "classifier.enabled=false"]) == 0
+    tracks = pd.read_parquet(out / "tracks.parquet").drop_duplicates("frame").set_index("frame").time_s
+    assert tracks[49] == pytest.approx(4.9) and tracks[150] == pytest.approx(5 + 100 / 30, abs=1e-3)  # index/20 fps: 7.5
+    with av.open(str(out / "annotated.mp4")) as container:
+        shown = [float(frame.time) for frame in container.decode(video=0)]
+    assert len(shown) == 200 and shown[150] == pytest.approx(5 + 100 / 30, abs=1e-3)

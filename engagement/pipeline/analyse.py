@@ -154,7 +154,7 @@ def analyse_frames(source: FrameSource, analyzer: Analyzer, progress: Any = None
     decoded = timed_iter(source, analyzer.timer, "decode")
     for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
         if detections is not None:
-            keyframes[index] = analyzer(image, index / fps, detections)
+            keyframes[index] = analyzer(image, source.time_of(index), detections)
         if progress is not None:
             progress.update(1)
     return keyframes

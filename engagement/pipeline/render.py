@@ -129,7 +129,7 @@ class RunWriter:
     def frame(self, index: int, time_s: float, image: np.ndarray, detections: Detections) -> None:
         self.tracks.append(track_rows(index, time_s, detections[analysable(detections)]))
         if self.video is not None:
-            self.video.write(image)
+            self.video.write(image, time_s)
 
     def analysis(self, index: int, time_s: float, detections: Detections) -> None:
         if self.states is not None:
@@ -147,8 +147,8 @@ class RenderWorker:
     so the encoder overlaps with detection on the next analysis frame. The anonymizer's face detector
     needs only pixels, so it runs on a thread of its own, up to a queue's length ahead of the drawing."""
 
-    def __init__(self, renderer: Renderer, writer: RunWriter, timer: StageTimer, fps: float, progress: Any = None, buffer: int = 16) -> None:
-        self.renderer, self.writer, self.timer, self.fps, self.progress = renderer, writer, timer, fps, progress
+    def __init__(self, renderer: Renderer, writer: RunWriter, timer: StageTimer, progress: Any = None, buffer: int = 16) -> None:
+        self.renderer, self.writer, self.timer, self.progress = renderer, writer, timer, progress
         self._queue: queue.Queue = queue.Queue(maxsize=buffer)
         self._error: BaseException | None = None
         self._faces = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
@@ -164,13 +164,13 @@ class RenderWorker:
         while (item := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain so the producer never blocks
-            index, image, detections, faces = item
+            index, time_s, image, detections, faces = item
             try:
                 faces = faces.result()
                 with self.timer("render"):
                     image = self.renderer(image, detections, faces)
                 with self.timer("write"):
-                    self.writer.frame(index, index / self.fps, image, detections)
+                    self.writer.frame(index, time_s, image, detections)
                 if self.progress is not None:
                     self.progress.update(1)
             except BaseException as error:  # re-raised on the producer's thread
@@ -183,11 +183,12 @@ class RenderWorker:
             self._prefetched[index] = self._faces.submit(self._find_faces, image, index)
             yield index, image
 
-    def submit(self, index: int, image: np.ndarray, detections: Detections) -> None:
+    def submit(self, index: int, time_s: float, image: np.ndarray, detections: Detections) -> None:
+        """Queue frame ``index``, shown at ``time_s`` seconds, to be drawn with ``detections`` and written."""
         if self._error is not None:
             raise self._error
         faces = self._prefetched.pop(index, None) or self._faces.submit(self._find_faces, image, index)
-        self._queue.put((index, image, detections, faces))
+        self._queue.put((index, time_s, image, detections, faces))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -211,7 +212,8 @@ def run_frames(
     previous: Keyframe | None = None
     pending: list[tuple[int, np.ndarray]] = []
     analysed = frames = 0
-    output = RenderWorker(renderer, writer, timer, fps, progress)
+    output = RenderWorker(renderer, writer, timer, progress)
+    when = source.time_of
     # A second pass reads the file again: its decoding is timed apart, so the cost of two passes shows.
     decoded = output.prefetching(timed_iter(source, timer, "decode" if keyframes is None else "decode_again"))
     if keyframes is None:
@@ -225,16 +227,16 @@ def run_frames(
             if detections is None:
                 pending.append((index, image))
                 continue
-            keyframe = Keyframe(index, detections if keyframes is not None else analyzer(image, index / fps, detections))
+            keyframe = Keyframe(index, detections if keyframes is not None else analyzer(image, when(index), detections))
             analysed += 1
-            writer.analysis(index, index / fps, keyframe.detections)
+            writer.analysis(index, when(index), keyframe.detections)
             for pending_index, pending_image in pending:
-                output.submit(pending_index, pending_image, interpolate(previous, keyframe, pending_index))
+                output.submit(pending_index, when(pending_index), pending_image, interpolate(previous, keyframe, pending_index))
             pending.clear()
-            output.submit(index, image, keyframe.detections)
+            output.submit(index, when(index), image, keyframe.detections)
             previous = keyframe
         for pending_index, pending_image in pending:
-            output.submit(pending_index, pending_image, interpolate(previous, None, pending_index))
+            output.submit(pending_index, when(pending_index), pending_image, interpolate(previous, None, pending_index))
     finally:
         output.close()
     return frames, analysed
