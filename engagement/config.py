@@ -117,6 +117,11 @@ class ClassifierConfig:
     # (what the running baseline converges to; measured better on unseen people, see the model card). The first
     # pass keeps every analysis frame's detections and about 1 KB of features per analysed person in memory.
     baseline: Literal["running", "session"] = "running"
+    # Who is the instructor, left out of every student table, score and report (engagement/roles.py): "auto" (stands
+    # and walks most of the time), "zone" (mostly inside instructor_zone, a polygon in pixels), "none". Recorded
+    # video only: a live view keeps everyone a student.
+    instructor: Literal["auto", "zone", "none"] = "auto"
+    instructor_zone: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -153,6 +158,8 @@ class PipelineConfig:
             raise UserError(f"detector.threads must be 0 (auto) or a positive number of threads, got {self.detector.threads}")
         if self.detector.batch < 0:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
+        if self.classifier.instructor == "zone" and len(self.classifier.instructor_zone) < 3:
+            raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         if self.anonymizer.mask_scale < 1.3:

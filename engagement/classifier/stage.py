@@ -70,6 +70,7 @@ class StateStage:
         from engagement.features import RELATIVE_FEATURES, session_relative
         from engagement.states import STATES
 
+        self._recorded = [self._still_analysable(*entry) for entry in self._recorded]
         if not self._recorded:
             return
         with timer("classify"):
@@ -89,6 +90,21 @@ class StateStage:
                 start += len(features)
                 set_states(detections, rows, probs)
         self._recorded.clear()
+
+    @staticmethod
+    def _still_analysable(detections: Detections, rows: np.ndarray, features: np.ndarray, fresh: np.ndarray, time_s: float) -> tuple:
+        """A recorded frame less the rows that a track-level decision (the instructor's role) took out of analytics."""
+        keep = analysable(detections)[rows]
+        return detections, rows & analysable(detections), features[keep], fresh[keep], time_s
+
+    @staticmethod
+    def drop_unanalysable(detections: Detections) -> None:
+        """Clear the states of rows no longer analysable (the instructor), so no table or score holds them."""
+        if "state" not in detections.data:
+            return
+        rows = analysable(detections) & np.array([bool(state) for state in detections.data["state"]], bool)
+        set_states(detections, rows, np.where(rows[:, None], detections.data["state_probs"], np.nan).astype(np.float32))
+
 
 def set_states(detections: Detections, rows: np.ndarray, probs: np.ndarray) -> None:
     """Attach smoothed state probabilities, the state and the engagement score to the analysable ``rows``."""

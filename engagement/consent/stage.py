@@ -143,5 +143,6 @@ class ConsentStage:
 
 
 def analysable(detections: Detections) -> np.ndarray:
-    """Rows that may enter analytics: confirmed tracks of people who are not opted out."""
-    return (detections.track_id >= 0) & ~np.asarray(detections.data["opted_out"], bool)
+    """Rows that may enter analytics: confirmed tracks of students (not the instructor) who are not opted out."""
+    students = np.array([role != "instructor" for role in detections.data.get("role", ["student"] * len(detections))], bool)
+    return (detections.track_id >= 0) & ~np.asarray(detections.data["opted_out"], bool) & students

@@ -2,8 +2,10 @@
 
 1. Stitch tracklets into one ID per person (``engagement.stitch``) and rewrite the IDs of every analysis frame,
    so the tables, the states and the annotated video all use the final IDs.
-2. Settle the states: with ``classifier.baseline: session`` each track is compared with its whole (stitched)
-   session, classified and smoothed (``StateStage.settle``); with the running baseline pass 1 already did it.
+2. Roles: the instructor's tracks are marked and leave the analytics (``engagement.roles``).
+3. Settle the states: with ``classifier.baseline: session`` each student's track is compared with its whole
+   (stitched) session, classified and smoothed (``StateStage.settle``); with the running baseline pass 1 already
+   did it, and only the instructor's states are dropped.
 """
 
 from __future__ import annotations
@@ -12,22 +14,30 @@ from typing import Any
 
 from engagement.detections import Detections
 from engagement.pipeline.analyse import Analyzer
+from engagement.roles import instructor_tracks, mark_roles
 from engagement.stitch import relabel, stitch
 
 
 def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> dict[str, Any]:
     """Apply the track-level decisions to ``keyframes`` in place; returns the stitching record for session.json."""
+    config = analyzer.config
+    frames = [keyframes[index] for index in sorted(keyframes)]
     online = analyzer.tracklets.tracking_record()
     mapping: dict[int, int] = {}
-    if analyzer.config.tracker.stitch:
+    if config.tracker.stitch:
         with analyzer.timer("stitch"):
-            mapping = stitch(analyzer.tracklets.by_id.values(), analyzer.config.tracker)
-            relabel((keyframes[index] for index in sorted(keyframes)), mapping)
+            mapping = stitch(analyzer.tracklets.by_id.values(), config.tracker)
+            relabel(frames, mapping)
+    instructors = instructor_tracks(frames, config.classifier.instructor, config.classifier.instructor_zone)
+    mark_roles(frames, instructors)
     if analyzer.states is not None:
         analyzer.states.settle(analyzer.timer)
+        for detections in frames:
+            analyzer.states.drop_unanalysable(detections)
     return {
         **analyzer.tracklets.tracking_record(mapping),
         "tracklets_before_stitching": online["confirmed_tracks"],
         "id_ratio_before_stitching": online["id_ratio"],
-        "stitched": bool(analyzer.config.tracker.stitch),
+        "stitched": bool(config.tracker.stitch),
+        "instructor_tracks": sorted(instructors),
     }
