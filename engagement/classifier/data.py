@@ -388,7 +388,7 @@ def _labels_csv_items(path: Path, mapping: dict, fmt: str, split: str | None) ->
         table = table.sort_values(["person", "clip", "frame_index"], kind="stable")
     for row in table.itertuples():
         state = state_of(row.label, mapping, path / "labels.csv", fmt)
-        if state is not None or row.label in ENGAGEMENT_LEVELS:
+        if state is not None or (fmt == LEVELS and row.label in ENGAGEMENT_LEVELS):
             yield Item(path / row.path, row.person, row.clip, None, [row.label])
 
 
