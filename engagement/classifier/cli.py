@@ -138,10 +138,10 @@ def _predict(args: argparse.Namespace) -> int:
         tiles = ()
     if len(tiles) != 2 or min(tiles) < 1:
         raise UserError(f"--tiles must be ROWSxCOLS, e.g. 3x3, got {args.tiles!r}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles)
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
+    table = predict_table(args.path, args.every_s, args.weights, tiles)
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
