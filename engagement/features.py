@@ -294,21 +294,24 @@ class FeatureExtractor:
             self._face = FaceAnalyzer(self.config.face_landmarker, self.models_dir)
         return self._face
 
-    def __call__(self, frame: np.ndarray, detections: Detections, time_s: float) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, detections: Detections, time_s: float,
+                 heads: np.ndarray | None = None) -> np.ndarray:
         """(N, len(FEATURE_NAMES)) float32 features for ``detections`` in BGR ``frame``, the relative ones
-        against each track's running baseline."""
-        frame_features, fresh = self.frame_features(frame, detections, time_s)
+        against each track's running baseline; ``heads`` replaces the head boxes found from the keypoints."""
+        frame_features, fresh = self.frame_features(frame, detections, time_s, heads)
         relative = self.calibration(detections.track_id, frame_features, learn=fresh)
         return np.concatenate([frame_features, relative], axis=1)
 
-    def frame_features(self, frame: np.ndarray, detections: Detections, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def frame_features(self, frame: np.ndarray, detections: Detections, time_s: float,
+                       heads: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(N, len(FRAME_FEATURES)) float32 features without the relative ones, and whether each row's face
-        was analysed on this frame (a reused face result must count once in a baseline)."""
+        was analysed on this frame (a reused face result must count once in a baseline). ``heads`` (N, 4)
+        replaces the head boxes found from the keypoints (a face crop is its own head)."""
         n = len(detections)
         if n == 0:
             return np.empty((0, len(FRAME_FEATURES)), np.float32), np.empty(0, bool)
         pose = pose_features(detections.keypoints, detections.xyxy)
-        heads = head_boxes(detections.keypoints, detections.xyxy)
+        heads = head_boxes(detections.keypoints, detections.xyxy) if heads is None else np.asarray(heads, np.float32)
         motion = self._motion(detections, heads, time_s)
         head = np.stack([head_crop_features(frame, box) for box in heads])
         faces = [self._tracked_face_features(frame, box, track_id, time_s) for box, track_id in zip(heads, detections.track_id.tolist())]

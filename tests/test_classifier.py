@@ -204,7 +204,7 @@ def test_classifier_on_real_cctv_frames(cctv_dataset: Path, tmp_path: Path, caps
     code = main(["classifier", "evaluate", str(cctv_dataset / "val"), "--limit", "2", "--cache-dir", str(tmp_path)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["dataset"] == "cctv_headstate" and report["states"] == ["attentive", "distracted", "taking_notes"]
+    assert report["dataset"] == "cctv_headstate" and report["format"] == "cctv_yolo" and report["states"] == ["attentive", "distracted", "taking_notes"]
     assert report["model"]["n_samples"] > 20 and report["coverage"] > 0.6
     assert report["model"]["accuracy"] > report["majority"]["accuracy"]
     assert {"precision", "recall", "f1"} <= set(report["model"]["per_class"]["attentive"])
@@ -219,7 +219,7 @@ def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, 
     code = main(["classifier", "evaluate", str(webcam_dataset), "--limit", "12", "--cache-dir", str(tmp_path)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["dataset"] == "webcam_behaviour" and report["coverage"] == 1.0
+    assert report["dataset"] == report["format"] == "webcam_behaviour" and report["coverage"] == 1.0
     assert report["model"]["n_samples"] == 12
     assert len(report["model"]["confusion_matrix"]["counts"]) == 5
     assert report["baseline"] == "session"  # as the webcam pipeline compares a recording's people

@@ -1,9 +1,11 @@
-"""``engagement classifier train|evaluate``: train the state classifier and score it on labelled data."""
+"""``engagement classifier train|evaluate|predict``: train the state classifier, score it on labelled data in any
+format the readers know, and give the states of the people in stills or a video."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1, per-class figures as JSON")
-    evaluate.add_argument("dataset", help="a cctv_headstate folder (or one split of it) or a webcam_behaviour folder")
+    evaluate.add_argument("dataset", help="a labelled folder: COCO (annotations.json), labels.csv (states, webcam "
+                          "frames or engagement levels) or YOLO images/ + labels/ (cctv_headstate, or one split of it)")
+    evaluate.add_argument("--label-map", help="flat YAML 'label: state' map for the dataset's labels (null leaves a "
+                          "label out); default: the packaged map for the format")
     evaluate.add_argument("--weights", help="weights file (default: the packaged weights)")
     evaluate.add_argument("--split", help="cctv split to use (default: every split found)")
-    evaluate.add_argument("--persons", help="webcam persons to keep, e.g. 1,2 (default: all)")
+    evaluate.add_argument("--persons", help="persons to keep, e.g. 1,2 or person1 (default: all)")
+    evaluate.add_argument("--rooms", help="rooms to keep (COCO images' room), e.g. A (default: all)")
     evaluate.add_argument("--limit", type=int, help="only the first N images (quick checks)")
     evaluate.add_argument("--baseline", choices=["running", "session"],
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
@@ -44,8 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
+    predict = commands.add_parser("predict", help="states of every person in an image, a folder of images or a "
+                                  "video's sampled frames, as a CSV table (never images)")
+    predict.add_argument("path", help="an image, a folder of images, or a video")
+    predict.add_argument("--out", required=True, help="CSV file to write")
+    predict.add_argument("--every-s", type=float, default=1.0, help="video: seconds between scored frames (default 1)")
+    predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
+                         "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
+    predict.add_argument("--weights", help="weights file (default: the packaged weights)")
+    predict.set_defaults(handler=_predict)
 
-def _persons(text: str) -> list[str]:
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (persons, rooms)."""
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
@@ -56,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
     cctv_test = featurizer.featurize(args.cctv, split="val")
-    webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), _persons(args.test_persons))
+    webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), _names(args.test_persons))
     model, counts = fit_on([cctv_train, webcam_train], args.augment, args.seed)
     model.card.update({
         "augment": args.augment, "seed": args.seed, "rows": counts,
@@ -76,20 +93,58 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from engagement.classifier.data import WEBCAM, DatasetFeaturizer
+    from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
-    from engagement.errors import UserError
 
     model = StateClassifier.load(args.weights)
-    features = DatasetFeaturizer(cache_dir=args.cache_dir).featurize(args.dataset, split=args.split, limit=args.limit)
-    if args.persons:
-        if features.dataset != WEBCAM:
-            raise UserError("--persons applies to the webcam dataset only")
-        features = features.subset(np.isin(features.groups, [f"person{p}" for p in _persons(args.persons)]))
-    print(json.dumps(_scored(model, features, args.baseline or default_baseline(features.dataset)), indent=2))
+    features = DatasetFeaturizer(cache_dir=args.cache_dir).featurize(
+        args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
+    per_image = features.format not in CROWD_FORMATS
+    for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):
+        if wanted:
+            features = _kept(features, option, _names(wanted), applies)
+    report = _scored(model, features, args.baseline or default_baseline(features.dataset))
+    print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {len(features.y)} labelled "
+          f"rows, coverage {report['coverage']:.3f}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _kept(features: Any, option: str, wanted: list[str], applies: bool) -> Any:
+    """The rows of the wanted groups (persons, or COCO rooms): ``1`` also names ``person1``."""
+    import numpy as np
+
+    from engagement.errors import UserError
+
+    if not applies:
+        raise UserError(f"{option} does not apply to the {features.format} format "
+                        "(--persons: csv formats, --rooms: COCO classroom sets)")
+    keep = np.isin(features.groups, [*wanted, *(f"person{w}" for w in wanted)])
+    if not keep.any():
+        found = ", ".join(sorted(set(features.groups.tolist()))[:20])
+        raise UserError(f"{option} {','.join(wanted)}: no such rows; found: {found}")
+    return features.subset(keep)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from engagement.classifier.predict import predict_table
+    from engagement.errors import UserError
+    from engagement.files import write_atomic
+
+    try:
+        tiles = tuple(int(n) for n in args.tiles.lower().split("x"))
+    except ValueError:
+        tiles = ()
+    if len(tiles) != 2 or min(tiles) < 1:
+        raise UserError(f"--tiles must be ROWSxCOLS, e.g. 3x3, got {args.tiles!r}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"output folder not found: {out.parent}")
+    table = predict_table(args.path, args.every_s, args.weights, tiles)
+    write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
+    people = int(table["person_found"].sum())
+    print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
     return 0
 
 

@@ -1,13 +1,22 @@
 """Labelled datasets -> feature rows, through the same detector and features as the pipeline.
 
-Two formats are read:
-- YOLO head boxes on classroom frames (``cctv_headstate``: ``SPLIT/images`` + ``SPLIT/labels``); every
-  labelled head is matched to a detected person by head position; an unmatched head stays a row with
-  ``covered = False`` (scored as wrong, reported as coverage);
-- a ``labels.csv`` of webcam frames (``webcam_behaviour``): one label per frame, for the largest person.
-  Each person's frames are then streamed through ``TrackCalibration`` as one track, clip after clip in
-  a seeded random order (the dataset has no order between clips), so the relative features are what
-  the pipeline would have computed online; no label is used for them.
+Each format has a small reader yielding the same ``Item`` record (image, group, clip, head boxes, labels):
+- ``cctv_yolo``: YOLO head boxes on classroom frames (``cctv_headstate``: ``SPLIT/images`` + ``SPLIT/labels``);
+- ``coco``: an ``annotations.json`` of upper-body boxes on classroom frames (``clabehavior``); each box stands
+  for the head at its top (``upper_body_heads``), and an image's ``room``, when present, is its group;
+- ``webcam_behaviour``: a ``labels.csv`` of webcam frames, the person taken from the clip name;
+- ``labels_csv``: any ``labels.csv`` (``path,label`` and optionally ``person``, ``clip``, ``frame_index``);
+  without a ``person`` column every image is its own person;
+- ``levels``: a ``labels.csv`` of engagement levels (``disengaged``, ``partially_engaged``, ``engaged``),
+  scored as a ranking; a state mapping is optional.
+Labelled heads (classroom formats) are matched one-to-one to detected people by head position; an unmatched
+head stays a row with ``covered = False`` (scored as wrong, reported as coverage). One label per image
+(the csv formats) goes to the largest person; when the detector finds nobody, as on a face crop with no
+body, the whole image is taken as that person's head (``image_people``); the row is uncovered only when
+no face is found there either. The csv formats stream each person's frames through ``TrackCalibration``
+as one track (webcam: clip after clip in a seeded random order, the dataset has no order between clips;
+others: by clip and ``frame_index`` when given), so the relative features are what the pipeline would have
+computed online; no label is used for them.
 Detections are cached per image under the cache folder, so feature or model changes do not re-run the
 detector.
 """
@@ -15,9 +24,10 @@ detector.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator, NamedTuple
 
 import numpy as np
 import yaml
@@ -29,13 +39,20 @@ from engagement.files import write_atomic
 from engagement.features import (
     FEATURE_NAMES, FEATURES_VERSION, FRAME_FEATURES, FeatureExtractor, TrackCalibration, head_boxes,
 )
-from engagement.states import STATE_INDEX
+from engagement.states import STATE_INDEX, STATES
 
 LABEL_MAP_PATH = Path(__file__).with_name("label_map.yaml")
 CCTV, WEBCAM = "cctv_headstate", "webcam_behaviour"
+CCTV_YOLO, COCO, LABELS_CSV, LEVELS = "cctv_yolo", "coco", "labels_csv", "levels"
+# The packaged label map's section for each format, used when no --label-map is given.
+FORMAT_SECTIONS = {CCTV_YOLO: CCTV, WEBCAM: WEBCAM, COCO: "clabehavior", LEVELS: "engagement_levels", LABELS_CSV: None}
+CROWD_FORMATS = (CCTV_YOLO, COCO)  # many small people per frame: detected on tiles, matched by head
+ENGAGEMENT_LEVELS = ("disengaged", "partially_engaged", "engaged")  # in rank order (0, 1, 2)
 MATCH_RADIUS = 1.0  # a head matches a person whose head centre lies within one labelled head size
+UPPER_BODY_HEAD = 0.5  # the head at the top of a labelled upper-body box is a square of this share of its width
 STREAM_SEED = 0  # order of a webcam person's clips in the calibration stream
-FEATURE_SET_FORMAT = 3  # bump when the fields FeatureSet saves change: cached sets become stale
+FEATURE_SET_FORMAT = 4  # bump when the fields FeatureSet saves change: cached sets become stale
+NO_STATE = -1  # y of a row whose label has no state (an engagement level without a state mapping)
 
 
 @dataclass
@@ -43,12 +60,14 @@ class FeatureSet:
     """Rows of one dataset: features (NaN rows where uncovered), labels and their states, split groups."""
 
     X: np.ndarray  # (n, F) float32
-    y: np.ndarray  # (n,) int state index
+    y: np.ndarray  # (n,) int state index, NO_STATE for a label without one
     labels: np.ndarray  # (n,) str: the dataset's own label (several labels can map to one state)
-    groups: np.ndarray  # (n,) str: source frame (cctv) or person (webcam)
-    clips: np.ndarray  # (n,) str: source frame (cctv) or recording (webcam; rows in recorded order)
+    groups: np.ndarray  # (n,) str: source frame (cctv), room or frame (coco) or person (csv formats)
+    clips: np.ndarray  # (n,) str: source frame (cctv, coco) or recording (csv formats; rows in recorded order)
     covered: np.ndarray  # (n,) bool: a detected person was matched to the label
-    dataset: str
+    dataset: str  # the label map section (or the folder, with a user's label map)
+    format: str = ""  # which reader read it
+    states: tuple[int, ...] = ()  # the states its label map can give (empty: those of the packaged section)
 
     def subset(self, mask: np.ndarray) -> "FeatureSet":
         return replace(self, X=self.X[mask], y=self.y[mask], labels=self.labels[mask], groups=self.groups[mask],
@@ -56,36 +75,100 @@ class FeatureSet:
 
     def save(self, stream: BinaryIO) -> None:
         np.savez_compressed(stream, X=self.X, y=self.y, labels=self.labels, groups=self.groups, clips=self.clips,
-                            covered=self.covered, dataset=self.dataset)
+                            covered=self.covered, dataset=self.dataset, format=self.format,
+                            states=np.array(self.states, np.int64))
 
     @classmethod
     def load(cls, path: Path) -> "FeatureSet":
         with np.load(path, allow_pickle=False) as data:
             return cls(data["X"], data["y"], data["labels"], data["groups"], data["clips"], data["covered"],
-                       str(data["dataset"]))
+                       str(data["dataset"]), str(data["format"]), tuple(int(s) for s in data["states"]))
 
 
-def load_label_map(path: str | Path | None = None) -> dict[str, dict[str, str | None]]:
-    """Dataset label -> state name (or None = left out), checked against ``STATES``."""
-    path = Path(path) if path else LABEL_MAP_PATH
+class Item(NamedTuple):
+    """One labelled image as every reader yields it."""
+
+    image: Path
+    group: str
+    clip: str
+    heads: np.ndarray | None  # (k, 4) labelled head boxes, xyxy relative to the image size; None: one label
+    labels: list[str]  # one per head box, or the image's one label
+
+
+VALID_STATES = f"valid states: {', '.join(STATES)} (null leaves a label out)"
+
+
+def _read_yaml_mapping(path: Path) -> dict:
     try:
         mapping = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise UserError(f"cannot read label map {path}: {error}") from None
-    for dataset, labels in mapping.items():
-        for label, state in labels.items():
-            if state is not None and state not in STATE_INDEX:
-                raise UserError(f"{path}: {dataset}.{label} maps to unknown state {state!r}")
+        raise UserError(f"cannot read label map {path}: {' '.join(str(error).split())}") from None
+    if not isinstance(mapping, dict):
+        raise UserError(f"{path}: a label map is a YAML mapping of label: state")
     return mapping
 
 
-def dataset_kind(path: Path) -> str:
-    """``webcam_behaviour`` for a labels.csv folder, ``cctv_headstate`` for YOLO images/labels folders."""
+def _checked(mapping: dict, where: str) -> dict[str, str | None]:
+    """``mapping`` with every state checked against ``STATES``; labels as strings."""
+    for label, state in mapping.items():
+        if state is not None and state not in STATE_INDEX:
+            raise UserError(f"{where}: label {label!r} maps to unknown state {state!r}; {VALID_STATES}")
+    return {str(label): state for label, state in mapping.items()}
+
+
+def load_label_map(path: str | Path | None = None) -> dict[str, dict[str, str | None]]:
+    """The packaged map (or one like it): dataset -> {label -> state name, or None = left out}."""
+    path = Path(path) if path else LABEL_MAP_PATH
+    return {dataset: _checked(labels or {}, f"{path}: {dataset}")
+            for dataset, labels in _read_yaml_mapping(path).items()}
+
+
+def load_flat_label_map(path: str | Path) -> dict[str, str | None]:
+    """A user's ``--label-map``: a flat ``label: state`` mapping."""
+    path = Path(path)
+    mapping = _read_yaml_mapping(path)
+    if any(isinstance(state, (dict, list)) for state in mapping.values()):
+        raise UserError(f"{path}: expected a flat 'label: state' mapping; {VALID_STATES}")
+    return _checked(mapping, str(path))
+
+
+def dataset_format(path: Path, user_map: bool = False) -> str:
+    """Which reader fits the folder: ``coco`` (annotations.json), ``levels`` / ``webcam_behaviour`` /
+    ``labels_csv`` (labels.csv: engagement levels only / the webcam set's labels and clips, unless the user
+    gives a map / anything else), ``cctv_yolo`` (images/ and labels/ folders, or train/ and val/ splits)."""
+    if (path / "annotations.json").is_file():
+        return COCO
     if (path / "labels.csv").is_file():
-        return WEBCAM
+        table = _read_labels_csv(path, {"path", "label"})
+        labels = set(table["label"].astype(str))
+        if labels and labels <= set(ENGAGEMENT_LEVELS):
+            return LEVELS
+        webcam_labels = set(load_label_map()[WEBCAM])
+        if not user_map and "clip" in table.columns and "person" not in table.columns and labels <= webcam_labels:
+            return WEBCAM
+        return LABELS_CSV
     if (path / "images").is_dir() or any((path / split / "images").is_dir() for split in ("train", "val")):
-        return CCTV
-    raise UserError(f"{path}: not a dataset (expected labels.csv, or images/ and labels/ folders)")
+        return CCTV_YOLO
+    raise UserError(f"{path}: not a dataset (expected annotations.json, labels.csv, or images/ and labels/ folders)")
+
+
+def resolve_label_map(path: Path, fmt: str, label_map: str | Path | None) -> tuple[str, dict[str, str | None]]:
+    """The dataset name and label -> state mapping to read ``path`` with: the user's flat map (named after the
+    folder), else the packaged section for the format (empty for a plain labels.csv: every label needs a map)."""
+    if label_map is not None:
+        return path.name, load_flat_label_map(label_map)
+    section = FORMAT_SECTIONS[fmt]
+    return (section or path.name), (load_label_map().get(section, {}) if section else {})
+
+
+def state_of(label: str, mapping: dict[str, str | None], where: Path, fmt: str) -> str | None:
+    """The state a label maps to (None: left out); a label the map does not know is a UserError."""
+    if label in mapping:
+        return mapping[label]
+    if fmt == LEVELS and label in ENGAGEMENT_LEVELS:
+        return None  # a level is scored as a ranking, a state mapping is optional
+    raise UserError(f"{where}: label {label!r} has no engagement state; pass --label-map FILE.yaml "
+                    f"(label: state); {VALID_STATES}")
 
 
 def detect_tiled(detector, frame: np.ndarray, grid: tuple[int, int], overlap: float = 0.15) -> Detections:
@@ -118,6 +201,14 @@ def detect_tiled(detector, frame: np.ndarray, grid: tuple[int, int], overlap: fl
         return merged
     keep = nms(torch.from_numpy(merged.xyxy), torch.from_numpy(merged.confidence), 0.5).numpy()
     return merged[np.sort(keep)]
+
+
+def upper_body_heads(boxes: np.ndarray) -> np.ndarray:
+    """(k, 4) head box at the top of each labelled upper-body box (xyxy, pixels): a square of
+    ``UPPER_BODY_HEAD`` of the box width, centred horizontally, touching the box top."""
+    size = (boxes[:, 2] - boxes[:, 0]) * UPPER_BODY_HEAD
+    center_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    return np.stack([center_x - size / 2, boxes[:, 1], center_x + size / 2, boxes[:, 1] + size], axis=1)
 
 
 def match_heads(label_boxes: np.ndarray, detections: Detections) -> np.ndarray:
@@ -169,105 +260,165 @@ class DatasetFeaturizer:
                 stream, xyxy=found.xyxy, confidence=found.confidence, keypoints=found.keypoints))
         return found
 
-    def featurize(self, path: str | Path, label_map: dict | None = None, split: str | None = None,
+    def image_people(self, image_path: Path, frame: np.ndarray, grid: tuple[int, int] = (1, 1),
+                     time_s: float = 0.0) -> tuple[np.ndarray, Detections, bool]:
+        """Feature rows of everyone detected in ``frame``, their detections, and whether anyone was detected.
+        When nobody is, the whole image is taken as one person's head (a face crop has no body for the pose
+        detector): one row, whose ``has_face`` says whether a face was found there."""
+        found = self.detections(image_path, frame, grid)
+        if len(found):
+            return self.extractor(frame, found, time_s), found, True
+        height, width = frame.shape[:2]
+        whole = Detections.from_boxes(np.array([[0, 0, width, height]], np.float32))
+        return self.extractor(frame, whole, time_s, heads=whole.xyxy), whole, False
+
+    def featurize(self, path: str | Path, label_map: str | Path | None = None, split: str | None = None,
                   limit: int | None = None) -> FeatureSet:
-        """Feature rows for every mapped label in the dataset at ``path`` (uncovered ones as NaN rows);
-        cached whole when a cache folder is set and the packaged label map is used."""
+        """Feature rows for every mapped label in the dataset at ``path`` (uncovered ones as NaN rows), read with
+        the packaged label map or a user's flat ``label_map`` file; cached whole when a cache folder is set."""
         path = Path(path)
         if not path.exists():
             raise UserError(f"dataset not found: {path}")
+        fmt = dataset_format(path, user_map=label_map is not None)
+        dataset, mapping = resolve_label_map(path, fmt, label_map)
         cache_file = None
-        if self.cache_dir is not None and label_map is None:
+        if self.cache_dir is not None:
             key = (f"{path.resolve()}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|{STREAM_SEED}|"
-                   f"{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{LABEL_MAP_PATH.read_text()}")
+                   f"{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{fmt}|{dataset}|"
+                   f"{json.dumps(mapping, sort_keys=True)}")
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
                 return FeatureSet.load(cache_file)
-        features = self._featurize(path, label_map, split, limit)
+        features = self._featurize(path, fmt, dataset, mapping, split, limit)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache_file, features.save)
         return features
 
-    def _featurize(self, path: Path, label_map: dict | None, split: str | None, limit: int | None) -> FeatureSet:
+    def _featurize(self, path: Path, fmt: str, dataset: str, mapping: dict[str, str | None], split: str | None,
+                   limit: int | None) -> FeatureSet:
         import cv2
 
-        kind = dataset_kind(path)
-        mapping = (label_map or load_label_map())[kind]
-        items = list(_webcam_items(path, mapping) if kind == WEBCAM else _cctv_items(path, mapping, split))
+        items = list(READERS[fmt](path, mapping, fmt, split))
         if limit:
             items = items[:limit]
         if not items:
             raise UserError(f"{path}: no labelled samples with a mapped state")
-        grid = (1, 1) if kind == WEBCAM else self.tile_grid
+        grid = self.tile_grid if fmt in CROWD_FORMATS else (1, 1)
         rows_X, rows_label, rows_group, rows_clip, rows_covered = [], [], [], [], []
-        for image_path, group, clip, boxes, labels in items:
-            frame = cv2.imread(str(image_path))
+        for item in items:
+            frame = cv2.imread(str(item.image))
             if frame is None:
-                raise UserError(f"cannot read image {image_path}")
-            found = self.detections(image_path, frame, grid)
-            features = self.extractor(frame, found, 0.0)
-            if kind == WEBCAM:
-                matches = np.array([int(np.argmax(found.area))] if len(found) else [-1])
+                raise UserError(f"cannot read image {item.image}")
+            features, found, person_found = self.image_people(item.image, frame, grid)
+            if item.heads is None:
+                # one label per image: the largest person, or the whole image when it showed a face
+                face_found = bool(features[0, FRAME_FEATURES.index("has_face")] == 1.0)
+                matches = np.array([int(np.argmax(found.area)) if person_found or face_found else -1])
             else:
                 height, width = frame.shape[:2]
-                matches = match_heads(boxes * np.array([width, height, width, height], np.float32), found)
-            for match, label in zip(matches, labels):
+                people = found if person_found else found[np.zeros(len(found), bool)]
+                matches = match_heads(item.heads * np.array([width, height, width, height], np.float32), people)
+            for match, label in zip(matches, item.labels):
                 covered = match >= 0
                 rows_X.append(features[match] if covered else np.full(len(FEATURE_NAMES), np.nan, np.float32))
                 rows_label.append(label)
-                rows_group.append(group)
-                rows_clip.append(clip)
+                rows_group.append(item.group)
+                rows_clip.append(item.clip)
                 rows_covered.append(covered)
         X = np.stack(rows_X).astype(np.float32)
         groups, clips = np.array(rows_group), np.array(rows_clip)
-        if kind == WEBCAM:
-            calibrate_persons(X, groups, clips, STREAM_SEED)
-        y = np.array([STATE_INDEX[mapping[label]] for label in rows_label])
-        return FeatureSet(X, y, np.array(rows_label), groups, clips, np.array(rows_covered), kind)
+        if fmt not in CROWD_FORMATS:
+            calibrate_persons(X, groups, clips, STREAM_SEED, ordered=fmt != WEBCAM)
+        y = np.array([STATE_INDEX[mapping[label]] if mapping.get(label) else NO_STATE for label in rows_label])
+        states = tuple(sorted({STATE_INDEX[state] for state in mapping.values() if state is not None}))
+        return FeatureSet(X, y, np.array(rows_label), groups, clips, np.array(rows_covered), dataset, fmt, states)
 
 
-def person_streams(persons: np.ndarray, clips: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Row indices of each webcam person as one session: clip after clip in a seeded random order (the dataset
-    has no order between clips), frames in their recorded order within a clip."""
+def person_streams(persons: np.ndarray, clips: np.ndarray, seed: int, ordered: bool = False) -> dict[str, np.ndarray]:
+    """Row indices of each person as one session, frames in their recorded order within a clip: clips in the
+    rows' order when ``ordered``, else (webcam: the dataset has no order between clips) in a seeded random order."""
     rng = np.random.default_rng(seed)
     streams = {}
     for person in sorted(set(persons.tolist())):
-        person_clips = sorted(set(clips[persons == person].tolist()))
-        streams[person] = np.concatenate([np.flatnonzero((persons == person) & (clips == clip))
-                                          for clip in rng.permutation(person_clips)])
+        person_clips = list(dict.fromkeys(clips[persons == person].tolist()))
+        order = person_clips if ordered else rng.permutation(sorted(person_clips))
+        streams[person] = np.concatenate([np.flatnonzero((persons == person) & (clips == clip)) for clip in order])
     return streams
 
 
-def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, seed: int) -> None:
-    """Fill the relative features of webcam rows in place: each person is one track, streamed as
+def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, seed: int, ordered: bool = False) -> None:
+    """Fill the relative features of per-image rows in place: each person is one track, streamed as
     ``person_streams`` orders them."""
     calibration = TrackCalibration()
     frame_columns = len(FRAME_FEATURES)
-    for track_id, rows in enumerate(person_streams(persons, clips, seed).values()):
+    for track_id, rows in enumerate(person_streams(persons, clips, seed, ordered).values()):
         for row in rows:
             X[row, frame_columns:] = calibration(np.array([track_id]), X[row:row + 1, :frame_columns])[0]
 
 
-def _webcam_items(path: Path, mapping: dict):
+def _read_labels_csv(path: Path, required: set[str]):
     import pandas as pd
 
     try:
         table = pd.read_csv(path / "labels.csv")
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path / 'labels.csv'}: {error}") from None
-    missing = {"path", "label", "clip"} - set(table.columns)
+        raise UserError(f"cannot read {path / 'labels.csv'}: {' '.join(str(error).split())}") from None
+    missing = required - set(table.columns)
     if missing:
         raise UserError(f"{path / 'labels.csv'}: missing columns {sorted(missing)}")
-    for row in table.itertuples():
-        if row.label not in mapping:
-            raise UserError(f"{path / 'labels.csv'}: label {row.label!r} is not in the label map")
-        if mapping[row.label] is not None:
+    return table
+
+
+def _webcam_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
+    for row in _read_labels_csv(path, {"path", "label", "clip"}).itertuples():
+        if state_of(row.label, mapping, path / "labels.csv", fmt) is not None:
             # clips are named LABEL_LIGHTING_PERSON: the person id is the last field
-            yield path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", str(row.clip), None, [row.label]
+            yield Item(path / row.path, f"person{str(row.clip).rsplit('_', 1)[-1]}", str(row.clip), None, [row.label])
 
 
-def _cctv_items(path: Path, mapping: dict, split: str | None):
+def _labels_csv_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
+    """Rows of any labels.csv, each person's rows by clip and ``frame_index`` (when given); without a ``person``
+    column every image is its own person."""
+    table = _read_labels_csv(path, {"path", "label"})
+    table["label"] = table["label"].astype(str)
+    table["person"] = table["person"].astype(str) if "person" in table.columns else table["path"].astype(str)
+    table["clip"] = table["clip"].astype(str) if "clip" in table.columns else table["person"]
+    if "frame_index" in table.columns:
+        table = table.sort_values(["person", "clip", "frame_index"], kind="stable")
+    for row in table.itertuples():
+        state = state_of(row.label, mapping, path / "labels.csv", fmt)
+        if state is not None or (fmt == LEVELS and row.label in ENGAGEMENT_LEVELS):
+            yield Item(path / row.path, row.person, row.clip, None, [row.label])
+
+
+def _coco_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
+    """Upper-body boxes of a COCO ``annotations.json``, as the heads at their tops; group: the image's room."""
+    annotations_file = path / "annotations.json"
+    try:
+        data = json.loads(annotations_file.read_text())
+        names = {c["id"]: str(c["name"]) for c in data.get("categories", [])}
+        boxes: dict[int, list] = {}
+        for annotation in data.get("annotations", []):
+            boxes.setdefault(annotation["image_id"], []).append((names[annotation["category_id"]], annotation["bbox"]))
+        images = data.get("images", [])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"{annotations_file}: not COCO annotations ({type(error).__name__}: {error})") from None
+    for image in images:
+        labelled = [(label, box) for label, box in boxes.get(image.get("id"), [])
+                    if state_of(label, mapping, annotations_file, fmt) is not None]
+        if not labelled:
+            continue
+        if not {"file_name", "width", "height"} <= set(image):
+            raise UserError(f"{annotations_file}: image {image.get('id')} lacks file_name, width or height")
+        x, y, w, h = np.array([box for _, box in labelled], np.float32).T
+        heads = upper_body_heads(np.stack([x, y, x + w, y + h], axis=1))
+        name = str(image["file_name"])
+        yield Item(path / name, str(image.get("room") or name), name,
+                   heads / np.array([image["width"], image["height"]] * 2, np.float32), [label for label, _ in labelled])
+
+
+def _cctv_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
     if (path / "images").is_dir():
         split_dirs = [path]
     else:
@@ -292,13 +443,13 @@ def _cctv_items(path: Path, mapping: dict, split: str | None):
             if unknown:
                 raise UserError(f"{label_file}: class ids {unknown} are not in data.yaml's {len(names)} names")
             labels = [names[int(c)] for c in rows[:, 0]]
-            keep = np.array([mapping.get(label) is not None for label in labels])
+            keep = np.array([state_of(label, mapping, label_file, fmt) is not None for label in labels])
             if not keep.any():
                 continue
             cx, cy, w, h = rows[keep, 1:].T
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
             group = f"{split_dir.name}/{image_path.stem}"
-            yield image_path, group, group, boxes, [label for label, kept in zip(labels, keep) if kept]
+            yield Item(image_path, group, group, boxes, [label for label, kept in zip(labels, keep) if kept])
 
 
 def _yolo_names(path: Path) -> list[str]:
@@ -307,3 +458,7 @@ def _yolo_names(path: Path) -> list[str]:
             names = yaml.safe_load(candidate.read_text()).get("names")
             return list(names.values()) if isinstance(names, dict) else list(names)
     raise UserError(f"{path}: data.yaml with class names not found")
+
+
+READERS = {CCTV_YOLO: _cctv_items, COCO: _coco_items, WEBCAM: _webcam_items, LABELS_CSV: _labels_csv_items,
+           LEVELS: _labels_csv_items}

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engagement.classifier.data import WEBCAM, FeatureSet, load_label_map
+from engagement.classifier.data import ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
@@ -34,7 +34,7 @@ MISSED = -1  # prediction for a label whose person was not detected
 
 
 def dataset_states(dataset: str) -> list[int]:
-    """State indices a dataset's labels map to (the classes its macro-F1 is taken over)."""
+    """State indices a packaged dataset's labels map to (the classes its macro-F1 is taken over)."""
     mapping = load_label_map()[dataset]
     return sorted({STATE_INDEX[s] for s in mapping.values() if s is not None})
 
@@ -119,18 +119,64 @@ def predict_states(model: Any, features: FeatureSet) -> np.ndarray:
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
-    twice: with all its labels, and with only the dataset's own (as a pipeline with ``labels_of`` runs it)."""
-    labels = dataset_states(features.dataset)
+    with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
+    ``labels_of`` runs it). The majority baseline is the training majority when the model knows the dataset,
+    else the most frequent state of the evaluated rows themselves (the strongest constant guess). An
+    engagement-level set also gets ``level_figures``; rows whose label has no state stay out of the state part."""
+    report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None,
+                              "coverage": float(features.covered.mean())}
+    if features.format == LEVELS:
+        report |= level_report(model, features)
+    stated = features.subset(features.y != NO_STATE)
+    if not len(stated.y):
+        return report
+    labels = list(features.states) or dataset_states(features.dataset)
     if majority_state is None:
-        majority_state = int(model.card.get("majority_state", {}).get(features.dataset, labels[0]))
-    contenders = {"model": model, "model_own_labels": model.only_labels_of(features.dataset),
-                  "majority": MajorityClassifier(majority_state), "rules": RuleBasedClassifier()}
-    return {
-        "dataset": features.dataset,
-        "coverage": float(features.covered.mean()),
+        majority_state = model.card.get("majority_state", {}).get(
+            features.dataset, int(np.bincount(stated.y, minlength=len(STATES)).argmax()))
+    contenders = {"model": model, "majority": MajorityClassifier(int(majority_state)), "rules": RuleBasedClassifier()}
+    if any(label.startswith(f"{features.dataset}:") for label in model.output_labels):
+        contenders["model_own_labels"] = model.only_labels_of(features.dataset)
+    return report | {
+        "state_coverage": float(stated.covered.mean()),
         "states": [STATES[c] for c in labels],
-        **{name: metrics(features.y, predict_states(clf, features), labels) for name, clf in contenders.items()},
+        "majority_state": STATES[int(majority_state)],
+        **{name: metrics(stated.y, predict_states(clf, stated), labels) for name, clf in contenders.items()},
     }
+
+
+def level_figures(scores: np.ndarray, levels: np.ndarray) -> dict[str, Any]:
+    """How engagement scores rank engagement levels (``ENGAGEMENT_LEVELS`` names): ROC AUC of engaged against
+    disengaged, Spearman correlation with the level (0, 1, 2), and the mean score and count per level."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    rank = np.array([ENGAGEMENT_LEVELS.index(level) for level in levels])
+    ends = rank != 1
+    auc = roc_auc_score(rank[ends] == 2, scores[ends]) if len(set(rank[ends].tolist())) == 2 else None
+    varied = len(set(rank.tolist())) > 1 and np.ptp(scores) > 0
+    rho = float(spearmanr(scores, rank).correlation) if varied else None
+    return {
+        "level_auc": None if auc is None else float(auc),
+        "level_spearman": rho,
+        "level_mean_score": {level: float(scores[rank == i].mean()) if (rank == i).any() else None
+                             for i, level in enumerate(ENGAGEMENT_LEVELS)},
+        "level_counts": {level: int((rank == i).sum()) for i, level in enumerate(ENGAGEMENT_LEVELS)},
+    }
+
+
+def level_report(model: Any, features: FeatureSet) -> dict[str, Any]:
+    """``level_figures`` of the model's engagement score on the covered rows of an engagement-level set (an
+    image with neither a person nor a face has no score), and the same for the rules baseline."""
+    from engagement.scoring import engagement_score
+
+    rows = features.subset(features.covered & np.isin(features.labels, ENGAGEMENT_LEVELS))
+    if not len(rows.y):
+        raise UserError("no image of the engagement-level set showed a person or a face: nothing to score")
+    score = {name: engagement_score(clf.predict_proba(rows.X)) for name, clf in
+             (("model", model), ("rules", RuleBasedClassifier()))}
+    return {"level_rows": int(len(rows.y)), **level_figures(score["model"], rows.labels),
+            "level_rules": level_figures(score["rules"], rows.labels)}
 
 
 def majority_states(train_sets: list[FeatureSet]) -> dict[str, int]:
