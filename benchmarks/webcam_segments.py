@@ -7,6 +7,12 @@ the dominant smoothed state of each segment of the ``.segments.csv`` with the se
 
     python benchmarks/webcam_segments.py --video ../shared/videos/webcam_session_p2.mp4 [--weights W.npz] \
         [--baseline running|session]
+
+With ``--process`` the video goes through the real ``engagement process --pipeline webcam`` instead (detector, the
+webcam pipeline's single-person tracking and face fallback, consent, states) and the drawn state of every frame is
+read back from ``states.parquet``; ``--close-up F`` first crops the video around the person's face so that the face
+is F of the frame's height (a laptop framing: little or no body). Prints the per-frame accuracy of the drawn state
+(a frame without a state counts as wrong) and the number of track IDs.
 """
 
 from __future__ import annotations
@@ -54,6 +60,67 @@ def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
     return np.array([np.full(len(STATES), np.nan) if person is None else person.data["state_probs"][0] for person in people])
 
 
+def close_up(video: Path, face_share: float, out: Path) -> Path:
+    """``video`` cropped (16:9) around the median YuNet face so that the face is ``face_share`` of the height."""
+    from engagement.anonymize import FaceDetector
+    from engagement.config import AnonymizerConfig
+    from engagement.privacy import read_frames
+    from engagement.sinks import VideoWriter
+    from engagement.sources import FrameSource
+
+    frames = list(read_frames(video))
+    detector = FaceDetector(AnonymizerConfig().face_model, 0.5, 0)
+    faces = np.array([found[0] for found in map(detector, frames[::10]) if len(found)])
+    cx, cy = np.median((faces[:, :2] + faces[:, 2:]) / 2, axis=0)
+    height = float(np.median(faces[:, 3] - faces[:, 1])) / face_share
+    width = height * 16 / 9
+    x0, y0 = int(max(cx - width / 2, 0)), int(max(cy - height / 2, 0))
+    writer = VideoWriter(out, FrameSource(str(video)).info.fps, 640, 360, crf=18)
+    for frame in frames:
+        writer.write(cv2_resize(frame[y0:int(y0 + height), x0:int(x0 + width)], (640, 360)))
+    writer.close()
+    return out
+
+
+def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def processed_probabilities(video: Path, overrides: list[str]) -> tuple[np.ndarray, dict]:
+    """One-hot (n_frames, 6) drawn states from a real ``engagement process --pipeline webcam`` run (NaN rows: no
+    state), and the run's tracking record."""
+    import tempfile
+
+    from engagement.pipeline import process_video
+    from engagement.sources import FrameSource
+
+    frames = FrameSource(str(video)).info.frames
+    with tempfile.TemporaryDirectory() as tmp:
+        session = process_video(str(video), Path(tmp) / "run", load_pipeline("webcam", overrides), quiet=True, report=False)
+        states = pd.read_parquet(Path(tmp) / "run" / "states.parquet")
+    probs = np.full((frames, len(STATES)), np.nan)
+    for row in states.itertuples():
+        if row.state in STATES:
+            probs[row.frame] = np.eye(len(STATES))[STATES.index(row.state)]
+    return probs, session["tracking"]
+
+
+def frame_accuracy(probs: np.ndarray, segments: pd.DataFrame) -> float:
+    """Share of the frames of mapped segments whose state is the segment's (no state counts as wrong)."""
+    mapping = load_label_map()[WEBCAM]
+    right = total = 0
+    for segment in segments.itertuples():
+        expected = mapping.get(segment.label)
+        if expected is None:
+            continue
+        window = probs[segment.start_frame: segment.end_frame + 1]
+        total += len(window)
+        right += int(sum(np.isfinite(p).all() and STATES[int(np.argmax(p))] == expected for p in window))
+    return right / max(total, 1)
+
+
 def segment_table(probs: np.ndarray, segments: pd.DataFrame) -> pd.DataFrame:
     """One row per segment: expected state, dominant predicted state (most frequent argmax), share."""
     mapping = load_label_map()[WEBCAM]
@@ -87,7 +154,24 @@ def main() -> None:
     parser.add_argument("--weights", help="default: the packaged weights")
     parser.add_argument("--smoothing-s", type=float, help="default: the webcam pipeline's smoothing_s")
     parser.add_argument("--baseline", choices=["running", "session"], help="default: the webcam pipeline's baseline")
+    parser.add_argument("--process", action="store_true", help="through the real engagement process --pipeline webcam")
+    parser.add_argument("--close-up", type=float, metavar="F", help="with --process: crop so the face is F of the height")
+    parser.add_argument("--set", action="append", default=[], help="with --process: pipeline overrides")
     args = parser.parse_args()
+    if args.process:
+        import tempfile
+
+        video = Path(args.video)
+        segments = pd.read_csv(args.segments or video.with_suffix(".segments.csv"))
+        with tempfile.TemporaryDirectory() as tmp:
+            source = close_up(video, args.close_up, Path(tmp) / "close_up.mp4") if args.close_up else video
+            probs, tracking = processed_probabilities(source, args.set)
+        table = segment_table(probs, segments)
+        scored = table[table["match"].notna()]
+        print(markdown(table))
+        print(json.dumps({"frame_accuracy": round(frame_accuracy(probs, segments), 3), "segments_scored": len(scored),
+                          "segments_matched": int(scored["match"].sum()), "track_ids": tracking["confirmed_tracks"]}))
+        return
     config = load_pipeline("webcam")
     if args.baseline is not None:
         config.classifier.baseline = args.baseline

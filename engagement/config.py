@@ -32,6 +32,9 @@ class DetectorConfig:
     max_people: int = 100
     batch: int = 0  # analysis frames per detector call; 0 = auto: 8 on a GPU, 1 on a CPU (no gain measured there)
     threads: int = 0  # CPU threads of an OpenVINO model; 0 = auto: all cores but one, left to the anonymizer
+    # When the pose model finds nobody, the largest face (YuNet) becomes a person: a close-up webcam framing shows a
+    # face and little body. Off for classrooms, where a face without a body is someone hidden, not the subject.
+    face_fallback: bool = False
 
 
 @dataclass
@@ -51,6 +54,9 @@ class TrackerConfig:
     stitch_max_gap_s: float = 120.0  # longest absence bridged
     stitch_max_distance: float = 0.3  # cosine distance of the tracklets' mean appearance embeddings
     stitch_max_shift: float = 0.75  # anchor movement across the gap, in person-box heights
+    # One person at a webcam: the largest person is track 1 on every frame (no tracker to lose them in a close-up
+    # laptop framing); anyone else is left untracked (blurred, not analysed).
+    single_person: bool = False
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -125,3 +125,30 @@ class PoseDetector:
             verbose=False,
         )
         return [Detections.from_ultralytics(result) for result in results]
+
+
+class FaceFallback:
+    """A person from the largest face when the pose model finds nobody (``detector.face_fallback``).
+
+    The box is drawn around the face so that the rest of the pipeline finds the face where it looks for a head
+    without keypoints (the top of the box, ``engagement.features.head_boxes``), and reaches down over the
+    shoulders; its keypoints are unknown (score 0), so pose features stay missing rather than invented.
+    """
+
+    def __init__(self, face_detector: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.find_faces = face_detector
+
+    def __call__(self, frame: np.ndarray, detections: Detections) -> Detections:
+        if len(detections):
+            return detections
+        faces = self.find_faces(frame)
+        if not len(faces):
+            return detections
+        x0, y0, x1, y1 = faces[int(np.argmax((faces[:, 2] - faces[:, 0]) * (faces[:, 3] - faces[:, 1])))]
+        side = max(x1 - x0, y1 - y0)
+        width = side / 0.45  # head_boxes takes 0.45 of the box width as the head
+        centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
+        top = centre_y - 0.45 * width / 2
+        height, frame_width = frame.shape[:2]
+        box = np.array([[max(centre_x - width / 2, 0), max(top, 0), min(centre_x + width / 2, frame_width), min(top + 3.5 * side, height)]])
+        return Detections.from_boxes(box.astype(np.float32), confidence=np.array([0.5], np.float32))

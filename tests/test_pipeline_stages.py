@@ -369,3 +369,34 @@ def test_session_baseline_compares_each_track_with_its_whole_session():
         assert f.data["state"][2] == "" and np.isnan(f.data["score"][2])
         assert (f.data["state"][1] == "") == bool(f.data["opted_out"][1])
         assert f.data["state"][0] != ""
+
+
+def test_single_person_tracking_keeps_the_largest_person_as_track_1():
+    from engagement.tracker import single_person
+
+    people = Detections.from_boxes(np.array([[0, 0, 10, 10], [0, 0, 100, 80], [50, 50, 60, 90]], np.float32))
+    tracked = single_person(people)
+    assert tracked.track_id.tolist() == [-1, 1, -1] and tracked.data["confirmed"].tolist() == [False, True, False]
+    assert len(single_person(Detections.empty())) == 0
+
+
+def test_face_fallback_makes_a_person_of_the_largest_face_only_when_nobody_is_found():
+    from engagement.detector import FaceFallback
+    from engagement.features import head_boxes
+
+    faces = np.array([[300, 100, 340, 150], [100, 120, 220, 240]], np.float32)
+    fallback = FaceFallback(lambda frame: faces)
+    frame = np.zeros((360, 640, 3), np.uint8)
+    (person,) = [fallback(frame, Detections.empty())]
+    assert len(person) == 1 and not person.keypoints[..., 2].any()  # pose unknown, not invented
+    head = head_boxes(person.keypoints, person.xyxy)[0]
+    assert box_iou_of(head, [100, 120, 220, 240]) > 0.7  # the features find the face where they look for a head
+    someone = Detections.from_boxes(np.array([[0, 0, 50, 50]], np.float32))
+    assert fallback(frame, someone) is someone
+    assert len(FaceFallback(lambda frame: np.empty((0, 4), np.float32))(frame, Detections.empty())) == 0
+
+
+def box_iou_of(a, b) -> float:
+    from engagement.anonymize import box_iou
+
+    return float(box_iou(np.array([a]), np.array([b]))[0, 0])

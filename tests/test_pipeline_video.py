@@ -281,3 +281,29 @@ def test_variable_frame_rate_keeps_the_containers_times(webcam_video: Path, tmp_
     with av.open(str(out / "annotated.mp4")) as container:
         shown = [float(frame.time) for frame in container.decode(video=0)]
     assert len(shown) == 200 and shown[150] == pytest.approx(5 + 100 / 30, abs=1e-3)
+
+
+def test_close_up_webcam_framing_is_one_person_with_states(webcam_video: Path, tmp_path: Path):
+    """A laptop framing (the face is most of the frame, little body): one track for the whole clip, and a state on
+    nearly every analysed frame."""
+    import cv2
+
+    from engagement.anonymize import FaceDetector
+    from engagement.config import AnonymizerConfig
+    from engagement.privacy import read_frames
+    from engagement.sinks import VideoWriter
+
+    frames = list(read_frames(webcam_video, 60))
+    x0, y0, x1, y1 = FaceDetector(AnonymizerConfig().face_model, 0.5, 0)(frames[0])[0]
+    height = (y1 - y0) / 0.9
+    left, top = int(max((x0 + x1) / 2 - height * 8 / 9, 0)), int(max((y0 + y1) / 2 - height / 2, 0))
+    clip = tmp_path / "close_up.mp4"
+    writer = VideoWriter(clip, 10.0, 640, 360, crf=18)
+    for frame in frames:
+        writer.write(cv2.resize(frame[top:int(top + height), left:int(left + height * 16 / 9)], (640, 360)))
+    writer.close()
+    out = tmp_path / "run"
+    assert main(["process", str(clip), "--out", str(out), "--pipeline", "webcam", "--quiet", "--no-report"]) == 0
+    assert json.loads((out / "session.json").read_text())["tracking"]["confirmed_tracks"] == 1
+    states = pd.read_parquet(out / "states.parquet")
+    assert states.track_id.nunique() == 1 and len(states) >= 0.9 * 60

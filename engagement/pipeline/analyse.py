@@ -21,7 +21,7 @@ from engagement.sources import FrameSource
 if TYPE_CHECKING:
     from engagement.classifier.stage import StateStage
     from engagement.consent.stage import ConsentStage
-    from engagement.detector import PoseDetector
+    from engagement.detector import FaceFallback, PoseDetector
     from engagement.tracker import Tracker
 
 
@@ -71,25 +71,33 @@ class Analyzer:
         consent: "ConsentStage",
         states: "StateStage | None" = None,
         timer: StageTimer | None = None,
+        fallback: "FaceFallback | None" = None,
     ) -> None:
         from engagement.stitch import Tracklets
 
         self.config = config
         self.detector, self.tracker, self.consent, self.states = detector, tracker, consent, states
+        self.fallback = fallback
         self.timer = timer or StageTimer()
         self.tracklets: Tracklets = Tracklets()
 
     @classmethod
     def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None) -> "Analyzer":
-        """The real stages: YOLO pose, DeepSORT, the consent stage and, when enabled, the state stage."""
+        """The real stages: YOLO pose (with the face fallback when enabled), DeepSORT, the consent stage and, when
+        enabled, the state stage."""
+        from engagement.anonymize import FaceDetector
         from engagement.classifier.stage import StateStage
         from engagement.consent.stage import ConsentStage
-        from engagement.detector import PoseDetector
+        from engagement.detector import FaceFallback, PoseDetector
         from engagement.tracker import Tracker
 
         states = StateStage(config) if config.classifier.enabled else None
         detector = PoseDetector(config.detector, config.models_dir)
-        return cls(config, detector, Tracker(config.tracker, config.analysis_fps), ConsentStage(config.consent), states, timer)
+        faces = config.anonymizer
+        fallback = FaceFallback(FaceDetector(faces.face_model, faces.face_confidence, faces.face_input_width, config.models_dir)) \
+            if config.detector.face_fallback else None
+        tracker = Tracker(config.tracker, config.analysis_fps)
+        return cls(config, detector, tracker, ConsentStage(config.consent), states, timer, fallback)
 
     def warm_up(self, height: int, width: int) -> None:
         """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)
@@ -112,6 +120,9 @@ class Analyzer:
         """Track, check consent and classify the people in ``frame``; detects them unless ``detections`` are given."""
         if detections is None:
             (detections,) = self.detect([frame])
+        if self.fallback is not None:
+            with self.timer("detect"):
+                detections = self.fallback(frame, detections)
         with self.timer("track"):
             detections = self.tracker.update(frame, detections)
         embeddings = detections.data.pop("embedding", None)
