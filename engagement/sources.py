@@ -123,18 +123,29 @@ class FrameSource:
         return capture
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        return self.frames()
+
+    def frames(self, wanted: Iterator[bool] | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
+        """``(index, frame)`` for every frame; where ``wanted`` (one flag per frame) says no, the frame is decoded
+        (the codec needs it) but not converted to BGR, and comes as None: a first pass needs only its analysis
+        frames' pixels."""
         frames: queue.Queue = queue.Queue(maxsize=self.buffer)
         end = object()
 
         def decode() -> None:
             frame = self._first
+            if wanted is not None:
+                next(wanted, None)  # the first frame is already converted
             try:
-                while frame is not None and not self._stop.is_set():
+                while not self._stop.is_set():
                     frames.put(frame)
-                    ok, frame = self._capture.read()
-                    frame = frame if ok else None
-                    if frame is not None:
-                        self._times.append(self._next_time())
+                    if wanted is None or next(wanted, True):
+                        ok, frame = self._capture.read()
+                    else:
+                        ok, frame = self._capture.grab(), None
+                    if not ok:
+                        break
+                    self._times.append(self._next_time())
             finally:
                 frames.put(end)
 

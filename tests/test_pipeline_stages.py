@@ -400,3 +400,19 @@ def box_iou_of(a, b) -> float:
     from engagement.anonymize import box_iou
 
     return float(box_iou(np.array([a]), np.array([b]))[0, 0])
+
+
+def test_frame_source_skips_the_conversion_of_unwanted_frames(tmp_path: Path):
+    from engagement.sources import FrameSource
+
+    video = tmp_path / "ramp.mp4"
+    writer = VideoWriter(video, 10, 64, 48)
+    for i in range(9):
+        writer.write(np.full((48, 64, 3), i * 25, np.uint8))
+    writer.close()
+    source = FrameSource(str(video))
+    got = list(source.frames(wanted=iter([True, False, False] * 3)))
+    assert [index for index, _ in got] == list(range(9))
+    assert [image is not None for _, image in got] == [True, False, False] * 3
+    assert abs(int(got[3][1][0, 0, 0]) - 75) <= 3  # the wanted frames are the right ones
+    assert [round(source.time_of(i), 2) for i in range(9)] == [round(i / 10, 2) for i in range(9)]

@@ -162,7 +162,7 @@ def analyse_frames(source: FrameSource, analyzer: Analyzer, progress: Any = None
     fps = source.info.fps
     schedule = analysis_frames(fps, analyzer.config.analysis_fps)
     keyframes = {}
-    decoded = timed_iter(source, analyzer.timer, "decode")
+    decoded = timed_iter(source.frames(wanted=analysis_frames(fps, analyzer.config.analysis_fps)), analyzer.timer, "decode")
     for index, image, detections in detected_frames(decoded, schedule, analyzer.detect, analyzer.detector.batch_size):
         if detections is not None:
             keyframes[index] = analyzer(image, source.time_of(index), detections)
