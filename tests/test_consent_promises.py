@@ -18,13 +18,12 @@ import pytest
 
 from engagement.cli import main
 from engagement.config import ConsentConfig, PipelineConfig, to_dict
-from engagement.consent.outputs import delete_source, purge_sessions
+from engagement.consent.outputs import delete_source
 from engagement.consent.registry import Registry
-from engagement.consent.stage import ConsentStage
+from engagement.consent.stage import ConsentStage, analysable
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.models import file_sha256
-from engagement.consent.stage import analysable
 from engagement.pipeline.record import consent_record
 from engagement.sinks import track_rows
 from engagement.states import STATES
