@@ -39,6 +39,7 @@ class StageTimer:
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
+
 def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
     """Yield from ``items``, charging the time spent waiting for each item to ``stage``."""
     iterator = iter(items)
@@ -49,6 +50,7 @@ def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
             return
         yield item
 
+
 def analysis_frames(fps: float, analysis_fps: float) -> Iterator[bool]:
     """For frame 0, 1, 2, ...: whether it is analysed, spreading ``analysis_fps`` evenly over ``fps``."""
     ratio = min(analysis_fps / fps, 1.0)
@@ -56,6 +58,7 @@ def analysis_frames(fps: float, analysis_fps: float) -> Iterator[bool]:
     while True:
         yield index == 0 or int(index * ratio) != int((index - 1) * ratio)
         index += 1
+
 
 class Analyzer:
     """Everything that runs on an analysis frame, from raw pixels to flagged, classified detections.
@@ -150,11 +153,13 @@ def detected_frames(
             held = []
     yield from _with_detections(held, detect)
 
+
 def _with_detections(held: list[tuple[int, np.ndarray, bool]], detect: Callable[[list[np.ndarray]], list[Detections]]) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
     keyframes = [image for _, image, is_key in held if is_key]
     found = iter(detect(keyframes) if keyframes else [])
     for index, image, is_key in held:
         yield index, image, next(found) if is_key else None
+
 
 def analyse_frames(source: FrameSource, analyzer: Analyzer, progress: Any = None) -> dict[int, Detections]:
     """Pass 1 of a recorded video: detect, track, check consent and extract features (with the running baseline,

@@ -30,10 +30,12 @@ def package_versions() -> dict[str, str]:
             continue
     return versions
 
+
 def model_record(name: str, models_dir: str | None) -> dict[str, Any]:
     """Name, resolved file and sha256 of a model, for provenance."""
     path = find_model(name, models_dir)
     return {"name": name, "file": str(path) if path else None, "sha256": file_sha256(path) if path else None}
+
 
 def model_records(analyzer: Analyzer, renderer: Renderer) -> dict[str, Any]:
     config = analyzer.config
@@ -45,6 +47,7 @@ def model_records(analyzer: Analyzer, renderer: Renderer) -> dict[str, Any]:
         records["face_landmarker"] = model_record(config.classifier.face_landmarker, config.models_dir)
         records["classifier"] = analyzer.states.classifier_record()
     return records
+
 
 def session_record(
     info: VideoInfo, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, tracking: dict[str, Any], seconds: float
@@ -75,6 +78,7 @@ def session_record(
         "versions": package_versions(),
     }
 
+
 def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]:
     """The session's consent facts: policy, exclusions and, with a course, the registry's status."""
     from engagement.consent.forms import load_policy
@@ -104,6 +108,7 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]
     record["retention_until"] = (datetime.now(timezone.utc) + timedelta(days=record["retention_days"])).date().isoformat()
     return record
 
+
 def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any]) -> None:
     """With a course set, remember the run in the consent registry so withdrawal and purge can find it."""
     from engagement.consent.registry import Registry
@@ -117,8 +122,10 @@ def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, A
             {int(t): s for t, s in config.consent.track_students.items()},
         )
 
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
 
 def finish_outputs(directory: Path, config: PipelineConfig, info: VideoInfo) -> None:
     """Audio (only when asked: dropped by default) and CSV copies of the tables."""
@@ -129,6 +136,7 @@ def finish_outputs(directory: Path, config: PipelineConfig, info: VideoInfo) -> 
             with_audio.replace(video)
     if config.output.csv:
         parquet_to_csv(directory / "tracks.parquet", directory / "tracks.csv")
+
 
 def write_summary(directory: Path, session: dict[str, Any]) -> None:
     """scores.csv and summary.json from the states table."""

@@ -32,6 +32,7 @@ class Keyframe:
     index: int
     detections: Detections
 
+
 def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> Detections:
     """Detections for a frame between two analysis frames.
 
@@ -62,6 +63,7 @@ def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> 
     result.data["detected"] = np.zeros(len(result), bool)
     return result
 
+
 def state_rows(frame_index: int, time_s: float, detections: Detections) -> dict[str, Any]:
     """Columns of ``states.parquet`` for one analysis frame's classified rows."""
     from engagement.states import STATES
@@ -78,11 +80,13 @@ def state_rows(frame_index: int, time_s: float, detections: Detections) -> dict[
     columns["state"] = list(rows.data["state"])
     return columns
 
+
 def states_schema() -> pa.Schema:
     from engagement.states import STATES
 
     return pa.schema([("frame", pa.int64()), ("time_s", pa.float64()), ("track_id", pa.int64())]
                      + [(f"p_{s}", pa.float32()) for s in STATES] + [("state", pa.string())])
+
 
 class Renderer:
     """Per output frame: anonymize (before anything is drawn), then draw the opted-out seat zones, boxes, IDs,
@@ -114,6 +118,7 @@ class Renderer:
             frame = self.anonymizer.annotate(frame, detections, self.blur_all, faces)
         return annotate(frame, detections, self.annotators)
 
+
 class RunWriter:
     """The tables and video of a run, written as frames come (memory stays flat)."""
 
@@ -141,6 +146,7 @@ class RunWriter:
             self.states.close()
         if self.video is not None:
             self.video.close()
+
 
 class RenderWorker:
     """Anonymize, annotate and write frames in order on a background thread, fed by a bounded queue,
@@ -196,6 +202,7 @@ class RenderWorker:
         self._faces.shutdown()
         if self._error is not None:
             raise self._error
+
 
 def run_frames(
     source: FrameSource,
