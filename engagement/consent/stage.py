@@ -80,6 +80,10 @@ class ConsentStage:
         self.track_students = {int(t): s for t, s in config.track_students.items()}
         self.uses_registry = config.course is not None
         self.consented: set[str] = set()
+        # Registry mode: the course and its consent records as read once, before the first frame (session.json's
+        # consent facts come from here, so the registry is not opened again to describe the run).
+        self.course: dict | None = None
+        self.records: list = []
         if self.uses_registry:
             if registry is None:
                 from engagement.consent.registry import Registry
@@ -94,7 +98,9 @@ class ConsentStage:
         from engagement.consent.checks import require_registry_mode
 
         require_registry_mode(self.config, registry)  # unknown course, no current approval or unsafe settings: refused
-        return registry.consented_students(self.config.course)
+        self.course = registry.course(self.config.course)
+        self.records = registry.consent(self.config.course)
+        return {record.student for record in self.records if record.status == "consented"}
 
     @property
     def excluded_track_ids(self) -> set[int]:

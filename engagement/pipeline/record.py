@@ -93,12 +93,8 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]
         "retention_days": policy.get("retention_days"),
         "status_counts": None,
     }
-    if config.consent.course is not None:
-        from engagement.consent.registry import Registry
-
-        with Registry.open(config.consent.registry) as registry:
-            records = registry.consent(config.consent.course)
-            retention = registry.course(config.consent.course).get("retention_days")
+    if analyzer.consent.course is not None:
+        records, retention = analyzer.consent.records, analyzer.consent.course.get("retention_days")
         counts: dict[str, int] = {}
         for entry in records:
             counts[entry.status] = counts.get(entry.status, 0) + 1
