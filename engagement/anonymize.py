@@ -24,7 +24,8 @@ from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_m
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
 KEYPOINT_MIN_SCORE = 0.3
-MASK_MATCH_IOU = 0.3  # a new mask this close to a held one replaces it instead of piling up
+MASK_MATCH_IOU = 0.3  # a new mask this close to a held one absorbs it (their union), instead of piling up...
+MASK_MAX_GROWTH = 2.0  # ...while the union stays within this many times the new mask's area; else both are kept
 OBSCURE_CELLS = 3  # blur and pixelate reduce a mask to 3x3 cells
 # Measured on the shared classroom and webcam videos: a blurred or pixelated face 1.5x its box is still
 # found by YuNet (hair and head outline around it look like a face), at 2x it is not; a solid fill
@@ -181,6 +182,10 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-6)
 
 
+def _areas(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
 def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
     """Enlarge boxes about their centres."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -311,11 +316,18 @@ class Anonymizer:
         return self.faces[~shown]
 
     def _hold(self, boxes: np.ndarray) -> None:
-        """Add this frame's masks, replacing held ones they overlap, and drop masks not seen for hold_s."""
-        if len(boxes) and len(self.masks):
-            replaced = (box_iou(self.masks, boxes) >= MASK_MATCH_IOU).any(axis=1)
-            self.masks, self._last_seen = self.masks[~replaced], self._last_seen[~replaced]
-        self.masks = np.concatenate([self.masks, boxes.astype(np.float32)])
-        self._last_seen = np.concatenate([self._last_seen, np.full(len(boxes), self._frame)])
+        """Add this frame's masks and drop masks not seen for hold_s. A new mask that overlaps held ones absorbs
+        them (their union covers where the face was and where it is), so a mask never shrinks away from a face it
+        covered; a union that would grow past ``MASK_MAX_GROWTH`` leaves the held mask to expire on its own."""
+        for box in boxes.astype(np.float32):
+            if len(self.masks):
+                union = np.concatenate([np.minimum(self.masks[:, :2], box[:2]), np.maximum(self.masks[:, 2:], box[2:])], axis=1)
+                growth = _areas(union) / max(float(_areas(box[None])[0]), 1e-6)
+                absorbed = (box_iou(self.masks, box[None])[:, 0] >= MASK_MATCH_IOU) & (growth <= MASK_MAX_GROWTH)
+                if absorbed.any():
+                    box = np.concatenate([union[absorbed, :2].min(axis=0), union[absorbed, 2:].max(axis=0)])
+                    self.masks, self._last_seen = self.masks[~absorbed], self._last_seen[~absorbed]
+            self.masks = np.concatenate([self.masks, box[None]])
+            self._last_seen = np.append(self._last_seen, self._frame)
         alive = self._frame - self._last_seen <= self.hold_frames
         self.masks, self._last_seen = self.masks[alive], self._last_seen[alive]
