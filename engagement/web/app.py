@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, redirect, render_template, request, session, url_for
+from flask import Flask, abort, current_app, redirect, render_template, request, session, url_for
 
 from engagement.consent.registry import Registry
 from engagement.errors import UserError
@@ -82,8 +82,6 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
 
 def registry() -> Registry:
     """The app's consent registry."""
-    from flask import current_app
-
     return current_app.extensions["registry"]
 
 
@@ -109,8 +107,6 @@ def _authorized(expected: str) -> bool:
 
 
 def _require_token() -> Any:
-    from flask import current_app
-
     expected = current_app.config["TOKEN_HASH"]
     if expected is None or request.endpoint in OPEN_ENDPOINTS or _authorized(expected):
         return None
@@ -120,8 +116,6 @@ def _require_token() -> Any:
 
 
 def _login() -> Any:
-    from flask import current_app
-
     expected = current_app.config["TOKEN_HASH"]
     if request.method == "POST":
         if expected is None or hmac.compare_digest(token_digest(request.form.get("token", "")), expected):

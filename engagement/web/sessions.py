@@ -16,6 +16,7 @@ from engagement.report.run import Run, load_run
 
 blueprint = Blueprint("sessions", __name__)
 DOWNLOADS = ("*.csv", "*.parquet", "*.json", "report.html", "report.pdf")
+INLINE = {".mp4", ".html"}  # shown in the page or a tab; other files download
 
 
 def run_folders(runs: Path) -> dict[str, Path]:
@@ -80,4 +81,4 @@ def run_file(key: str, name: str) -> Any:
     path = (folder / name).resolve()
     if Path(name).is_absolute() or not path.is_relative_to(folder) or not path.is_file():
         abort(404, "no such file in this session")
-    return send_file(path, conditional=True, as_attachment=path.suffix != ".mp4" and path.suffix != ".html")
+    return send_file(path, conditional=True, as_attachment=path.suffix not in INLINE)
