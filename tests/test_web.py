@@ -197,6 +197,7 @@ def test_consent_pages(client: Any) -> None:
     assert "/consent/courses/BIO-101" in overview and "2026-09-01 to 2027-09-01" in overview
     course = client.get("/consent/courses/BIO-101").get_data(as_text=True)
     assert "/consent/courses/BIO-101/students/S1" in course and "Ada Example" in course
+    assert not [link for link in re.findall(r'(?:href|action)="([^"]+)"', course) if "Ada" in link]  # IDs only in URLs
     history = client.get("/consent/courses/BIO-101/students/S1").get_data(as_text=True)
     assert "consent consented" in history and "student added" in history
     assert client.get("/consent/courses/NOPE").status_code == 404
@@ -267,6 +268,8 @@ def test_live_page_without_a_source(client: Any) -> None:
     page = client.get("/live/").get_data(as_text=True)
     assert "taking notes" in page and 'id="live-view"' not in page
     assert client.get("/live/stats").get_json() == {"running": False, "error": None}
+    stream = client.get("/live/stream.mjpg")
+    assert stream.mimetype == "multipart/x-mixed-replace" and stream.data == b""  # nothing runs: the stream ends
     assert client.post("/live/start", data={"source": "", "csrf_token": csrf(client, "/live/")}, follow_redirects=True).status_code == 200
 
 
