@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -95,6 +95,75 @@ class AnalysisWorker:
         self._thread.join()
 
 
+class LiveView:
+    """The analysed, anonymized view of a source, frame by frame: opens the source and the real models (webcam
+    pipeline with the running baseline), paces a file to its frame rate when ``realtime``, and counts the frames
+    shown and analysed since the start. Shared by ``engagement live`` and the web app's live page."""
+
+    def __init__(self, source: str, config: PipelineConfig, realtime: bool = True) -> None:
+        self.frames = FrameSource(source, buffer=2)
+        self.info = self.frames.info
+        config = with_running_baseline(config)  # a live view shows states as it goes
+        try:
+            self.analyzer = Analyzer.from_config(config)
+            self.renderer = Renderer(config, self.info.fps)
+            self.analyzer.warm_up(self.info.height, self.info.width)
+            self.renderer.warm_up(self.info.height, self.info.width)
+        except BaseException:
+            self.frames.close()
+            raise
+        self.worker = AnalysisWorker(self.analyzer)
+        self.interval = 1.0 / config.analysis_fps
+        self.pace = realtime and not self.info.is_live
+        self.shown = 0
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.perf_counter() - self.started, 1e-6)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Rendered frames with the two rates drawn on them, until the source ends."""
+        overlay = TextAnnotator()
+        next_analysis = 0.0
+        fps = self.info.fps
+        for index, frame in self.frames:
+            if self.pace and index / fps > self.elapsed:
+                time.sleep(index / fps - self.elapsed)
+            if self.worker.error is not None:
+                raise self.worker.error
+            if index / fps >= next_analysis:
+                self.worker.offer(frame.copy(), index / fps)
+                next_analysis += self.interval
+            image = self.renderer(frame, self.worker.latest)
+            self.shown += 1
+            overlay.annotate(image, f"{self.display_fps:.1f} fps shown, {self.analysis_fps:.1f} fps analysed")
+            yield image
+
+    @property
+    def display_fps(self) -> float:
+        return self.shown / self.elapsed
+
+    @property
+    def analysis_fps(self) -> float:
+        return self.worker.analysed / self.elapsed
+
+    def stats(self) -> dict[str, Any]:
+        """Frames shown and analysed, their rates since the start, and the confirmed tracks."""
+        return {
+            "frames": self.shown,
+            "display_fps": self.display_fps,
+            "analysed": self.worker.analysed,
+            "analysis_fps": self.analysis_fps,
+            "track_ids": self.analyzer.tracklets.tracking_record()["confirmed_tracks"],
+        }
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.analyzer.close()
+        self.frames.close()
+
+
 def run_live(
     source: str,
     config: PipelineConfig,
@@ -112,44 +181,20 @@ def run_live(
 
     if window:
         require_display()
-    frames = FrameSource(source, buffer=2)
-    info = frames.info
     record_path = Path(record) if record else None
     partial = record_path.with_name(f".{record_path.name}.partial-{os.getpid()}.mp4") if record_path else None
     if record_path is not None:
         if not record_path.parent.is_dir():
             raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
         remove_stale_partials(record_path.parent)
-    config = with_running_baseline(config)  # a live view shows states as it goes
-    analyzer = Analyzer.from_config(config)
-    renderer = Renderer(config, info.fps)
-    analyzer.warm_up(info.height, info.width)
-    renderer.warm_up(info.height, info.width)
-    worker = AnalysisWorker(analyzer)
+    view = LiveView(source, config, realtime)
+    info = view.info
     recorder = VideoWriter(partial, info.fps, info.width, info.height, config.output.crf, "ultrafast") if partial else None
-    overlay = TextAnnotator()
-    pace = realtime and not info.is_live
-    interval = 1.0 / config.analysis_fps
-    shown = 0
-    next_analysis = 0.0
-    started = time.perf_counter()
     completed = False
     try:
-        for index, frame in frames:
-            now = time.perf_counter() - started
-            if duration is not None and now >= duration:
+        for image in view:
+            if duration is not None and view.elapsed >= duration:
                 break
-            if pace and index / info.fps > now:
-                time.sleep(index / info.fps - now)
-            if worker.error is not None:
-                raise worker.error
-            if index / info.fps >= next_analysis:
-                worker.offer(frame.copy(), index / info.fps)
-                next_analysis += interval
-            image = renderer(frame, worker.latest)
-            shown += 1
-            elapsed = max(time.perf_counter() - started, 1e-6)
-            overlay.annotate(image, f"{shown / elapsed:.1f} fps shown, {worker.analysed / elapsed:.1f} fps analysed")
             if recorder is not None:
                 recorder.write(image)
             if window and show(image):
@@ -158,9 +203,7 @@ def run_live(
     except KeyboardInterrupt:
         completed = True
     finally:
-        worker.stop()
-        analyzer.close()
-        frames.close()
+        view.close()
         if recorder is not None:
             recorder.close()
             if completed:
@@ -170,11 +213,4 @@ def run_live(
         if window:
             with contextlib.suppress(cv2.error):  # a window that never opened (see ``show``) cannot be closed either
                 cv2.destroyAllWindows()
-    elapsed = time.perf_counter() - started
-    return {
-        "frames": shown,
-        "display_fps": shown / elapsed if elapsed else 0.0,
-        "analysed": worker.analysed,
-        "analysis_fps": worker.analysed / elapsed if elapsed else 0.0,
-        "track_ids": analyzer.tracklets.tracking_record()["confirmed_tracks"],
-    }
+    return view.stats()

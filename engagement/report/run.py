@@ -52,18 +52,23 @@ class Run:
         return float((self.session.get("input") or {}).get("duration_s") or 0.0)
 
     @property
-    def title(self) -> str:
-        """Course and session names as configured, else the input video's file name."""
+    def course(self) -> str | None:
+        """The course code the run was analysed for, as recorded or as configured."""
         consent = self.session.get("consent") or {}
         config_consent = (self.session.get("config") or {}).get("consent") or {}
-        course = consent.get("course") or config_consent.get("course")
-        name = config_consent.get("session")
-        parts = [part for part in (course, name) if part]
+        return consent.get("course") or config_consent.get("course")
+
+    @property
+    def title(self) -> str:
+        """Course and session names as configured, else the input video's file name."""
+        name = ((self.session.get("config") or {}).get("consent") or {}).get("session")
+        parts = [part for part in (self.course, name) if part]
         return " - ".join(parts) if parts else Path((self.session.get("input") or {}).get("path") or self.path.name).name
 
 
-def load_run(run_dir: Path) -> Run:
-    """Load ``run_dir``; a missing folder or one without ``session.json`` is a UserError."""
+def load_run(run_dir: Path, tables: bool = True) -> Run:
+    """Load ``run_dir``; a missing folder or one without ``session.json`` is a UserError. Without ``tables`` only
+    the two JSON files are read (a listing of many runs)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
@@ -72,8 +77,8 @@ def load_run(run_dir: Path) -> Run:
         path=run_dir,
         session=session,
         summary=_read_json(run_dir / "summary.json", required=False),
-        scores=_read_table(run_dir / "scores.csv", ["track_id", "minute", "score", "n_frames"]),
-        states=_read_table(run_dir / "states.parquet", ["frame", "time_s", "track_id", "state"]),
+        scores=_read_table(run_dir / "scores.csv", ["track_id", "minute", "score", "n_frames"]) if tables else pd.DataFrame(),
+        states=_read_table(run_dir / "states.parquet", ["frame", "time_s", "track_id", "state"]) if tables else pd.DataFrame(),
         video=run_dir / "annotated.mp4" if (run_dir / "annotated.mp4").is_file() else None,
     )
 

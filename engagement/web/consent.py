@@ -1,0 +1,153 @@
+"""Consent pages: courses and approvals, each student's status and history, roster import, consent and opt-out,
+withdrawal after a confirmation, the audit log and a retention purge with a preview.
+
+Every change goes through the same functions as ``engagement consent``; student IDs are the only personal
+reference in URLs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
+from engagement.consent.outputs import KNOWN_OUTPUT_PATTERNS, purge_sessions, withdraw_student
+from engagement.errors import UserError
+from engagement.web.app import registry
+
+blueprint = Blueprint("consent", __name__, url_prefix="/consent")
+RECORDABLE = ("consented", "opted_out")
+
+
+def _course_or_404(code: str) -> dict[str, Any]:
+    try:
+        return registry().course(code)
+    except UserError as error:
+        abort(404, str(error))
+
+
+@blueprint.get("/")
+def index() -> str:
+    """Courses with their approvals and status counts, the roster import form and links to the log and purge."""
+    courses = []
+    for course in registry().courses():
+        records = registry().consent(course["code"])
+        counts = {status: sum(r.status == status for r in records) for status in ("consented", "opted_out", "withdrawn")}
+        courses.append({**course, "approvals": registry().approvals(course["code"]), "counts": counts})
+    return render_template("consent.html.j2", courses=courses)
+
+
+@blueprint.get("/courses/<code>")
+def course(code: str) -> str:
+    """One course: its approvals, every student's current status, and the form that records consent or opt-out."""
+    info = _course_or_404(code)
+    return render_template("course.html.j2", course=info, approvals=registry().approvals(code),
+                           records=registry().consent(code), statuses=RECORDABLE, today=dt.date.today())
+
+
+@blueprint.get("/courses/<code>/students/<student>")
+def student(code: str, student: str) -> str:
+    """A student's current status in a course and every audit entry about them."""
+    _course_or_404(code)
+    current = next((r for r in registry().consent(code) if r.student == student), None)
+    if current is None:
+        abort(404, f"student {student!r} has no consent record in course {code!r}")
+    history = [entry for entry in registry().audit_log() if entry["subject"] == student]
+    return render_template("student.html.j2", course=code, record=current, history=history)
+
+
+@blueprint.post("/courses/<code>/record")
+def record(code: str) -> Any:
+    """Record consent or opt-out for one student (the checks of ``engagement consent set``)."""
+    _course_or_404(code)
+    status = request.form.get("status", "")
+    if status not in RECORDABLE:
+        abort(400, f"status must be one of {', '.join(RECORDABLE)}; withdrawal has its own confirmation page")
+    fields = {key: request.form.get(key) for key in ("student_id", "date", "form_version", "seat")}
+    try:
+        registry().import_records([check_record({**fields, "course": code, "status": status})])
+    except InvalidRecord as error:
+        flash(f"not recorded: {error}", "error")
+    else:
+        flash(f"{fields['student_id']}: {status.replace('_', ' ')}", "info")
+    return redirect(url_for("consent.course", code=code))
+
+
+@blueprint.post("/roster")
+def roster() -> Any:
+    """Import a roster CSV, all rows or none; every bad row is listed by its line."""
+    upload = request.files.get("roster")
+    if upload is None or not upload.filename:
+        return _roster_refused("choose a roster CSV file to upload", [])
+    if not upload.filename.lower().endswith(".csv"):
+        return _roster_refused(f"{upload.filename} is not a CSV file; nothing imported", [])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "roster.csv"
+        upload.save(path)
+        try:
+            records = read_roster(path)
+        except UserError as error:
+            message = str(error).removeprefix(f"{path}: ")
+            head, _, rows = message.partition(", nothing imported: ")
+            return _roster_refused(f"{upload.filename}: {head}, nothing imported" if rows else f"{upload.filename}: {message}",
+                                   rows.split(" | ") if rows else [])
+    registry().import_records(records)
+    flash(f"imported {len(records)} consent record(s) from {upload.filename}", "info")
+    return redirect(url_for("consent.index"))
+
+
+def _roster_refused(message: str, problems: list[str]) -> tuple[str, int]:
+    return render_template("roster_refused.html.j2", message=message, problems=problems), 400
+
+
+@blueprint.route("/courses/<code>/students/<student>/withdraw", methods=["GET", "POST"])
+def withdraw(code: str, student: str) -> Any:
+    """GET: what withdrawal will delete (the sessions holding the student's rows); POST: withdraw, as the CLI does."""
+    _course_or_404(code)
+    if not any(r.student == student for r in registry().consent(code)):
+        abort(404, f"student {student!r} has no consent record in course {code!r}")
+    if request.method == "POST":
+        removals = withdraw_student(registry(), student, code)
+        return render_template("withdrawn.html.j2", course=code, student=student, removals=removals)
+    sessions = [s for s in registry().sessions(code) if student in s.track_students.values()]
+    return render_template("withdraw.html.j2", course=code, student=student, sessions=sessions)
+
+
+@blueprint.get("/audit")
+def audit() -> str:
+    """The audit log, newest first."""
+    return render_template("audit.html.j2", entries=list(registry().audit_log())[::-1])
+
+
+def _purge_request() -> tuple[int, str | None]:
+    """Days and course of a purge form (query or form fields); the policy's retention when no days are given."""
+    values = request.form if request.method == "POST" else request.args
+    course = values.get("course") or None
+    if course is not None:
+        _course_or_404(course)
+    text = values.get("older_than") or str(load_policy()["retention_days"])
+    if not text.isdigit():
+        abort(400, "older than must be a whole number of days, zero or more")
+    return int(text), course
+
+
+@blueprint.route("/purge", methods=["GET", "POST"])
+def purge() -> Any:
+    """GET: the sessions a purge would delete; POST: delete their outputs and registry entries."""
+    days, course = _purge_request()
+    if request.method == "POST":
+        purged = purge_sessions(registry(), days, course)
+        flash(f"purged {len(purged)} session(s)", "info")
+        return redirect(url_for("consent.purge", older_than=days, course=course or ""))
+    cutoff = dt.date.today() - dt.timedelta(days=days)
+    sessions = [
+        {"id": s.id, "course": s.course, "held_on": s.held_on, "run_dir": s.run_dir,
+         "files": sorted({p.name for pattern in KNOWN_OUTPUT_PATTERNS for p in s.run_dir.glob(pattern) if p.is_file()})}
+        for s in registry().sessions(course=course, held_on_or_before=cutoff)
+    ]
+    return render_template("purge.html.j2", days=days, course=course, cutoff=cutoff, sessions=sessions,
+                           courses=registry().courses())

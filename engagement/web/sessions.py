@@ -1,0 +1,84 @@
+"""Sessions pages: every run under the runs folder, one run's video, charts and tables, and its files.
+
+A run is a folder holding ``session.json``; its URL key is its path relative to the runs folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, abort, current_app, render_template, send_file
+
+from engagement.errors import UserError
+from engagement.report.builder import session_context
+from engagement.report.run import Run, load_run
+
+blueprint = Blueprint("sessions", __name__)
+DOWNLOADS = ("*.csv", "*.parquet", "*.json", "report.html", "report.pdf")
+INLINE = {".mp4", ".html"}  # shown in the page or a tab; other files download
+
+
+def run_folders(runs: Path) -> dict[str, Path]:
+    """Every run folder under ``runs`` (which is resolved) by its key, newest path last; folders reached through a
+    symlink out of ``runs`` are left out."""
+    found = {}
+    for record in sorted(runs.rglob("session.json")):
+        folder = record.parent.resolve()
+        if folder.is_relative_to(runs):
+            found[record.parent.relative_to(runs).as_posix()] = folder
+    return found
+
+
+def run_folder(key: str) -> Path:
+    """The run folder of ``key``; 404 when there is none."""
+    folder = run_folders(current_app.config["RUNS"]).get(key)
+    if folder is None:
+        abort(404, f"no session {key!r} under the runs folder")
+    return folder
+
+
+def _row(key: str, run: Run) -> dict[str, Any]:
+    return {
+        "key": key, "title": run.title, "course": run.course or "not set",
+        "date": str(run.session.get("created") or "")[:10] or "unknown",
+        "duration_s": run.duration_s, "score": run.summary.get("session_score"),
+        "students": len(run.students), "excluded": run.people_excluded,
+    }
+
+
+@blueprint.get("/")
+def index() -> str:
+    """Every run: date, course, duration, session score, students analysed and excluded by consent."""
+    rows, unreadable = [], []
+    for key, folder in run_folders(current_app.config["RUNS"]).items():
+        try:
+            rows.append(_row(key, load_run(folder, tables=False)))
+        except UserError as error:
+            unreadable.append(str(error))
+    rows.sort(key=lambda row: (row["date"], row["key"]), reverse=True)
+    return render_template("sessions.html.j2", rows=rows, unreadable=unreadable)
+
+
+@blueprint.get("/sessions/<path:key>")
+def session_page(key: str) -> str:
+    """One run: the annotated video, the report's charts (timeline, states, students), the state shares, downloads."""
+    folder = run_folder(key)
+    try:
+        run = load_run(folder)
+        context = session_context(run)
+    except UserError as error:
+        abort(404, str(error))
+    downloads = sorted({path.name for pattern in DOWNLOADS for path in folder.glob(pattern) if path.is_file()})
+    return render_template("session.html.j2", key=key, run=run, report=context, downloads=downloads,
+                           row=_row(key, run), students=run.students)
+
+
+@blueprint.get("/files/<path:key>/-/<path:name>")
+def run_file(key: str, name: str) -> Any:
+    """A file of a run, with HTTP range requests (video seeking); anything resolving outside the run is a 404."""
+    folder = run_folder(key)
+    path = (folder / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(folder) or not path.is_file():
+        abort(404, "no such file in this session")
+    return send_file(path, conditional=True, as_attachment=path.suffix not in INLINE)

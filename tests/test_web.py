@@ -1,0 +1,350 @@
+"""The web app (``engagement serve``): every route with Flask's test client, its security rules, and headless
+Chromium against a real server on 127.0.0.1 (synthetic runs; the live page's real models only in the slow test)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("flask")
+
+from engagement.cli import main  # noqa: E402
+from engagement.consent.registry import Registry  # noqa: E402
+from engagement.errors import UserError  # noqa: E402
+from engagement.states import STATES  # noqa: E402
+from engagement.web.app import create_app, token_digest  # noqa: E402
+
+COURSE = "BIO-101"
+TOKEN = "a-long-enough-test-token"
+FPS = 10.0
+
+
+def make_run(folder: Path, seconds: int = 4, students: int = 3) -> Path:
+    """A small run folder as ``engagement process`` writes it: session.json, summary.json, tracks and states
+    tables, and an H.264 annotated video that browsers play."""
+    from engagement.sinks import VideoWriter
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    times = np.arange(0, seconds, 0.5)
+    states = []
+    for track in range(1, students + 1):
+        probabilities = rng.dirichlet(np.ones(len(STATES)), len(times))
+        table = pd.DataFrame(probabilities, columns=[f"p_{state}" for state in STATES])
+        table.insert(0, "track_id", track)
+        table.insert(0, "time_s", times)
+        table.insert(0, "frame", (times * FPS).astype(int))
+        table["state"] = np.array(STATES)[probabilities.argmax(axis=1)]
+        states.append(table)
+    states = pd.concat(states, ignore_index=True)
+    states.to_parquet(folder / "states.parquet")
+    states[["frame", "time_s", "track_id"]].assign(x1=10.0, y1=10.0, x2=50.0, y2=90.0).to_parquet(folder / "tracks.parquet")
+    summary = {
+        "session_score": 61.5, "people_excluded": 1, "timeline": [{"minute": 0, "score": 61.5, "n_students": students}],
+        "state_share": states["state"].value_counts(normalize=True).to_dict(), "duration_s": float(seconds),
+        "students": [{"track_id": track, "score": 60.0 + track, "dominant_state": "attentive"} for track in range(1, students + 1)],
+    }
+    session = {
+        "created": "2026-10-05T09:00:00Z",
+        "input": {"path": "/videos/lecture.mp4", "fps": FPS, "width": 160, "height": 120, "duration_s": float(seconds)},
+        "config": {"name": "lecture", "consent": {"course": COURSE, "session": "week-01", "track_students": {"1": "S1"}}},
+        "consent": {"course": COURSE, "people_excluded": 1},
+        "tracking": {"confirmed_tracks": students + 1},
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "session.json").write_text(json.dumps(session))
+    writer = VideoWriter(folder / "annotated.mp4", FPS, 160, 120)
+    for index in range(int(seconds * FPS)):
+        frame = np.full((120, 160, 3), 200, np.uint8)
+        frame[:, (index * 4) % 160:(index * 4) % 160 + 20] = (180, 90, 30)  # a moving bar: every frame differs
+        writer.write(frame)
+    writer.close()
+    return folder
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    make_run(tmp_path / "runs" / "week-01")
+    (tmp_path / "secret.txt").write_text("outside the runs folder")
+    return tmp_path / "runs"
+
+
+@pytest.fixture()
+def registry_path(tmp_path: Path, runs: Path) -> Path:
+    path = tmp_path / "r.sqlite"
+    with Registry.open(path) as registry:
+        registry.add_course(COURSE, title="Biology")
+        registry.add_approval(COURSE, "Instructor", "Dean", dt.date(2026, 9, 1), "lectures")
+        registry.set_consent("S1", COURSE, "consented", name="Ada Example")
+        registry.set_consent("S2", COURSE, "consented")
+        registry.record_session(COURSE, dt.date(2026, 10, 5), runs / "week-01", None, {1: "S1", 2: "S2"})
+    return path
+
+
+@pytest.fixture()
+def client(runs: Path, registry_path: Path) -> Any:
+    app = create_app(runs, registry_path)
+    yield app.test_client()
+    app.extensions["registry"].close()
+
+
+def csrf(client: Any, url: str = "/consent/") -> str:
+    """The CSRF token of the client's session, from a form on ``url``."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
+
+
+def statuses(registry_path: Path) -> dict[str, str]:
+    with Registry.open(registry_path) as registry:
+        return {record.student: record.status for record in registry.consent(COURSE)}
+
+
+# --- sessions ---------------------------------------------------------------------------------------------------
+
+
+def test_sessions_list_and_session_page(client: Any) -> None:
+    listing = client.get("/").get_data(as_text=True)
+    assert "BIO-101 - week-01" in listing and "2026-10-05" in listing and "61.5" in listing
+    page = client.get("/sessions/week-01")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert '<video id="annotated"' in html and "/files/week-01/-/annotated.mp4" in html
+    assert html.count('src="data:image/png;base64,') == 3  # timeline, state shares, students over time
+    assert 'id="state-shares"' in html and "#3" in html
+    assert all(f"/files/week-01/-/{name}" in html for name in ("states.parquet", "tracks.parquet", "summary.json"))
+
+
+def test_unknown_session_is_a_404_page(client: Any) -> None:
+    page = client.get("/sessions/no-such-week")
+    assert page.status_code == 404 and "no session 'no-such-week'" in page.get_data(as_text=True)
+
+
+def test_video_is_served_with_ranges(client: Any, runs: Path) -> None:
+    size = (runs / "week-01" / "annotated.mp4").stat().st_size
+    part = client.get("/files/week-01/-/annotated.mp4", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes 0-99/{size}" and len(part.data) == 100
+    assert part.headers["Accept-Ranges"] == "bytes"
+
+
+def test_files_outside_the_run_are_refused(client: Any, runs: Path) -> None:
+    (runs / "week-01" / "link.txt").symlink_to(runs.parent / "secret.txt")
+    for url in ("/files/week-01/-/../../secret.txt", "/files/week-01/-/..%2F..%2Fsecret.txt", "/files/week-01/-/link.txt",
+                "/files/week-01/-//etc/passwd", "/files/..%2F/-/secret.txt", "/files/week-01/-/missing.csv"):
+        response = client.get(url, follow_redirects=True)  # a doubled slash is first merged by a redirect
+        assert response.status_code == 404, url
+        assert b"outside the runs folder" not in response.data
+
+
+# --- security ---------------------------------------------------------------------------------------------------
+
+
+def test_a_post_without_the_csrf_token_is_refused(client: Any, registry_path: Path) -> None:
+    response = client.post("/consent/courses/BIO-101/record", data={"student_id": "S9", "status": "opted_out"})
+    assert response.status_code == 400 and "CSRF" in response.get_data(as_text=True)
+    bad = client.post("/consent/courses/BIO-101/record", data={"student_id": "S9", "status": "opted_out", "csrf_token": "forged"})
+    assert bad.status_code == 400
+    assert "S9" not in statuses(registry_path)
+
+
+def test_off_loopback_needs_a_token(runs: Path, registry_path: Path) -> None:
+    with pytest.raises(UserError, match="without an access token"):
+        create_app(runs, registry_path, host="0.0.0.0")
+    app = create_app(runs, registry_path, host="0.0.0.0", token_hash=token_digest(TOKEN))
+    client = app.test_client()
+    assert client.get("/").status_code == 302 and client.get("/files/week-01/-/summary.json").status_code == 302
+    assert client.get("/", headers={"Authorization": "Bearer wrong-token"}).status_code == 302
+    assert client.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    token = csrf(client, "/login")
+    assert client.post("/login", data={"token": "wrong", "csrf_token": token}).status_code == 401
+    assert client.post("/login", data={"token": TOKEN, "csrf_token": token}).status_code == 302
+    assert client.get("/").status_code == 200
+    app.extensions["registry"].close()
+
+
+def test_serve_refusals_are_one_line(runs: Path, registry_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--runs", str(runs), "--registry", str(registry_path), "--host", "0.0.0.0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    (tmp_path / "token").write_text("short\n")
+    assert main(["serve", "--runs", str(runs), "--registry", str(registry_path), "--host", "0.0.0.0",
+                 "--token-file", str(tmp_path / "token")]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--runs", str(runs), "--registry", str(registry_path), "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"engagement: error: port {port} on 127.0.0.1 is already in use (another engagement serve?); pick another with --port\n"
+
+
+# --- consent ----------------------------------------------------------------------------------------------------
+
+
+def test_consent_pages(client: Any) -> None:
+    overview = client.get("/consent/").get_data(as_text=True)
+    assert "/consent/courses/BIO-101" in overview and "2026-09-01 to 2027-09-01" in overview
+    course = client.get("/consent/courses/BIO-101").get_data(as_text=True)
+    assert "/consent/courses/BIO-101/students/S1" in course and "Ada Example" in course
+    assert not [link for link in re.findall(r'(?:href|action)="([^"]+)"', course) if "Ada" in link]  # IDs only in URLs
+    history = client.get("/consent/courses/BIO-101/students/S1").get_data(as_text=True)
+    assert "consent consented" in history and "student added" in history
+    assert client.get("/consent/courses/NOPE").status_code == 404
+    assert client.get("/consent/courses/BIO-101/students/S404").status_code == 404
+    assert "session recorded" in client.get("/consent/audit").get_data(as_text=True)
+
+
+def test_record_consent_and_opt_out(client: Any, registry_path: Path) -> None:
+    token = csrf(client)
+    response = client.post("/consent/courses/BIO-101/record", data={"student_id": "S3", "status": "opted_out", "csrf_token": token},
+                           follow_redirects=True)
+    assert "S3: opted out" in response.get_data(as_text=True)
+    refused = client.post("/consent/courses/BIO-101/record", data={"student_id": "no spaces", "status": "consented",
+                                                                     "csrf_token": token}, follow_redirects=True)
+    assert "not recorded: student_id: must match" in refused.get_data(as_text=True)
+    assert client.post("/consent/courses/BIO-101/record", data={"student_id": "S1", "status": "withdrawn",
+                                                                "csrf_token": token}).status_code == 400
+    assert statuses(registry_path) == {"S1": "consented", "S2": "consented", "S3": "opted_out"}
+
+
+def test_roster_with_one_bad_row_changes_nothing(client: Any, registry_path: Path) -> None:
+    before = statuses(registry_path)
+    roster = b"student_id,course,status\nS4,BIO-101,consented\nS5,BIO-101,maybe\nS6,BIO-101,opted_out\n"
+    token = csrf(client)
+    response = client.post("/consent/roster", data={"roster": (io.BytesIO(roster), "class.csv"), "csrf_token": token})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "class.csv: 1 bad row(s), nothing imported" in html and "<li>line 3: status: must be one of" in html
+    assert "tmp" not in html
+    for name, content in (("photo.jpg", b"\xff\xd8\xff"), ("binary.csv", b"\x00\x01\x02")):
+        refused = client.post("/consent/roster", data={"roster": (io.BytesIO(content), name), "csrf_token": token})
+        assert refused.status_code == 400 and "not a CSV file" in refused.get_data(as_text=True)
+    assert statuses(registry_path) == before
+    good = client.post("/consent/roster", data={"roster": (io.BytesIO(roster.replace(b"maybe", b"consented")), "class.csv"),
+                                                "csrf_token": token}, follow_redirects=True)
+    assert "imported 3 consent record(s)" in good.get_data(as_text=True)
+    assert statuses(registry_path)["S5"] == "consented"
+
+
+def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: Path, registry_path: Path) -> None:
+    run = runs / "week-01"
+    confirm = client.get("/consent/courses/BIO-101/students/S1/withdraw").get_data(as_text=True)
+    assert "session 1 held 2026-10-05 (week-01)" in confirm
+    assert set(pd.read_parquet(run / "states.parquet")["track_id"]) == {1, 2, 3}  # nothing happens on GET
+    done = client.post("/consent/courses/BIO-101/students/S1/withdraw", data={"csrf_token": csrf(client)})
+    assert done.status_code == 200 and "row(s) removed; deleted annotated.mp4" in done.get_data(as_text=True)
+    for table in ("states.parquet", "tracks.parquet"):
+        assert set(pd.read_parquet(run / table)["track_id"]) == {2, 3}
+    assert statuses(registry_path)["S1"] == "withdrawn"
+    assert "Ada Example" not in client.get("/consent/courses/BIO-101").get_data(as_text=True)
+
+
+def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
+    kept = client.get("/consent/purge").get_data(as_text=True)
+    assert "Nothing to delete." in kept  # held in 2026-10, the policy keeps it 180 days
+    preview = client.get("/consent/purge?older_than=0&course=BIO-101").get_data(as_text=True)
+    assert "session 1 of BIO-101 held 2026-10-05: annotated.mp4, session.json, states.parquet" in preview
+    assert (runs / "week-01" / "session.json").is_file()
+    assert client.get("/consent/purge?older_than=soon").status_code == 400
+    done = client.post("/consent/purge", data={"older_than": "0", "course": "BIO-101", "csrf_token": csrf(client)},
+                       follow_redirects=True)
+    assert "purged 1 session(s)" in done.get_data(as_text=True)
+    assert not (runs / "week-01").exists()
+    assert "No runs under the runs folder yet" in client.get("/").get_data(as_text=True)
+
+
+def test_live_page_without_a_source(client: Any) -> None:
+    page = client.get("/live/").get_data(as_text=True)
+    assert "taking notes" in page and 'id="live-view"' not in page
+    assert client.get("/live/stats").get_json() == {"running": False, "error": None}
+    stream = client.get("/live/stream.mjpg")
+    assert stream.mimetype == "multipart/x-mixed-replace" and stream.data == b""  # nothing runs: the stream ends
+    assert client.post("/live/start", data={"source": "", "csrf_token": csrf(client, "/live/")}, follow_redirects=True).status_code == 200
+
+
+# --- a real server and headless Chromium ----------------------------------------------------------------------
+
+
+@pytest.fixture()
+def server(runs: Path, registry_path: Path) -> Iterator[str]:
+    """The app on 127.0.0.1 and a free port, in a thread; its address."""
+    from werkzeug.serving import make_server
+
+    app = create_app(runs, registry_path)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.port}"
+    finally:
+        if "live" in app.extensions:
+            app.extensions["live"].stop()
+        httpd.shutdown()
+        thread.join()
+        app.extensions["registry"].close()
+
+
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver must be installed in CI (apt-get install chromium chromium-driver)")
+        pytest.skip("chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+def wait_for(condition: Any, seconds: float) -> Any:
+    """Poll ``condition`` until it is truthy; its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return value
+
+
+def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -> None:
+    browser.get(server + "/")
+    assert browser.title == "Sessions - classroom engagement"
+    browser.find_element("link text", "BIO-101 - week-01").click()
+    assert wait_for(lambda: browser.execute_script("return document.readyState") == "complete", 10)
+    assert browser.execute_script("return Array.from(document.images).every(image => image.naturalWidth > 0)")
+    browser.execute_script("const video = document.getElementById('annotated'); video.play();")
+    assert wait_for(lambda: browser.execute_script("return document.getElementById('annotated').readyState") >= 2, 10)
+    assert wait_for(lambda: browser.execute_script("return document.getElementById('annotated').currentTime") > 0.3, 10)
+    assert browser.execute_script("return document.getElementById('annotated').error") is None
+
+
+@pytest.mark.slow
+def test_browser_live_page_shows_frames(server: str, browser: Any, webcam_video: Path) -> None:
+    browser.get(server + "/live/")
+    source = browser.find_element("id", "source")
+    source.clear()
+    source.send_keys(str(webcam_video))
+    browser.find_element("id", "start").click()
+    assert wait_for(lambda: browser.execute_script(
+        "const view = document.getElementById('live-view'); return view !== null && view.naturalWidth > 0"), 120), \
+        browser.find_element("id", "live-stats").text
+    assert wait_for(lambda: "fps shown" in browser.find_element("id", "live-stats").text, 10)
+    browser.find_element("id", "stop").click()
+    assert wait_for(lambda: browser.find_element("id", "live-stats").text == "stopped", 10)
