@@ -118,7 +118,8 @@ class RunDirectory:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_partials(self.final.parent)
             shutil.rmtree(self.path, ignore_errors=True)
-            self.path.mkdir()
+            self.path.mkdir(mode=0o700)  # a run describes people: readable by its owner only, whatever the umask
+            self.path.chmod(0o700)
         except OSError as error:
             raise UserError(f"cannot create output directory {self.final}: {error.strerror}") from None
         return self.path

@@ -416,3 +416,11 @@ def test_frame_source_skips_the_conversion_of_unwanted_frames(tmp_path: Path):
     assert [image is not None for _, image in got] == [True, False, False] * 3
     assert abs(int(got[3][1][0, 0, 0]) - 75) <= 3  # the wanted frames are the right ones
     assert [round(source.time_of(i), 2) for i in range(9)] == [round(i / 10, 2) for i in range(9)]
+
+
+def test_run_directory_is_readable_by_its_owner_only(tmp_path: Path):
+    import stat
+
+    with RunDirectory(tmp_path / "run") as folder:
+        (folder / "tracks.csv").write_text("track_id\n1\n")
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o700
