@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+IO_ERROR_EXIT = 74  # sysexits EX_IOERR: a file could not be read or written (disk full, read-only place, permissions)
+
 
 class UserError(Exception):
     """A problem with the user's input (file, config, camera, roster...): printed as one line, exit code 2."""
@@ -11,3 +15,9 @@ class UserError(Exception):
 
 class ModelNotFoundError(UserError):
     """Model weights could not be found locally and could not be downloaded."""
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for a failed read or write: the file, when known, and the system's reason (no traceback, no data)."""
+    reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error).strip().splitlines()[0])
+    return f"{os.fsdecode(error.filename)}: {reason}" if error.filename else reason
