@@ -17,7 +17,17 @@ class ModelNotFoundError(UserError):
     """Model weights could not be found locally and could not be downloaded."""
 
 
+class OutputError(UserError):
+    """An output could not be written (disk full, read-only place): one line, exit code 74."""
+
+    exit_code = IO_ERROR_EXIT
+
+
+def os_error_reason(error: OSError) -> str:
+    """The system's reason for a failed read or write, in one line ("No space left on device")."""
+    return error.strerror or (os.strerror(error.errno) if error.errno else str(error).strip().splitlines()[0])
+
+
 def os_error_line(error: OSError) -> str:
     """One line for a failed read or write: the file, when known, and the system's reason (no traceback, no data)."""
-    reason = error.strerror or (os.strerror(error.errno) if error.errno else str(error).strip().splitlines()[0])
-    return f"{os.fsdecode(error.filename)}: {reason}" if error.filename else reason
+    return f"{os.fsdecode(error.filename)}: {os_error_reason(error)}" if error.filename else os_error_reason(error)
