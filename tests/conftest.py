@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -88,6 +89,15 @@ def classroom_frame(classroom_video: Path):
 @pytest.fixture(scope="session")
 def webcam_video(assets: Path) -> Path:
     return _require(assets / "videos" / "webcam_session_p2.mp4")
+
+
+@pytest.fixture(scope="session")
+def clip(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 3 seconds of the webcam video: the longest run a CLI test may make."""
+    out = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(webcam_video), "-t", "3", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(out)],
+                   check=True, timeout=120)
+    return out
 
 
 @pytest.fixture(scope="session")

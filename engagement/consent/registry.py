@@ -34,6 +34,7 @@ STATUSES: tuple[str, ...] = ("consented", "opted_out", "withdrawn")
 NOT_ANALYSED: frozenset[str] = frozenset({"opted_out", "withdrawn"})
 POSTGRES_HINT = 'pip install "classroom-engagement[postgres]"'
 MIGRATION_LOCK_KEY = 0x656E6761  # the PostgreSQL advisory lock held while the schema is upgraded ("enga")
+WRITE_LOCK_KEY = 0x656E6762  # the PostgreSQL advisory lock of a write transaction, as SQLite's BEGIN IMMEDIATE
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite writer waits for another one before "database is locked"
 
 metadata = sa.MetaData()
@@ -231,7 +232,8 @@ class Registry:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(registry_writes=True)  # BEGIN IMMEDIATE on SQLite
-        self.shown = engine.url.render_as_string(hide_password=True)
+        sqlite_file = engine.dialect.name == "sqlite" and engine.url.database
+        self.shown = engine.url.database if sqlite_file else engine.url.render_as_string(hide_password=True)  # for messages
 
     @classmethod
     def open(cls, url_or_path: str | os.PathLike | None = None) -> "Registry":
@@ -324,8 +326,11 @@ class Registry:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE, so concurrent writers wait instead of failing)."""
+        """A write transaction; writers take turns (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two
+        that add the same course or student at once wait for each other instead of one failing."""
         with self._database_errors(), self._writer.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
             yield connection
 
     @contextlib.contextmanager
