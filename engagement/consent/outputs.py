@@ -165,8 +165,8 @@ def remove_late_opt_outs(registry: Registry, session_id: int, started: dt.dateti
     session = next(s for s in registry.sessions() if s.id == session_id)
     late = registry.not_analysed_since(session.course, started, set(session.track_students.values()))
     if late:
-        log.warning("%d mapped student(s) opted out or withdrew while this session was processed: their rows were removed "
-                    "and the annotated video and report deleted", len(late))
+        log.warning("%d mapped student(s) opted out or withdrew while this session was processed: their rows were removed, "
+                    "and rendered media that showed them deleted", len(late))
     return [_scrub_session(registry, session, student) for student in sorted(late)]
 
 

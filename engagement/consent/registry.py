@@ -159,7 +159,8 @@ def _create_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(parsed, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {})
     except ModuleNotFoundError as error:
-        hint = f" (the supported PostgreSQL driver, for postgresql:// URLs: {POSTGRES_HINT})" if parsed.get_backend_name() == "postgresql" else ""
+        postgres = parsed.get_backend_name() == "postgresql"
+        hint = f" (the supported PostgreSQL driver, for postgresql:// URLs: {POSTGRES_HINT})" if postgres else ""
         raise UserError(f"registry {shown} needs the Python module {error.name}, which is not installed{hint}") from None
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as error:
         raise UserError(f"bad registry URL {shown!r}: {error}") from None
@@ -366,7 +367,8 @@ class Registry:
         existing = connection.execute(sa.select(courses).where(courses.c.code == code)).first()
         settings = {"title": title, "retention_days": retention_days, "delete_source": delete_source}
         if existing is None:
-            connection.execute(courses.insert().values(**_checked(courses, code=code, created_at=_now(), **{k: v for k, v in settings.items() if v is not None})))
+            given = {k: v for k, v in settings.items() if v is not None}
+            connection.execute(courses.insert().values(**_checked(courses, code=code, created_at=_now(), **given)))
             self._audit(connection, "course_added", code, **settings)
             return
         changes = {k: v for k, v in settings.items() if v is not None and v != existing._mapping[k]}

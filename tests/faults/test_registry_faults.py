@@ -81,7 +81,9 @@ def test_file_that_is_no_database_is_one_line(tmp_path: Path, engagement: Callab
     assert "cannot open registry" in line and "not a database" in line
 
 
-def test_a_failed_migration_leaves_the_registry_as_it_was(registry_location: str | Path, engagement: Callable, one_line_error: Callable) -> None:
+def test_a_failed_migration_leaves_the_registry_as_it_was(
+    registry_location: str | Path, engagement: Callable, one_line_error: Callable
+) -> None:
     """A foreign ``students`` table makes the first migration fail after it created two tables: both are rolled back,
     no version is recorded, and the next open meets the same registry and the same one line."""
     _execute(registry_location, "CREATE TABLE students (matrikel INTEGER, note TEXT)", "INSERT INTO students VALUES (1, 'kept')")

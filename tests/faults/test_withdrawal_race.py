@@ -27,7 +27,8 @@ def test_withdrawal_during_processing_reaches_the_session(clip: Path, tmp_path: 
         registry.add_course("CS101", "Intro")
         registry.add_approval("CS101", "Instructor", "Approver", dt.date.today(), "all lectures")
         registry.set_consent(STUDENT, "CS101", "consented")
-    settings = [f"consent.registry={json.dumps(str(registry_path))}", "consent.course=CS101", "consent.track_students={" + ", ".join(f"{t}: {s}" for t, s in TRACKS.items()) + "}"]
+    mapping = ", ".join(f"{track}: {student}" for track, student in TRACKS.items())
+    settings = [f"consent.registry={json.dumps(str(registry_path))}", "consent.course=CS101", f"consent.track_students={{{mapping}}}"]
     process = subprocess.Popen(
         [sys.executable, "-m", "engagement.cli", "process", str(clip), "--out", str(out), "--quiet", "--no-report",
          *[arg for setting in settings for arg in ("--set", setting)]],
