@@ -11,7 +11,7 @@ import warnings
 from typing import Iterator
 
 from engagement import __version__
-from engagement.errors import UserError
+from engagement.errors import IO_ERROR_EXIT, UserError, os_error_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +85,8 @@ def native_output_silenced() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    """Run the CLI; user errors become one line on stderr and exit code 2, a file that cannot be read or written
+    (disk full, read-only place) one line and exit code 74."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"engagement: error: {error}", file=sys.stderr)
             return error.exit_code
+        except OSError as error:
+            if args.verbose:
+                raise
+            print(f"engagement: error: {os_error_line(error)}", file=sys.stderr)
+            return IO_ERROR_EXIT
         except KeyboardInterrupt:
             print("engagement: interrupted", file=sys.stderr)
             return 130

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+IO_ERROR_EXIT = 74  # sysexits EX_IOERR: a file could not be read or written (disk full, read-only place, permissions)
+
 
 class UserError(Exception):
     """A problem with the user's input (file, config, camera, roster...): printed as one line, exit code 2."""
@@ -16,3 +20,19 @@ class ModelNotFoundError(UserError):
 # A run completed, but its input decoded to fewer frames than the file declares (truncated or corrupt):
 # the outputs are written and marked ``input_complete: false``; ``--allow-partial`` makes it exit 0.
 EXIT_INCOMPLETE_INPUT = 3
+
+
+class OutputError(UserError):
+    """An output could not be written (disk full, read-only place): one line, exit code 74."""
+
+    exit_code = IO_ERROR_EXIT
+
+
+def os_error_reason(error: OSError) -> str:
+    """The system's reason for a failed read or write, in one line ("No space left on device")."""
+    return error.strerror or (os.strerror(error.errno) if error.errno else str(error).strip().splitlines()[0])
+
+
+def os_error_line(error: OSError) -> str:
+    """One line for a failed read or write: the file, when known, and the system's reason (no traceback, no data)."""
+    return f"{os.fsdecode(error.filename)}: {os_error_reason(error)}" if error.filename else os_error_reason(error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from engagement.annotate import TextAnnotator
 from engagement.config import PipelineConfig
 from engagement.detections import Detections
-from engagement.errors import UserError
+from engagement.errors import OutputError, UserError, os_error_reason
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
 from engagement.pipeline.run import with_running_baseline
@@ -187,6 +188,10 @@ def run_live(
         if not record_path.parent.is_dir():
             raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
         remove_stale_partials(record_path.parent)
+        try:
+            tempfile.TemporaryFile(dir=record_path.parent).close()  # a read-only place fails now, before the models load
+        except OSError as error:
+            raise OutputError(f"cannot record to {record_path}: {os_error_reason(error)}") from None
     view = LiveView(source, config, realtime)
     info = view.info
     recorder = VideoWriter(partial, info.fps, info.width, info.height, config.output.crf, "ultrafast") if partial else None
@@ -205,7 +210,11 @@ def run_live(
     finally:
         view.close()
         if recorder is not None:
-            recorder.close()
+            try:
+                recorder.close()
+            except OSError as error:  # a full disk: no half recording is kept
+                partial.unlink(missing_ok=True)
+                raise OutputError(f"cannot record to {record_path}: {os_error_reason(error)}; the recording was not kept") from error
             if completed:
                 os.replace(partial, record_path)
             else:

@@ -20,7 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from engagement.detections import COCO_KEYPOINTS, Detections
-from engagement.errors import UserError
+from engagement.errors import OutputError, UserError, os_error_reason
 
 # Arrow's default allocator (jemalloc/mimalloc) kept growing the resident memory of a long run by about
 # 1 GB a minute once MediaPipe's threads were busy (measured on a 10-minute video); the system
@@ -121,12 +121,14 @@ class RunDirectory:
             self.path.mkdir(mode=0o700)  # a run describes people: readable by its owner only, whatever the umask
             self.path.chmod(0o700)
         except OSError as error:
-            raise UserError(f"cannot create output directory {self.final}: {error.strerror}") from None
+            raise OutputError(f"cannot create output directory {self.final}: {error.strerror}") from None
         return self.path
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+            if isinstance(exc, OSError):  # a full disk or a read-only place: say which run, and that none of it is left
+                raise OutputError(f"cannot write {self.final}: {os_error_reason(exc)}; nothing of the run was kept") from exc
             return
         if self.final.exists():
             old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"

@@ -4,22 +4,53 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+POSTGRES_ENV = "ENGAGEMENT_TEST_POSTGRES"  # a postgresql+psycopg:// URL of a server where the tests may create databases
 ASSETS = Path(os.environ.get("ENGAGEMENT_ASSETS", REPO.parent / "shared")).resolve()
+
+
+def _missing(message: str) -> None:
+    """Skip locally; fail in CI (``$CI`` set), which always provides assets and a PostgreSQL server."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _require(path: Path) -> Path:
     if not path.exists():
-        message = f"test asset missing: {path} (set ENGAGEMENT_ASSETS to the shared assets folder)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI always has the assets: a missing one is a failure, not a skip
-        pytest.skip(message)
+        _missing(f"test asset missing: {path} (set ENGAGEMENT_ASSETS to the shared assets folder)")
     return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Path]:
+    """A new, empty registry on each backend: a SQLite file, or a database created for the test (and dropped after it)
+    on the PostgreSQL server at ``$ENGAGEMENT_TEST_POSTGRES``."""
+    if request.param == "sqlite":
+        yield tmp_path / "registry.sqlite"
+        return
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        _missing(f"{POSTGRES_ENV} is not set (a postgresql+psycopg:// URL; .ci/run starts a server and sets it)")
+    import sqlalchemy as sa
+
+    name = f"engagement_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +103,15 @@ def classroom_frame(classroom_video: Path):
 @pytest.fixture(scope="session")
 def webcam_video(assets: Path) -> Path:
     return _require(assets / "videos" / "webcam_session_p2.mp4")
+
+
+@pytest.fixture(scope="session")
+def clip(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 3 seconds of the webcam video: the longest run a CLI test may make."""
+    out = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(webcam_video), "-t", "3", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(out)],
+                   check=True, timeout=120)
+    return out
 
 
 @pytest.fixture(scope="session")

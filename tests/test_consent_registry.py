@@ -1,4 +1,5 @@
-"""Consent registry on a real SQLite file: round trips, audit log, withdrawal and purge of session outputs."""
+"""Consent registry on a real SQLite file and a real PostgreSQL database (``registry_location``): round trips, audit
+log, withdrawal and purge of session outputs."""
 
 from __future__ import annotations
 
@@ -18,21 +19,16 @@ from engagement.scoring import PROBABILITY_COLUMNS, summarize
 from engagement.states import STATES
 
 
-@pytest.fixture
-def registry_file(tmp_path: Path) -> Path:
-    return tmp_path / "registry.sqlite"
-
-
-def test_round_trip_survives_reopening(registry_file: Path) -> None:
-    with Registry.open(registry_file) as registry:
+def test_round_trip_survives_reopening(registry_location: str | Path, tmp_path: Path) -> None:
+    with Registry.open(registry_location) as registry:
         registry.add_course("CS101", title="Intro", retention_days=30)
         registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "all lectures, room 2")
         registry.set_consent("S1", "CS101", "consented", dt.date(2026, 9, 2), "2026.1", name="Ada Example")
         registry.set_consent("S2", "CS101", "opted_out", dt.date(2026, 9, 2), seat="B4")
         registry.set_consent("S3", "CS101", "consented")
         registry.set_consent("S3", "CS101", "withdrawn")
-        session_id = registry.record_session("CS101", dt.date(2026, 9, 3), registry_file.parent, "ab" * 32, {1: "S1", 2: "S2"})
-    with Registry.open(str(registry_file)) as registry:
+        session_id = registry.record_session("CS101", dt.date(2026, 9, 3), tmp_path, "ab" * 32, {1: "S1", 2: "S2"})
+    with Registry.open(str(registry_location)) as registry:
         assert registry.course("CS101")["retention_days"] == 30
         assert registry.approvals("CS101")[0]["approver"] == "Dean Placeholder"
         records = {r.student: r for r in registry.consent("CS101")}
@@ -47,18 +43,19 @@ def test_round_trip_survives_reopening(registry_file: Path) -> None:
     assert actions.count("consent_consented") == 2 and "approval_added" in actions and "session_recorded" in actions
 
 
-def test_audit_log_is_append_only(registry_file: Path) -> None:
-    with Registry.open(registry_file) as registry:
+def test_audit_log_is_append_only(registry_location: str | Path) -> None:
+    """Updates, deletes and (PostgreSQL) TRUNCATE are refused by the database; SQLite has no TRUNCATE."""
+    with Registry.open(registry_location) as registry:
         registry.set_consent("S1", "CS101", "consented")
-        for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET action = 'x'"):
-            with pytest.raises(sa.exc.IntegrityError):
+        for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET action = 'x'", "TRUNCATE audit_log", "TRUNCATE TABLE audit_log"):
+            with pytest.raises(sa.exc.DBAPIError):
                 with registry.engine.begin() as connection:
                     connection.execute(sa.text(statement))
         assert len(list(registry.audit_log())) == 3
 
 
-def test_bad_status_is_rejected_and_nothing_written(registry_file: Path) -> None:
-    with Registry.open(registry_file) as registry:
+def test_bad_status_is_rejected_and_nothing_written(registry_location: str | Path) -> None:
+    with Registry.open(registry_location) as registry:
         with pytest.raises(UserError, match="status"):
             registry.set_consent("S1", "CS101", "maybe")  # type: ignore[arg-type]
         assert registry.consent() == []
@@ -86,8 +83,8 @@ def test_default_location_honours_env_and_xdg(tmp_path: Path, monkeypatch: pytes
     assert registry_url(None) == "postgresql://db.example/consent"
 
 
-def test_approval_period_defaults_to_a_year_and_must_not_end_before_it_starts(registry_file: Path) -> None:
-    with Registry.open(registry_file) as registry:
+def test_approval_period_defaults_to_a_year_and_must_not_end_before_it_starts(registry_location: str | Path) -> None:
+    with Registry.open(registry_location) as registry:
         registry.add_course("CS101", "Intro")
         registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2028, 2, 29), "all lectures")
         assert registry.approvals("CS101")[0]["valid_until"] == dt.date(2029, 2, 28)
@@ -99,14 +96,14 @@ def test_approval_period_defaults_to_a_year_and_must_not_end_before_it_starts(re
     assert "Dr. Example" not in audit and "Dean Placeholder" not in audit  # IDs and dates only
 
 
-def test_registry_made_by_the_first_schema_is_upgraded(registry_file: Path) -> None:
+def test_registry_made_by_the_first_schema_is_upgraded(registry_location: str | Path) -> None:
     """A 0001 registry gets course policies and approval periods (one year after each existing approval)."""
     from alembic import command
     from alembic.config import Config
 
     import engagement.consent.registry as module
 
-    engine = sa.create_engine(f"sqlite:///{registry_file}")
+    engine = sa.create_engine(registry_url(registry_location))
     config = Config()
     config.set_main_option("script_location", str(Path(module.__file__).parent / "migrations"))
     with engine.begin() as connection:
@@ -118,7 +115,7 @@ def test_registry_made_by_the_first_schema_is_upgraded(registry_file: Path) -> N
             sa.text("INSERT INTO approvals (course, instructor, approver, approved_on, scope, created_at) "
                     "VALUES ('CS101', 'I', 'A', '2026-03-01', 'all', :now)"), {"now": now})
     engine.dispose()
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         assert registry.approvals("CS101")[0]["valid_until"] == dt.date(2027, 3, 1)
         assert registry.course("CS101")["delete_source"] is False
         registry.require_approval("CS101", dt.date(2027, 3, 1))
@@ -142,10 +139,10 @@ def _fake_run(run_dir: Path, track_students: dict[int, str] | None = None) -> No
         (run_dir / name).write_bytes(b"media")
 
 
-def test_withdraw_removes_every_row_about_the_student(registry_file: Path, tmp_path: Path) -> None:
+def test_withdraw_removes_every_row_about_the_student(registry_location: str | Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _fake_run(run_dir)
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.set_consent("S1", "CS101", "consented", name="Ada Example")
         registry.set_consent("S2", "CS101", "consented")
         registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
@@ -162,7 +159,7 @@ def test_withdraw_removes_every_row_about_the_student(registry_file: Path, tmp_p
     assert not list(run_dir.glob(".*"))  # no temp files left behind
 
 
-def test_withdraw_recomputes_class_figures_without_the_student(registry_file: Path, tmp_path: Path) -> None:
+def test_withdraw_recomputes_class_figures_without_the_student(registry_location: str | Path, tmp_path: Path) -> None:
     """Session score, timeline and state shares must not keep a withdrawn student's rows in their averages."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -173,7 +170,7 @@ def test_withdraw_recomputes_class_figures_without_the_student(registry_file: Pa
     states.to_parquet(run_dir / "states.parquet")
     _, summary = summarize(states, duration_s=80.0, people_excluded=0)
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.set_consent("S1", "CS101", "consented")
         registry.set_consent("S2", "CS101", "consented")
         registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
@@ -185,12 +182,12 @@ def test_withdraw_recomputes_class_figures_without_the_student(registry_file: Pa
     assert scrubbed["state_share"]["bored"] == 0.0 and scrubbed["state_share"]["attentive"] == 1.0
 
 
-def test_withdraw_drops_class_figures_it_cannot_recompute(registry_file: Path, tmp_path: Path) -> None:
+def test_withdraw_drops_class_figures_it_cannot_recompute(registry_location: str | Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _fake_run(run_dir)  # its states table lacks the probability columns
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "session_score": 65.0, "timeline": [], "state_share": {}}))
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.set_consent("S2", "CS101", "consented")
         registry.record_session("CS101", dt.date.today(), run_dir, None, {2: "S2"})
         withdraw_student(registry, "S2")
@@ -209,14 +206,14 @@ def _mentions(run_dir: Path, text: str) -> list[str]:
     return found
 
 
-def test_withdraw_scrubs_every_file_of_the_run(registry_file: Path, tmp_path: Path) -> None:
+def test_withdraw_scrubs_every_file_of_the_run(registry_location: str | Path, tmp_path: Path) -> None:
     """No JSON, CSV or Parquet file of the run keeps the withdrawn student's ID, session.json included."""
     run_dir = tmp_path / "run"
     _fake_run(run_dir, {1: "STU-KEEP-1", 2: "STU-GONE-2"})
     pd.DataFrame({"track_id": [7, 8], "student_id": ["STU-GONE-2", "STU-KEEP-1"]}).to_parquet(run_dir / "mapping.parquet")
     summary = json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").write_text(json.dumps({**summary, "note": {"students_seen": ["STU-GONE-2", "STU-KEEP-1"]}}))
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.set_consent("STU-KEEP-1", "CS101", "consented")
         registry.set_consent("STU-GONE-2", "CS101", "consented")
         registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "STU-KEEP-1", 2: "STU-GONE-2"})
@@ -231,17 +228,17 @@ def test_withdraw_scrubs_every_file_of_the_run(registry_file: Path, tmp_path: Pa
     assert not list(run_dir.glob(".*"))
 
 
-def test_withdraw_unknown_student(registry_file: Path) -> None:
-    with Registry.open(registry_file) as registry, pytest.raises(UserError, match="not in the registry"):
+def test_withdraw_unknown_student(registry_location: str | Path) -> None:
+    with Registry.open(registry_location) as registry, pytest.raises(UserError, match="not in the registry"):
         registry.withdraw("nobody")
 
 
-def test_purge_older_than_zero_removes_todays_session_and_every_file(registry_file: Path, tmp_path: Path) -> None:
+def test_purge_older_than_zero_removes_todays_session_and_every_file(registry_location: str | Path, tmp_path: Path) -> None:
     today, kept = tmp_path / "today", tmp_path / "kept"
     _fake_run(today)
     _fake_run(kept)
     (kept / "notes.txt").write_text("not an output of the run")
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.record_session("CS101", dt.date.today(), today, None, {})
         registry.record_session("CS101", dt.date.today(), kept, None, {})
         purged = purge_sessions(registry, 0)
@@ -251,11 +248,11 @@ def test_purge_older_than_zero_removes_todays_session_and_every_file(registry_fi
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # only what the run did not write survives
 
 
-def test_purge_deletes_only_old_sessions(registry_file: Path, tmp_path: Path) -> None:
+def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path: Path) -> None:
     old, recent = tmp_path / "old", tmp_path / "recent"
     _fake_run(old)
     _fake_run(recent)
-    with Registry.open(registry_file) as registry:
+    with Registry.open(registry_location) as registry:
         registry.record_session("CS101", dt.date.today() - dt.timedelta(days=40), old, None, {})
         registry.record_session("CS101", dt.date.today() - dt.timedelta(days=5), recent, None, {})
         (purged,) = purge_sessions(registry, 30)

@@ -16,15 +16,6 @@ from engagement.sinks import RunDirectory
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def clip(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 3 seconds of the webcam video."""
-    out = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(webcam_video), "-t", "3", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(out)],
-                   check=True, timeout=120)
-    return out
-
-
 def interrupt_mid_run(clip: Path, out: Path, signum: int) -> tuple[subprocess.CompletedProcess, Path]:
     """Start ``engagement process``, send ``signum`` once it is writing frames; the finished process and its partial folder."""
     process = subprocess.Popen([sys.executable, "-m", "engagement.cli", "process", str(clip), "--out", str(out), "--quiet", "--no-report"],

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from engagement.consent.registry import Registry
+from engagement.consent.registry import Registry, Session
 from engagement.errors import UserError
 from engagement.files import write_atomic
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "session.json", "summary.json", *RENDERED_PATTERNS)
 CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
+log = logging.getLogger(__name__)
 
 
 def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
@@ -137,15 +139,35 @@ def _delete(run_dir: Path, patterns: tuple[str, ...]) -> list[str]:
     return [f.name for f in files]
 
 
+def _audited(removed: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of a removal: IDs, dates, counts and file names, not the run folder (its path may
+    hold a user's name)."""
+    return {key: value for key, value in removed.items() if key != "run_dir"}
+
+
+def _scrub_session(registry: Registry, session: Session, student: str) -> dict[str, Any]:
+    """Remove ``student`` from one recorded session's outputs and log it; returns what was removed."""
+    tracks = {t for t, s in session.track_students.items() if s == student}
+    removed = {"session": session.id, **remove_student(session.run_dir, student, tracks)}
+    registry.log("outputs_scrubbed", student, **_audited(removed))
+    return removed
+
+
 def withdraw_student(registry: Registry, student: str, course: str | None = None) -> list[dict[str, Any]]:
     """Withdraw a student and remove them from every recorded session; the audit log gets the list."""
-    removals = []
-    for session in registry.withdraw(student, course):
-        tracks = {t for t, s in session.track_students.items() if s == student}
-        removed = {"session": session.id, **remove_student(session.run_dir, student, tracks)}
-        registry.log("outputs_scrubbed", student, **removed)
-        removals.append(removed)
-    return removals
+    return [_scrub_session(registry, session, student) for session in registry.withdraw(student, course)]
+
+
+def remove_late_opt_outs(registry: Registry, session_id: int, started: dt.datetime) -> list[dict[str, Any]]:
+    """Remove from a just-registered session every mapped student opted out or withdrawn since its run ``started``:
+    such a change was recorded while the session was processed, after its consent was read. Together with
+    ``withdraw_student`` (which finds the session once it is registered) no withdrawal misses a session."""
+    session = next(s for s in registry.sessions() if s.id == session_id)
+    late = registry.not_analysed_since(session.course, started, set(session.track_students.values()))
+    if late:
+        log.warning("%d mapped student(s) opted out or withdrew while this session was processed: their rows were removed, "
+                    "and rendered media that showed them deleted", len(late))
+    return [_scrub_session(registry, session, student) for student in sorted(late)]
 
 
 def purge_sessions(registry: Registry, older_than_days: int, course: str | None = None) -> list[dict[str, Any]]:
@@ -155,7 +177,7 @@ def purge_sessions(registry: Registry, older_than_days: int, course: str | None 
     purged = []
     for session in registry.sessions(course=course, held_on_or_before=cutoff):
         removed = {"session": session.id, "held_on": session.held_on, **delete_outputs(session.run_dir)}
-        registry.forget_session(session.id, removed)
+        registry.forget_session(session.id, _audited(removed))
         purged.append(removed)
     return purged
 
@@ -180,5 +202,5 @@ def delete_source(registry: str | os.PathLike | None, course: str, video: str | 
             source.unlink()
         except OSError as error:
             raise UserError(f"course {course} asks for the analysed recording to be deleted, but {source} cannot be: {error.strerror}") from None
-        opened.log("source_deleted", course, session=session.id, run_dir=str(run), video_sha256=session.video_sha256)
+        opened.log("source_deleted", course, session=session.id, video_sha256=session.video_sha256)
     return True

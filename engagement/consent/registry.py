@@ -2,8 +2,12 @@
 
 A real database (SQLite by default, any SQLAlchemy URL such as PostgreSQL by configuration) whose
 schema is created and upgraded by the Alembic migrations shipped in ``engagement/consent/migrations``
-every time a registry is opened. Each change also appends a row to ``audit_log``, which the database
-itself refuses to update or delete (triggers), so the log is a trustworthy history.
+every time a registry is opened, one migration per transaction, under a lock (a lock file beside a SQLite
+database, an advisory lock on PostgreSQL) so that concurrent first opens wait for each other. Each change also
+appends a row to ``audit_log``, which the database itself refuses to update, delete or truncate (triggers), so the
+log is a trustworthy history. Database errors reach the user as one-line ``UserError``s; the engine never shows
+statement parameters (personal data) in messages or tracebacks, and values too long for their column are refused
+before the database sees them.
 
 The current status of a student in a course is their latest consent record; earlier records stay as
 history. Anyone without a record counts as not consented.
@@ -11,6 +15,7 @@ history. Anyone without a record counts as not consented.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -27,6 +32,10 @@ REGISTRY_ENV = "ENGAGEMENT_REGISTRY"
 Status = Literal["consented", "opted_out", "withdrawn"]
 STATUSES: tuple[str, ...] = ("consented", "opted_out", "withdrawn")
 NOT_ANALYSED: frozenset[str] = frozenset({"opted_out", "withdrawn"})
+POSTGRES_HINT = 'pip install "classroom-engagement[postgres]"'
+MIGRATION_LOCK_KEY = 0x656E6761  # the PostgreSQL advisory lock held while the schema is upgraded ("enga")
+WRITE_LOCK_KEY = 0x656E6762  # the PostgreSQL advisory lock of a write transaction, as SQLite's BEGIN IMMEDIATE
+SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite writer waits for another one before "database is locked"
 
 metadata = sa.MetaData()
 courses = sa.Table(
@@ -136,6 +145,65 @@ def registry_url(url_or_path: str | os.PathLike | None = None) -> str:
     return f"sqlite:///{path}"
 
 
+def _create_engine(url: str) -> Engine:
+    """An engine that never shows statement parameters; ``postgresql://`` means psycopg (the ``[postgres]`` extra),
+    and a missing driver is a UserError with the command that installs it."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as error:
+        raise UserError(f"bad registry URL: {error}") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    shown = parsed.render_as_string(hide_password=True)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    try:
+        engine = sa.create_engine(parsed, hide_parameters=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S} if sqlite else {})
+    except ModuleNotFoundError as error:
+        postgres = parsed.get_backend_name() == "postgresql"
+        hint = f" (the supported PostgreSQL driver, for postgresql:// URLs: {POSTGRES_HINT})" if postgres else ""
+        raise UserError(f"registry {shown} needs the Python module {error.name}, which is not installed{hint}") from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as error:
+        raise UserError(f"bad registry URL {shown!r}: {error}") from None
+    if sqlite:
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys on; transactions begun by ``_sqlite_begin`` rather than by the driver, which would run DDL
+    (migrations) outside any transaction."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """BEGIN IMMEDIATE for writes (a writer waits for another instead of failing half-way), BEGIN for reads."""
+    writes = connection.get_execution_options().get("registry_writes", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _alembic_config() -> Any:
+    """The Alembic configuration of the shipped migrations; ``env.py`` runs them on ``attributes["connection"]``."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+
+
+def _checked(table: sa.Table, **values: Any) -> dict[str, Any]:
+    """``values`` for a row of ``table``; a text longer than its column allows is a UserError naming the column and
+    its limit (never the value: it is personal data), raised before the database sees it."""
+    for key, value in values.items():
+        limit = getattr(table.c[key].type, "length", None)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            raise UserError(f"{table.name}.{key}: longer than {limit} characters")
+    return values
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -164,35 +232,89 @@ class Registry:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writer = engine.execution_options(registry_writes=True)  # BEGIN IMMEDIATE on SQLite
+        sqlite_file = engine.dialect.name == "sqlite" and engine.url.database
+        self.shown = engine.url.database if sqlite_file else engine.url.render_as_string(hide_password=True)  # for messages
 
     @classmethod
     def open(cls, url_or_path: str | os.PathLike | None = None) -> "Registry":
-        """Connect and bring the schema up to date; a bad URL or a file that is no database is a UserError."""
-        url = registry_url(url_or_path)
+        """Connect and bring the schema up to date; a bad URL, a missing driver, a file that is no database or a
+        schema this version does not know is a UserError."""
+        registry = cls(_create_engine(registry_url(url_or_path)))
         try:
-            engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as error:
-            raise UserError(f"bad registry URL {url!r}: {error}") from None
-        if engine.dialect.name == "sqlite":
-            sa.event.listen(engine, "connect", _enable_sqlite_foreign_keys)
-        registry = cls(engine)
-        registry._migrate()
+            registry._migrate()
+        except BaseException:
+            registry.close()
+            raise
         return registry
 
     def _migrate(self) -> None:
+        """Apply the missing migrations one per transaction (a failed one leaves the registry as it was before it),
+        while holding the migration lock; an open of an up-to-date registry takes no lock."""
         from alembic import command
-        from alembic.config import Config
+        from alembic.script import ScriptDirectory
 
-        config = Config()
-        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        config = _alembic_config()
+        order = [revision.revision for revision in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))]
+        with self._database_errors(f"cannot open registry {self.shown}"):
+            if self._revision(order) == order[-1]:
+                return
+            with self._migration_lock():
+                while (current := self._revision(order)) != order[-1]:
+                    target = order[order.index(current) + 1] if current else order[0]
+                    with self._database_errors(f"cannot upgrade registry {self.shown} to schema {target} (left as it was before)"):
+                        with self._writer.begin() as connection:
+                            config.attributes["connection"] = connection
+                            command.upgrade(config, target)
+
+    def _revision(self, known: list[str]) -> str | None:
+        """The schema revision the database is at (None: empty); one this version does not know is a UserError."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        if current is not None and current not in known:
+            raise UserError(
+                f"registry {self.shown} has schema revision {current[:32]!r}, which this version of classroom-engagement does "
+                f"not know (known: {', '.join(known)}): open it with the version that made it, or restore a backup"
+            )
+        return current
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Held while the schema is upgraded: a lock file beside a SQLite database, an advisory lock on PostgreSQL
+        (other databases: none, so open a new registry once before sharing it)."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        elif self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
+            import fcntl
+
+            path = Path(f"{self.engine.url.database}.lock")
+            try:
+                descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as error:
+                raise UserError(f"cannot lock registry {path}: {error.strerror}") from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(descriptor)
+        else:
+            yield
+
+    @contextlib.contextmanager
+    def _database_errors(self, doing: str | None = None) -> Iterator[None]:
+        """Turn a database error into a one-line UserError: the driver's first line, never the SQL or its values."""
         try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+            yield
         except sa.exc.SQLAlchemyError as error:
-            self.engine.dispose()
-            reason = str(getattr(error, "orig", error)).splitlines()[0]
-            raise UserError(f"cannot open registry {self.engine.url!r}: {reason}") from None
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            raise UserError(f"{doing or 'registry ' + self.shown}: {reason}") from error
 
     def close(self) -> None:
         self.engine.dispose()
@@ -203,13 +325,28 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _transaction(self) -> Any:
-        return self.engine.begin()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction; writers take turns (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two
+        that add the same course or student at once wait for each other instead of one failing."""
+        with self._database_errors(), self._writer.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+            yield connection
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for reads; database errors become UserErrors."""
+        with self._database_errors(), self.engine.connect() as connection:
+            yield connection
 
     @staticmethod
     def _audit(connection: Connection, action: str, subject: str | None, **details: Any) -> None:
+        """Append to the audit log: IDs, dates and counts only (callers pass no names and no paths)."""
         connection.execute(
-            audit_log.insert().values(at=_now(), action=action, subject=subject, details=json.dumps(details, default=str, sort_keys=True))
+            audit_log.insert().values(**_checked(
+                audit_log, at=_now(), action=action, subject=subject, details=json.dumps(details, default=str, sort_keys=True)
+            ))
         )
 
     # Courses and approvals -------------------------------------------------------------------------
@@ -230,17 +367,18 @@ class Registry:
         existing = connection.execute(sa.select(courses).where(courses.c.code == code)).first()
         settings = {"title": title, "retention_days": retention_days, "delete_source": delete_source}
         if existing is None:
-            connection.execute(courses.insert().values(code=code, created_at=_now(), **{k: v for k, v in settings.items() if v is not None}))
+            given = {k: v for k, v in settings.items() if v is not None}
+            connection.execute(courses.insert().values(**_checked(courses, code=code, created_at=_now(), **given)))
             self._audit(connection, "course_added", code, **settings)
             return
         changes = {k: v for k, v in settings.items() if v is not None and v != existing._mapping[k]}
         if changes:
-            connection.execute(courses.update().where(courses.c.code == code).values(**changes))
+            connection.execute(courses.update().where(courses.c.code == code).values(**_checked(courses, **changes)))
             self._audit(connection, "course_changed", code, **changes)
 
     def course(self, code: str) -> dict[str, Any]:
         """The course row; an unknown course is a UserError saying how to add it."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return self._course(connection, code)
 
     @staticmethod
@@ -255,7 +393,7 @@ class Registry:
 
     def courses(self) -> list[dict[str, Any]]:
         """Every course row, by code."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(sa.select(courses).order_by(courses.c.code))]
 
     def add_approval(
@@ -269,10 +407,10 @@ class Registry:
         with self._transaction() as connection:
             self._course(connection, course)
             approval_id = connection.execute(
-                approvals.insert().values(
-                    course=course, instructor=instructor, approver=approver, approved_on=approved_on, valid_until=valid_until,
-                    scope=scope, created_at=_now(),
-                )
+                approvals.insert().values(**_checked(
+                    approvals, course=course, instructor=instructor, approver=approver, approved_on=approved_on,
+                    valid_until=valid_until, scope=scope, created_at=_now(),
+                ))
             ).inserted_primary_key[0]
             self._audit(connection, "approval_added", course, approval=approval_id, approved_on=approved_on, valid_until=valid_until)
         return int(approval_id)
@@ -291,7 +429,7 @@ class Registry:
 
     def approvals(self, course: str) -> list[dict[str, Any]]:
         """Every approval recorded for ``course``, oldest first."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             rows = connection.execute(sa.select(approvals).where(approvals.c.course == course).order_by(approvals.c.id))
             return [dict(row._mapping) for row in rows]
 
@@ -320,10 +458,10 @@ class Registry:
                 self._upsert_course(connection, record.course)
                 self._upsert_student(connection, record.student, record.name)
                 connection.execute(
-                    consent_records.insert().values(
-                        student=record.student, course=record.course, status=record.status, recorded_on=record.recorded_on,
-                        form_version=record.form_version, seat=record.seat, created_at=_now(),
-                    )
+                    consent_records.insert().values(**_checked(
+                        consent_records, student=record.student, course=record.course, status=record.status,
+                        recorded_on=record.recorded_on, form_version=record.form_version, seat=record.seat, created_at=_now(),
+                    ))
                 )
                 self._audit(
                     connection, "consent_" + record.status, record.student, course=record.course,
@@ -333,10 +471,10 @@ class Registry:
     def _upsert_student(self, connection: Connection, student: str, name: str | None) -> None:
         existing = connection.execute(sa.select(students).where(students.c.id == student)).first()
         if existing is None:
-            connection.execute(students.insert().values(id=student, name=name, created_at=_now()))
+            connection.execute(students.insert().values(**_checked(students, id=student, name=name, created_at=_now())))
             self._audit(connection, "student_added", student, named=name is not None)
         elif name is not None and name != existing.name:
-            connection.execute(students.update().where(students.c.id == student).values(name=name))
+            connection.execute(students.update().where(students.c.id == student).values(**_checked(students, name=name)))
             self._audit(connection, "student_renamed", student)
 
     def consent(self, course: str | None = None) -> list[ConsentRecord]:
@@ -354,7 +492,7 @@ class Registry:
         )
         if course is not None:
             query = query.where(consent_records.c.course == course)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [
                 ConsentRecord(r.student, r.course, r.status, r.recorded_on, r.form_version, r.seat, r.name)
                 for r in connection.execute(query)
@@ -366,6 +504,21 @@ class Registry:
     def opted_out_students(self, course: str) -> set[str]:
         """Students whose current status in ``course`` is opted out or withdrawn."""
         return {r.student for r in self.consent(course) if r.status in NOT_ANALYSED}
+
+    def not_analysed_since(self, course: str, since: dt.datetime, candidates: set[str]) -> set[str]:
+        """Which of ``candidates`` were opted out of or withdrawn from ``course`` at or after ``since`` and still are:
+        a run that started at ``since`` may hold their rows."""
+        if not candidates:
+            return set()
+        query = sa.select(consent_records.c.student).where(
+            consent_records.c.course == course,
+            consent_records.c.student.in_(sorted(candidates)),
+            consent_records.c.status.in_(sorted(NOT_ANALYSED)),
+            consent_records.c.created_at >= since,
+        )
+        with self._reading() as connection:
+            changed = set(connection.execute(query).scalars())
+        return changed & self.opted_out_students(course)
 
     def withdraw(self, student: str, course: str | None = None) -> list[Session]:
         """Mark a student withdrawn (in one course or all of theirs), erase their name; returns the
@@ -402,17 +555,18 @@ class Registry:
                 self._upsert_student(connection, student, None)
             session_id = int(
                 connection.execute(
-                    sessions.insert().values(
-                        course=course, held_on=date, run_dir=str(Path(run_dir).resolve()), video_sha256=video_sha256, created_at=_now()
-                    )
+                    sessions.insert().values(**_checked(
+                        sessions, course=course, held_on=date, run_dir=str(Path(run_dir).resolve()), video_sha256=video_sha256,
+                        created_at=_now(),
+                    ))
                 ).inserted_primary_key[0]
             )
             if track_students:
                 connection.execute(
                     session_tracks.insert(),
-                    [{"session_id": session_id, "track_id": int(t), "student": s} for t, s in track_students.items()],
+                    [_checked(session_tracks, session_id=session_id, track_id=int(t), student=s) for t, s in track_students.items()],
                 )
-            self._audit(connection, "session_recorded", course, session=session_id, run_dir=str(run_dir), tracks=len(track_students))
+            self._audit(connection, "session_recorded", course, session=session_id, tracks=len(track_students))
         return session_id
 
     def sessions(self, course: str | None = None, held_on_or_before: dt.date | None = None) -> list[Session]:
@@ -422,7 +576,7 @@ class Registry:
             query = query.where(sessions.c.course == course)
         if held_on_or_before is not None:
             query = query.where(sessions.c.held_on <= held_on_or_before)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             rows = connection.execute(query).all()
             tracks = connection.execute(sa.select(session_tracks)).all()
         by_session: dict[int, dict[int, str]] = {}
@@ -447,13 +601,8 @@ class Registry:
 
     def audit_log(self) -> Iterator[dict[str, Any]]:
         """Every audit entry, oldest first, with ``details`` decoded."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             rows = connection.execute(sa.select(audit_log).order_by(audit_log.c.id)).all()
         for row in rows:
             yield {**row._mapping, "details": json.loads(row.details)}
 
-
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

@@ -105,18 +105,21 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]
     return record
 
 
-def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any]) -> None:
-    """With a course set, remember the run in the consent registry so withdrawal and purge can find it."""
+def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any], started: datetime) -> None:
+    """With a course set, remember the run in the consent registry so withdrawal and purge can find it, then remove
+    the students who opted out or withdrew since the run ``started`` (their change came too late for its consent)."""
+    from engagement.consent.outputs import remove_late_opt_outs
     from engagement.consent.registry import Registry
 
     with Registry.open(config.consent.registry) as registry:
-        registry.record_session(
+        session_id = registry.record_session(
             config.consent.course,
             datetime.now(timezone.utc).date(),
             run_dir,
             session["input"]["sha256"],
             {int(t): s for t, s in config.consent.track_students.items()},
         )
+        remove_late_opt_outs(registry, session_id, started)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def process_video(
     directory; returns the session record."""
     from tqdm import tqdm
 
+    started_at = datetime.now(timezone.utc)  # consent changes from now on are applied to the run when it is registered
     source = FrameSource(video)  # opens and validates the input before any output exists
     two_passes = not source.info.is_live  # a camera or stream cannot be read twice
     if not two_passes:
@@ -71,7 +73,7 @@ def process_video(
 
             build_report(directory)
     if config.consent.course is not None:
-        register_session(config, Path(out), session)
+        register_session(config, Path(out), session, started_at)
         from engagement.consent.outputs import delete_source
         delete_source(config.consent.registry, config.consent.course, video, out)
     return session

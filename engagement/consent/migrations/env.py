@@ -1,4 +1,6 @@
-"""Alembic environment: always runs on the connection that ``Registry`` hands over."""
+"""Alembic environment: runs on the connection that ``Registry`` hands over, already inside the one transaction
+``Registry._migrate`` opens for each migration (so ``begin_transaction`` below adds none, and a failed migration is
+rolled back whole)."""
 
 from alembic import context
 
