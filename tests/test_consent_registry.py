@@ -260,3 +260,12 @@ def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path
         assert any(e["action"] == "session_purged" for e in registry.audit_log())
     assert purged["folder_removed"] and not old.exists()
     assert (recent / "tracks.parquet").exists()
+
+
+def test_a_new_sqlite_registry_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "private" / "registry.sqlite"
+    with Registry.open(path) as registry:
+        registry.add_course("CS101", "Intro")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -139,9 +139,11 @@ def registry_url(url_or_path: str | os.PathLike | None = None) -> str:
     if path.is_dir():
         raise UserError(f"registry {path} is a folder; give a file such as {path / 'registry.sqlite'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The registry holds students' consent (and optional names): a new one is readable by its owner only.
+        os.close(os.open(path, os.O_CREAT | os.O_RDONLY, 0o600))
     except OSError as error:
-        raise UserError(f"cannot create the registry folder {path.parent}: {error.strerror}") from None
+        raise UserError(f"cannot create the registry {path}: {error.strerror}") from None
     return f"sqlite:///{path}"
 
 
