@@ -180,7 +180,8 @@ class Tracker:
         raw = [([x1, y1, x2 - x1, y2 - y1], float(conf), 0) for (x1, y1, x2, y2), conf in zip(xyxy, detections.confidence)]
         tracks = self._deepsort.update_tracks(raw, embeds=list(embeds), others=list(range(len(detections))))
         result = self._assign(detections, tracks)
-        result.data["embedding"] = np.asarray(embeds, np.float32).reshape(len(detections), -1)
+        result.data["embedding"] = np.asarray(embeds, np.float32).reshape(len(detections), -1) if len(detections) \
+            else np.empty((0, 1), np.float32)
         return result
 
     @staticmethod

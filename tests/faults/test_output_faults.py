@@ -37,3 +37,23 @@ def test_live_record_to_a_place_that_cannot_take_it(
         line = one_line_error(result, exit_code=74)
         assert line == f"engagement: error: cannot record to {place / 'view.mp4'}: {reason}"
         assert [path.name for path in place.iterdir()] == ([] if read_only else ["filler"])  # no half recording
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["lecture", "webcam"])
+def test_an_empty_room_is_an_ordinary_video(tmp_path: Path, pipeline: str) -> None:
+    """Nobody in view for many analysis frames in a row (an empty room, a missed close-up): no crash, empty tables."""
+    import numpy as np
+    import pandas as pd
+
+    from engagement.cli import main
+    from engagement.sinks import VideoWriter
+
+    video = tmp_path / "empty_room.mp4"
+    writer = VideoWriter(video, 30.0, 320, 240)
+    for index in range(60):
+        writer.write(np.full((240, 320, 3), 40 + index % 3, np.uint8))
+    writer.close()
+    out = tmp_path / "run"
+    assert main(["process", str(video), "--out", str(out), "--pipeline", pipeline, "--quiet", "--no-report"]) == 0
+    assert pd.read_parquet(out / "tracks.parquet").empty and pd.read_parquet(out / "states.parquet").empty
