@@ -30,7 +30,7 @@ def test_withdrawal_during_processing_reaches_the_session(clip: Path, tmp_path: 
     mapping = ", ".join(f"{track}: {student}" for track, student in TRACKS.items())
     settings = [f"consent.registry={json.dumps(str(registry_path))}", "consent.course=CS101", f"consent.track_students={{{mapping}}}"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "engagement.cli", "process", str(clip), "--out", str(out), "--quiet", "--no-report",
+        [sys.executable, "-m", "engagement.cli", "process", str(clip), "--out", str(out), "--no-report",  # no --quiet: it hides warnings
          *[arg for setting in settings for arg in ("--set", setting)]],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
