@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import cv2
@@ -299,30 +298,14 @@ def test_cli_and_course_comparison(tmp_path: Path, capsys: pytest.CaptureFixture
     assert build_comparison(runs[:1], tmp_path / "single")["pdf"].is_file()
 
 
-def test_html_opens_in_headless_chromium(full_report: dict[str, Path], tmp_path: Path) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed in CI (apt-get install chromium chromium-driver)")
-        pytest.skip("chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
-    try:
-        browser.get(full_report["html"].as_uri())
-        assert browser.title.startswith("Engagement report: BIO-101")
-        loaded = browser.execute_script(
-            "return Array.from(document.images).map(image => image.complete && image.naturalWidth > 0)")
-        assert loaded == [True] * 5
-        assert browser.execute_script("return document.querySelectorAll('section').length") == len(SECTIONS)
-        severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    finally:
-        browser.quit()
+def test_html_opens_in_headless_chromium(full_report: dict[str, Path], browser) -> None:
+    browser.get(full_report["html"].as_uri())
+    assert browser.title.startswith("Engagement report: BIO-101")
+    loaded = browser.execute_script(
+        "return Array.from(document.images).map(image => image.complete && image.naturalWidth > 0)")
+    assert loaded == [True] * 5
+    assert browser.execute_script("return document.querySelectorAll('section').length") == len(SECTIONS)
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not severe, severe
 
 

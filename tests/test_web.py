@@ -6,9 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
 import re
-import shutil
 import socket
 import threading
 import time
@@ -293,26 +291,6 @@ def server(runs: Path, registry_path: Path) -> Iterator[str]:
         httpd.shutdown()
         thread.join()
         app.extensions["registry"].close()
-
-
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver")
-    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver must be installed in CI (apt-get install chromium chromium-driver)")
-        pytest.skip("chromium or chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
 
 
 def wait_for(condition: Any, seconds: float) -> Any:
