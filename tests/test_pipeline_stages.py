@@ -121,6 +121,7 @@ def test_render_worker_pairs_each_frame_with_its_own_faces():
     assert Writer.written == [(i, i) for i in range(12)]
 
 
+@pytest.mark.slow
 def test_appearance_embedder_shapes_and_norm():
     from engagement.tracker import AppearanceEmbedder
 
@@ -132,6 +133,7 @@ def test_appearance_embedder_shapes_and_norm():
     assert embedder(frame, np.zeros((0, 4))).shape == (0, 1280)
 
 
+@pytest.mark.slow
 def test_openvino_embedder_matches_torch_and_is_cached(tmp_path, monkeypatch, classroom_frame):
     from engagement.tracker import AppearanceEmbedder
 

@@ -31,6 +31,7 @@ def test_policy_all_leaks_no_face(classroom_video: Path, anonymized_classroom: P
     assert totals["leak_frames"] == 0 and totals["leaked_faces"] == 0
 
 
+@pytest.mark.slow
 def test_cli_flags_an_untouched_copy(classroom_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "copy.mp4"
     shutil.copy(classroom_video, copy)
@@ -55,6 +56,7 @@ def anonymized_classroom_short(classroom_video: Path, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_missing_or_unreadable_video(classroom_video: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
         leak_check(classroom_video, tmp_path / "missing.mp4")
