@@ -77,6 +77,12 @@ class ConsentConfig:
     track_students: dict[int, str] = field(default_factory=dict)  # track id -> student id, after a first pass
 
 
+# Measured on the shared classroom and webcam videos: a blurred or pixelated face 1.5x its box is still
+# found by YuNet (hair and head outline around it look like a face), at 2x it is not; a solid fill
+# hides it at 1.5x. So blur and pixelate masks must be at least 2x the face.
+METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
+
+
 @dataclass
 class AnonymizerConfig:
     """Face anonymization: face detector boxes plus pose head regions, enlarged and held."""
@@ -84,7 +90,7 @@ class AnonymizerConfig:
     face_model: str = "face_detection_yunet_2026may.onnx"
     face_confidence: float = 0.5
     method: Literal["blur", "pixelate", "fill"] = "blur"
-    mask_scale: float = 1.5  # mask size relative to the face box (at least 1.3)
+    mask_scale: float = 2.0  # mask size relative to the face box (at least METHOD_MIN_SCALE[method])
     hold_s: float = 1.0  # keep a mask this long after the face was last seen
     face_every: int = 3  # face detector at full resolution on every k-th output frame...
     face_input_width: int = 640  # ...and downscaled to this width on the others (0: always full resolution)
@@ -92,6 +98,14 @@ class AnonymizerConfig:
     # held sideways, a video turned without rotation metadata); a turn in which it finds faces is then searched on
     # every frame for the next two periods. 0 turns it off.
     turned_faces_every_s: float = 1.0
+
+    def validate(self) -> "AnonymizerConfig":
+        """A mask too small for its method lets the face detector find the obscured face again: refuse it
+        rather than enlarge it silently, so that the configuration and ``session.json`` say what runs."""
+        minimum = METHOD_MIN_SCALE[self.method]
+        if self.mask_scale < minimum:
+            raise UserError(f"anonymizer.mask_scale must be at least {minimum} for method {self.method}, got {self.mask_scale}")
+        return self
 
 
 @dataclass
@@ -155,8 +169,7 @@ class PipelineConfig:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
-        if self.anonymizer.mask_scale < 1.3:
-            raise UserError(f"anonymizer.mask_scale must be at least 1.3, got {self.anonymizer.mask_scale}")
+        self.anonymizer.validate()
         if self.models_dir is not None and not Path(self.models_dir).expanduser().is_dir():
             raise UserError(f"models_dir {self.models_dir} does not exist or is not a folder")
         for i, zone in enumerate(self.consent.opted_out_seats):

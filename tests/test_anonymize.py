@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
-from engagement.config import AnonymizerConfig
+from engagement.anonymize import Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
+from engagement.config import METHOD_MIN_SCALE, AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
 
 
