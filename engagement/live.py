@@ -176,5 +176,5 @@ def run_live(
         "display_fps": shown / elapsed if elapsed else 0.0,
         "analysed": worker.analysed,
         "analysis_fps": worker.analysed / elapsed if elapsed else 0.0,
-        "track_ids": analyzer.tracklets.tracking_record()["confirmed_tracks"],
+        "track_ids": analyzer.tracklets.tracking_record().confirmed_tracks,
     }

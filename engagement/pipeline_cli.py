@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engagement.config import PipelineConfig, load_pipeline
 from engagement.errors import UserError
+from engagement.session import SessionRecord
 
 
 def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) -> None:
@@ -55,25 +56,25 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return videos
 
 
-def describe(out: str | Path, session: dict) -> str:
+def describe(out: str | Path, session: SessionRecord) -> str:
     """One line about a finished run: speed (with and without the one-time model loading), tracking, consent and
     the blur policy that ran."""
     from engagement.consent.stage import BLURRED_BY_POLICY
 
-    policy = session["consent"]["policy"]
-    tracking = session["tracking"]
-    ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
-    if tracking.get("id_ratio_before_stitching") is not None:
-        ratio += f", {tracking['id_ratio_before_stitching']:.2f} before stitching {tracking['tracklets_before_stitching']} tracklets"
-    seconds = session["timings_s"]["total"]
-    loading = session["timings_s"].get("load_models", 0.0)
-    duration = session["input"]["duration_s"]
+    policy = session.consent.policy
+    tracking = session.tracking
+    ratio = "n/a" if tracking.id_ratio is None else f"{tracking.id_ratio:.2f}"
+    if tracking.id_ratio_before_stitching is not None:
+        ratio += f", {tracking.id_ratio_before_stitching:.2f} before stitching {tracking.tracklets_before_stitching} tracklets"
+    seconds = session.timings_s["total"]
+    loading = session.timings_s.get("load_models", 0.0)
+    duration = session.input.duration_s
     return (
-        f"{out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
+        f"{out}: {session.input.frames} frames ({session.frames_analysed} analysed) in {seconds:.1f} s, "
         f"{duration / seconds:.2f}x real time ({duration / max(seconds - loading, 1e-9):.2f}x after "
-        f"{loading:.1f} s of model loading); {tracking['confirmed_tracks']} track IDs for at most "
-        f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
-        f"{session['consent']['people_excluded']} excluded by consent; faces hidden: "
+        f"{loading:.1f} s of model loading); {tracking.confirmed_tracks} track IDs for at most "
+        f"{tracking.max_people_in_frame} people in a frame (ID ratio {ratio}); "
+        f"{session.consent.people_excluded} excluded by consent; faces hidden: "
         f"{BLURRED_BY_POLICY.get(policy, policy)} (consent.blur: {policy})"
     )
 

@@ -4,7 +4,7 @@ The twin of ``engagement.consent.stage.ConsentStage``: both run on each analysis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from engagement.config import PipelineConfig
 from engagement.consent.stage import analysable
 from engagement.detections import Detections
 from engagement.models import file_sha256
+from engagement.session import ClassifierRecord
 
 if TYPE_CHECKING:
     from engagement.pipeline.analyse import StageTimer
@@ -37,12 +38,12 @@ class StateStage:
         # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
         self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
-    def classifier_record(self) -> dict[str, Any]:
+    def classifier_record(self) -> ClassifierRecord:
         """Provenance of the state classifier, with its model card for the report."""
         from engagement.classifier.model import PACKAGED_WEIGHTS
 
         path = Path(self.weights) if self.weights else PACKAGED_WEIGHTS
-        return {"name": "engagement state classifier", "file": str(path), "sha256": file_sha256(path), "card": self.classifier.model_card()}
+        return ClassifierRecord(name="engagement state classifier", file=str(path), sha256=file_sha256(path), card=self.classifier.model_card())
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
         from engagement.states import STATES

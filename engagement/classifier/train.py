@@ -69,7 +69,7 @@ def augment(
 
 
 def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
-                     card: dict[str, Any] | None = None) -> tuple[StateClassifier, dict[str, int]]:
+) -> tuple[StateClassifier, dict[str, int]]:
     """Fit standardisation on the real rows, augment, fit the MLP on the ``labels`` (each mapped to its state
     index in ``y``); returns the model and row counts."""
     from sklearn.neural_network import MLPClassifier
@@ -85,8 +85,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
     mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=L2_ALPHA, learning_rate_init=1e-3, max_iter=300,
                         batch_size=128, random_state=seed)
     mlp.fit(Z, targets_fit, sample_weight=weights)
-    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states,
-                            card=card or {})
+    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states)
     return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
 
 
@@ -122,7 +121,7 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
     twice: with all its labels, and with only the dataset's own (as a pipeline with ``labels_of`` runs it)."""
     labels = dataset_states(features.dataset)
     if majority_state is None:
-        majority_state = int(model.card.get("majority_state", {}).get(features.dataset, labels[0]))
+        majority_state = int(model.card.majority_state.get(features.dataset, labels[0]))
     contenders = {"model": model, "model_own_labels": model.only_labels_of(features.dataset),
                   "majority": MajorityClassifier(majority_state), "rules": RuleBasedClassifier()}
     return {
@@ -190,7 +189,7 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed)
-    model.card["majority_state"] = majority_states(covered)
+    model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
 

@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from engagement.detections import Detections
 from engagement.pipeline.analyse import Analyzer
+from engagement.session import TrackingRecord
 from engagement.stitch import relabel, stitch
 
 
-def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> dict[str, Any]:
+def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> TrackingRecord:
     """Apply the track-level decisions to ``keyframes`` in place; returns the stitching record for session.json."""
     online = analyzer.tracklets.tracking_record()
     mapping: dict[int, int] = {}
@@ -25,9 +26,5 @@ def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> dict[str, An
             relabel((keyframes[index] for index in sorted(keyframes)), mapping)
     if analyzer.states is not None:
         analyzer.states.settle(analyzer.timer)
-    return {
-        **analyzer.tracklets.tracking_record(mapping),
-        "tracklets_before_stitching": online["confirmed_tracks"],
-        "id_ratio_before_stitching": online["id_ratio"],
-        "stitched": bool(analyzer.config.tracker.stitch),
-    }
+    return replace(analyzer.tracklets.tracking_record(mapping), tracklets_before_stitching=online.confirmed_tracks,
+                   id_ratio_before_stitching=online.id_ratio, stitched=analyzer.config.tracker.stitch)
