@@ -184,6 +184,16 @@ class VideoWriter:
             raise self._error
 
 
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write ``image`` as a PNG atomically (a reader never sees half a file)."""
+    from engagement.files import write_atomic
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError(f"could not encode the {image.shape[1]}x{image.shape[0]} frame as PNG")
+    write_atomic(path, lambda stream: stream.write(encoded.tobytes()))
+
+
 def copy_audio(video_path: Path, audio_source: str, out_path: Path) -> bool:
     """Mux the audio streams of ``audio_source`` into ``video_path``, writing ``out_path``; False if it has none."""
     import av

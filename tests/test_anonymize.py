@@ -41,7 +41,7 @@ def face_detector(models_dir: Path) -> FaceDetector:
 @pytest.mark.slow
 @pytest.mark.parametrize("input_width", [0, 640])
 def test_openvino_face_detector_matches_opencv(models_dir: Path, classroom_video: Path, input_width: int) -> None:
-    from engagement.privacy import read_frames
+    from engagement.sources import read_frames
 
     name = AnonymizerConfig().face_model
     reference = FaceDetector(name, 0.5, input_width, str(models_dir), backend="opencv")

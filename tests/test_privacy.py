@@ -11,7 +11,8 @@ import pytest
 from engagement.cli import main
 from engagement.config import AnonymizerConfig
 from engagement.errors import UserError
-from engagement.privacy import anonymize_video, leak_check, read_frames
+from engagement.privacy import anonymize_video, leak_check
+from engagement.sources import read_frames
 
 FRAMES = 149  # the whole classroom video: faces turn towards the camera late in it (frames 94, 112)
 
