@@ -17,13 +17,12 @@ from typing import Any, Callable
 import numpy as np
 
 from engagement.config import AnonymizerConfig
-from engagement.detections import KEYPOINT_INDEX, Detections
+from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, Detections
 from engagement.errors import UserError
 from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_model
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
-KEYPOINT_MIN_SCORE = 0.3
 MASK_MATCH_IOU = 0.3  # a new mask this close to a held one replaces it instead of piling up
 OBSCURE_CELLS = 3  # blur and pixelate reduce a mask to 3x3 cells
 YUNET_STRIDES = (8, 16, 32)

@@ -61,6 +61,10 @@ class SeatZone:
     polygon: list[list[float]] = field(default_factory=list)
 
 
+BlurPolicy = Literal["unconsented", "opted_out", "all", "none"]
+BLUR_POLICIES: tuple[BlurPolicy, ...] = typing.get_args(BlurPolicy)
+
+
 @dataclass
 class ConsentConfig:
     """Who may be analysed, and who is blurred."""
@@ -71,7 +75,7 @@ class ConsentConfig:
     # Whose faces are hidden. "unconsented" (default, fails closed): every face without a consent record, that is
     # everyone unless a registry course maps the track to a consented student. "opted_out": only rows opted out
     # (a seat, a student's record, or unknown): without a registry, confirmed tracks are shown. "all", "none".
-    blur: Literal["unconsented", "opted_out", "all", "none"] = "unconsented"
+    blur: BlurPolicy = "unconsented"
     unknown: Literal["blur", "analyze"] = "blur"  # people the pipeline cannot place
     opted_out_seats: list[SeatZone] = field(default_factory=list)
     track_students: dict[int, str] = field(default_factory=dict)  # track id -> student id, after a first pass

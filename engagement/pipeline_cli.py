@@ -8,7 +8,7 @@ import sys
 
 from pathlib import Path
 
-from engagement.config import PipelineConfig, load_pipeline
+from engagement.config import BLUR_POLICIES, PipelineConfig, load_pipeline
 from engagement.errors import UserError
 from engagement.session import SessionRecord
 
@@ -20,7 +20,7 @@ def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) 
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--models-dir", help="folder holding model weights")
     parser.add_argument(
-        "--blur", choices=["unconsented", "opted_out", "all", "none"],
+        "--blur", choices=BLUR_POLICIES,
         help="whose faces are hidden: unconsented (default: everyone without a consent record), opted_out, all, none",
     )
 

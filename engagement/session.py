@@ -13,6 +13,7 @@ from typing import Any
 
 from engagement.classifier.card import ModelCard
 from engagement.config import PipelineConfig
+from engagement.files import SESSION_JSON
 from engagement.records import OMIT_IF_NONE, from_json, read_json_object, to_json, write_json
 
 
@@ -102,7 +103,7 @@ class SessionRecord:
 
     @classmethod
     def from_json(cls, data: Any) -> "SessionRecord":
-        return from_json(cls, data, "session.json")
+        return from_json(cls, data, SESSION_JSON)
 
     @classmethod
     def read(cls, path: Path) -> "SessionRecord":

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from engagement.detections import COCO_KEYPOINTS, Detections
 from engagement.errors import UserError
+from engagement.files import SESSION_JSON
 
 # Arrow's default allocator (jemalloc/mimalloc) kept growing the resident memory of a long run by about
 # 1 GB a minute once MediaPipe's threads were busy (measured on a 10-minute video); the system
@@ -36,7 +37,7 @@ PARTIAL_NAME = re.compile(r"\..+\.partial-(?P<pid>[0-9]+)(\.mp4)?")
 def is_run(folder: Path) -> bool:
     """Whether ``folder`` holds this project's ``session.json`` (a JSON object with ``engagement_version``)."""
     try:
-        session = json.loads((folder / "session.json").read_text())
+        session = json.loads((folder / SESSION_JSON).read_text())
     except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON
         return False
     return isinstance(session, dict) and "engagement_version" in session
@@ -108,7 +109,7 @@ class RunDirectory:
         if self.final.exists() and not self.final.is_dir():
             raise UserError(f"{self.final} exists and is not a directory")
         if self.final.exists() and not (is_run(self.final) or _is_empty(self.final)):
-            raise UserError(f"{self.final} is not a run (it has no session.json of this project): --overwrite replaces only runs; nothing was deleted")
+            raise UserError(f"{self.final} is not a run (it has no {SESSION_JSON} of this project): --overwrite replaces only runs; nothing was deleted")
         self.overwrite = overwrite
         self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
 
