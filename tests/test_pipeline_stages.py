@@ -371,3 +371,29 @@ def test_session_baseline_compares_each_track_with_its_whole_session():
         assert f.data["state"][2] == "" and np.isnan(f.data["score"][2])
         assert (f.data["state"][1] == "") == bool(f.data["opted_out"][1])
         assert f.data["state"][0] != ""
+
+
+def test_state_of_tracks_gone_longer_than_the_tracker_keeps_them_is_freed():
+    from engagement.classifier.stage import StateStage
+    from engagement.config import PipelineConfig
+
+    config = PipelineConfig()
+    stage = StateStage(config)
+    step_s = 1 / config.analysis_fps
+    lifetime = 5  # analysis frames each synthetic student is seen for
+    frame = np.zeros((120, 400, 3), np.uint8)
+    held = []
+    for step in range(600):  # 120 s, a new pair of short-lived tracks every second
+        first = step // lifetime * 2
+        # people 20 px wide: their faces are below min_face_px, so no landmarker is loaded
+        people = Detections.from_boxes(np.array([[10, 10, 30, 70], [200, 10, 220, 70]], np.float32))
+        people.track_id[:] = [first, first + 1]
+        people.data["opted_out"] = np.zeros(2, bool)
+        stage(frame, people, step * step_s, StageTimer())
+        features = stage.features
+        held.append(len(set(features._history) | set(features._faces) | set(features.calibration._stats)
+                        | set(stage.smoother._state)))
+    assert held[-1] > 0 and first + 2 == 240
+    # the tracks analysed within the last max_age_s (and the pair in view), not the 240 seen
+    most = 2 * (config.tracker.max_age_s / (lifetime * step_s) + 2)
+    assert max(held) <= most, (max(held), most)

@@ -35,6 +35,8 @@ class StateStage:
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
         self.session_baseline = config.classifier.baseline == "session"
+        self.max_age_s = config.tracker.max_age_s
+        self._last_seen: dict[int, float] = {}  # track id -> time it was last analysed
         # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
         self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
@@ -49,6 +51,7 @@ class StateStage:
         from engagement.states import STATES
 
         rows = analysable(detections)
+        self._forget_gone(detections.track_id[rows], time_s)
         if self.session_baseline:
             with timer("features"):
                 frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
@@ -64,6 +67,16 @@ class StateStage:
                 probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
         set_states(detections, rows, probs)
         return detections
+
+    def _forget_gone(self, track_ids: np.ndarray, time_s: float) -> None:
+        """Free the per-track state (feature history, running baseline, smoothing) of tracks not analysed for
+        longer than the tracker keeps a lost track: their IDs never come back, so a lecture-long run holds state
+        for the people recently in view, not for everyone it has seen."""
+        self._last_seen.update(dict.fromkeys(track_ids.tolist(), time_s))
+        for track_id in [t for t, seen in self._last_seen.items() if time_s - seen > self.max_age_s]:
+            del self._last_seen[track_id]
+            self.features.forget(track_id)
+            self.smoother.forget(track_id)
 
     def settle(self, timer: StageTimer) -> None:
         """Classify the recorded rows against each track's whole-session baseline, then smooth them per track
