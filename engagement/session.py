@@ -19,7 +19,7 @@ from engagement.records import OMIT_IF_NONE, from_json, read_json_object, to_jso
 
 @dataclass(frozen=True)
 class InputRecord:
-    """The input video; ``path`` and ``sha256`` are a camera's or stream's name and None for live input."""
+    """The input video: ``path`` is the resolved file, or a camera's or stream's name (then ``sha256`` is None)."""
 
     path: str | None = None
     fps: float = 0.0

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engagement.classifier.card import ModelCard
+from engagement.classifier.model import PACKAGED_WEIGHTS, StateClassifier
 from engagement.config import PipelineConfig, SeatZone
 from engagement.errors import UserError
 from engagement.session import (ClassifierRecord, ConsentRecord, InputRecord, ModelRecord, ModelsRecord, SessionRecord,
@@ -51,7 +53,7 @@ def test_a_record_survives_writing_and_reading(tmp_path: Path) -> None:
 
 def test_a_live_run_writes_no_stitching_keys() -> None:
     tracking = TrackingRecord(confirmed_tracks=2, max_people_in_frame=1, id_ratio=2.0)
-    assert a_session().to_json()["tracking"].keys() > {"stitched"}
+    assert "stitched" in a_session().to_json()["tracking"]
     assert SessionRecord(tracking=tracking).to_json()["tracking"] == {"confirmed_tracks": 2, "max_people_in_frame": 1,
                                                                       "id_ratio": 2.0}
 
@@ -78,10 +80,6 @@ def test_a_malformed_record_is_a_user_error(tmp_path: Path, text: str) -> None:
 
 
 def test_the_packaged_card_reads_every_key_it_holds() -> None:
-    from engagement.classifier.model import PACKAGED_WEIGHTS, StateClassifier
-
-    import numpy as np
-
     with np.load(PACKAGED_WEIGHTS) as weights:
         raw = json.loads(str(weights["card"]))
     card = StateClassifier.load(None).model_card()
