@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from engagement.config import load_pipeline
+from engagement.files import ANNOTATED_MP4
 from engagement.pipeline import process_video
 from engagement.privacy import LEAK_DETECTORS, leak_check
 from engagement.sources import FrameSource
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"video": video.name, "variant": variant, "width": info.width, "height": info.height, "fps": round(info.fps, 2),
                        "frames": info.frames, "pipeline_s": round(seconds, 1)}
                 for detector in detectors:
-                    row[detector] = leak_check(clip, run / "annotated.mp4", detector=detector)["totals"]
+                    row[detector] = leak_check(clip, run / ANNOTATED_MP4, detector=detector)["totals"]
                 rows.append(row)
                 cells = " | ".join(f"{row[d]['faces_original']}, **{row[d]['leaked_faces']}** ({row[d]['leak_frames']})" for d in detectors)
                 print(f"| {video.stem} | {variant} | {info.width}x{info.height}, {info.fps:.1f}, {info.frames} | {cells} | {seconds:.0f} |", flush=True)

@@ -30,6 +30,7 @@ from engagement.config import load_pipeline
 from engagement.detector import PoseDetector
 from engagement.pipeline import process_video
 from engagement.pipeline.analyse import analysis_frames
+from engagement.records import to_json
 
 
 def peak_rss_mb() -> float:
@@ -42,20 +43,20 @@ def run_pipeline(video: str, overrides: list[str], pipeline: str = "lecture") ->
         started, cpu_started = time.perf_counter(), time.process_time()
         session = process_video(video, Path(tmp) / "run", config, quiet=True, report=False)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    timings = session["timings_s"]
+    timings = session.timings_s
     load = timings.get("load_models", 0.0)
-    duration = session["input"]["duration_s"]
-    frames = session["input"]["frames"]
+    duration = session.input.duration_s
+    frames = session.input.frames
     return {
         "frames_read": frames,
-        "frames_analysed": session["frames_analysed"],
+        "frames_analysed": session.frames_analysed,
         "wall_s": wall,
         "cpu_s": cpu,
         "model_load_s": load,
         "real_time_factor": duration / wall,
         "real_time_factor_excluding_load": duration / (wall - load),
         "ms_per_frame_by_stage": {k: 1000 * v / frames for k, v in timings.items() if k not in ("total", "load_models")},
-        "tracking": session["tracking"],
+        "tracking": to_json(session.tracking),
         "config": config,
     }
 

@@ -104,7 +104,7 @@ def processed_probabilities(video: Path, overrides: list[str]) -> tuple[np.ndarr
     for row in states.itertuples():
         if row.state in STATES:
             probs[row.frame] = np.eye(len(STATES))[STATES.index(row.state)]
-    return probs, session["tracking"]
+    return probs, session.tracking
 
 
 def frame_accuracy(probs: np.ndarray, segments: pd.DataFrame) -> float:
@@ -170,7 +170,7 @@ def main() -> None:
         scored = table[table["match"].notna()]
         print(markdown(table))
         print(json.dumps({"frame_accuracy": round(frame_accuracy(probs, segments), 3), "segments_scored": len(scored),
-                          "segments_matched": int(scored["match"].sum()), "track_ids": tracking["confirmed_tracks"]}))
+                          "segments_matched": int(scored["match"].sum()), "track_ids": tracking.confirmed_tracks}))
         return
     config = load_pipeline("webcam")
     if args.baseline is not None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from engagement.config import SeatZone
-from engagement.detections import COCO_SKELETON, Detections
+from engagement.detections import COCO_SKELETON, KEYPOINT_DRAW_MIN_SCORE, Detections
 from engagement.states import DISPLAY_NAMES, STATES
 
 Color = tuple[int, int, int]  # BGR
@@ -120,7 +120,7 @@ class BoxAnnotator:
 class SkeletonAnnotator:
     """COCO skeleton lines between keypoints whose score passes ``min_score``, in the person's colour."""
 
-    def __init__(self, min_score: float = 0.5) -> None:
+    def __init__(self, min_score: float = KEYPOINT_DRAW_MIN_SCORE) -> None:
         self.min_score = min_score
 
     def annotate(self, frame: np.ndarray, detections: Detections) -> np.ndarray:

@@ -17,20 +17,15 @@ from typing import Any, Callable
 import numpy as np
 
 from engagement.config import AnonymizerConfig
-from engagement.detections import KEYPOINT_INDEX, Detections
+from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, Detections
 from engagement.errors import UserError
 from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_model
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
-KEYPOINT_MIN_SCORE = 0.3
 MASK_MATCH_IOU = 0.3  # a new mask this close to a held one absorbs it (their union), instead of piling up...
 MASK_MAX_GROWTH = 2.0  # ...while the union stays within this many times the new mask's area; else both are kept
 OBSCURE_CELLS = 3  # blur and pixelate reduce a mask to 3x3 cells
-# Measured on the shared classroom and webcam videos: a blurred or pixelated face 1.5x its box is still
-# found by YuNet (hair and head outline around it look like a face), at 2x it is not; a solid fill
-# hides it at 1.5x. So blur and pixelate masks are never smaller than 2x the face.
-METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
 YUNET_STRIDES = (8, 16, 32)
 YUNET_NMS_IOU = 0.3
 YUNET_TOP_K = 5000
@@ -254,10 +249,10 @@ class Anonymizer:
     """Blurs faces on every output frame; call ``annotate`` once per frame, in order."""
 
     def __init__(self, config: AnonymizerConfig, fps: float, models_dir: str | None = None) -> None:
-        self.config = config
+        self.config = config.validate()
         self.detector = FaceDetector(config.face_model, config.face_confidence, 0, models_dir)
         self.fast_detector = FaceDetector(config.face_model, config.face_confidence, config.face_input_width, models_dir)
-        self.mask_scale = max(config.mask_scale, METHOD_MIN_SCALE[config.method])
+        self.mask_scale = config.mask_scale
         self.hold_frames = max(1, round(config.hold_s * fps))
         self.face_every = max(1, int(config.face_every))
         self.turn_probe_every = max(1, round(config.turned_faces_every_s * fps)) if config.turned_faces_every_s else 0

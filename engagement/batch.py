@@ -27,18 +27,18 @@ def _process_one(video: Path, out: Path, config: PipelineConfig, overwrite: bool
         return {**row, "status": "failed", "error": str(error)}
     except Exception as error:  # one broken video must not stop the batch; the table says what happened
         return {**row, "status": "failed", "error": f"{type(error).__name__}: {error}"}
-    seconds = session["timings_s"]["total"]
-    complete = session["input"]["input_complete"]
+    seconds = session.timings_s["total"]
+    complete = session.input.input_complete
     return {
         **row,
         "status": "ok" if complete or allow_partial else "partial",
-        "error": "" if complete else f"decoded {session['input']['frames_decoded']} of {session['input']['frames_expected']} frames",
-        "frames": session["input"]["frames"],
-        "duration_s": round(session["input"]["duration_s"], 2),
+        "error": "" if complete else f"decoded {session.input.frames_decoded} of {session.input.frames_expected} frames",
+        "frames": session.input.frames,
+        "duration_s": round(session.input.duration_s, 2),
         "wall_s": round(seconds, 2),
-        "real_time_factor": round(session["input"]["duration_s"] / seconds, 2),
-        "track_ids": session["tracking"]["confirmed_tracks"],
-        "people_excluded": session["consent"]["people_excluded"],
+        "real_time_factor": round(session.input.duration_s / seconds, 2),
+        "track_ids": session.tracking.confirmed_tracks,
+        "people_excluded": session.consent.people_excluded,
     }
 
 

@@ -67,6 +67,10 @@ class SeatZone:
     polygon: list[list[float]] = field(default_factory=list)
 
 
+BlurPolicy = Literal["unconsented", "opted_out", "all", "none"]
+BLUR_POLICIES: tuple[BlurPolicy, ...] = typing.get_args(BlurPolicy)
+
+
 @dataclass
 class ConsentConfig:
     """Who may be analysed, and who is blurred."""
@@ -77,10 +81,16 @@ class ConsentConfig:
     # Whose faces are hidden. "unconsented" (default, fails closed): every face without a consent record, that is
     # everyone unless a registry course maps the track to a consented student. "opted_out": only rows opted out
     # (a seat, a student's record, or unknown): without a registry, confirmed tracks are shown. "all", "none".
-    blur: Literal["unconsented", "opted_out", "all", "none"] = "unconsented"
+    blur: BlurPolicy = "unconsented"
     unknown: Literal["blur", "analyze"] = "blur"  # people the pipeline cannot place
     opted_out_seats: list[SeatZone] = field(default_factory=list)
     track_students: dict[int, str] = field(default_factory=dict)  # track id -> student id, after a first pass
+
+
+# Measured on the shared classroom and webcam videos: a blurred or pixelated face 1.5x its box is still
+# found by YuNet (hair and head outline around it look like a face), at 2x it is not; a solid fill
+# hides it at 1.5x. So blur and pixelate masks must be at least 2x the face.
+METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
 
 
 @dataclass
@@ -92,7 +102,7 @@ class AnonymizerConfig:
     # the edge of detection is hidden before any check would count it (a sideways classroom video had two such).
     face_confidence: float = 0.35
     method: Literal["blur", "pixelate", "fill"] = "blur"
-    mask_scale: float = 1.5  # mask size relative to the face box (at least 1.3)
+    mask_scale: float = 2.0  # mask size relative to the face box (at least METHOD_MIN_SCALE[method])
     hold_s: float = 1.0  # keep a mask this long after the face was last seen
     face_every: int = 3  # face detector at full resolution on every k-th output frame...
     face_input_width: int = 640  # ...and downscaled to this width on the others (0: always full resolution)
@@ -100,6 +110,14 @@ class AnonymizerConfig:
     # held sideways, a video turned without rotation metadata); a turn in which it finds faces is then searched on
     # every frame for the next two periods. 0 turns it off.
     turned_faces_every_s: float = 1.0
+
+    def validate(self) -> "AnonymizerConfig":
+        """A mask too small for its method lets the face detector find the obscured face again: refuse it
+        rather than enlarge it silently, so that the configuration and ``session.json`` say what runs."""
+        minimum = METHOD_MIN_SCALE[self.method]
+        if self.mask_scale < minimum:
+            raise UserError(f"anonymizer.mask_scale must be at least {minimum} for method {self.method}, got {self.mask_scale}")
+        return self
 
 
 @dataclass
@@ -170,8 +188,7 @@ class PipelineConfig:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
-        if self.anonymizer.mask_scale < 1.3:
-            raise UserError(f"anonymizer.mask_scale must be at least 1.3, got {self.anonymizer.mask_scale}")
+        self.anonymizer.validate()
         if self.models_dir is not None and not Path(self.models_dir).expanduser().is_dir():
             raise UserError(f"models_dir {self.models_dir} does not exist or is not a folder")
         for i, zone in enumerate(self.consent.opted_out_seats):

@@ -25,6 +25,10 @@ COCO_SKELETON: tuple[tuple[int, int], ...] = (
     (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
 )
 UNTRACKED = -1
+# A keypoint below this score is treated as missing by the features and the anonymizer's head masks.
+KEYPOINT_MIN_SCORE = 0.3
+# Skeleton lines are drawn only between keypoints at least this confident (stricter than the analysis).
+KEYPOINT_DRAW_MIN_SCORE = 0.5
 
 
 def _as_array(value: Any, dtype: Any, shape_tail: tuple[int, ...], n: int, name: str) -> np.ndarray:

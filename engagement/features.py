@@ -21,11 +21,10 @@ import warnings
 import numpy as np
 
 from engagement.config import ClassifierConfig
-from engagement.detections import KEYPOINT_INDEX, UNTRACKED, Detections
+from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, UNTRACKED, Detections
 from engagement.face import BLENDSHAPES, HEAD_POSE, FaceAnalyzer
 
 FEATURES_VERSION = 3  # bump when the meaning of a feature changes: cached feature rows become stale
-KEYPOINT_MIN_SCORE = 0.3
 HEAD_CROP_PX = 32
 MOTION_MAX_GAP_S = 2.0  # older history is too stale to call the difference motion
 CALIBRATION_MIN_FRAMES = 10  # a baseline from fewer face frames is too noisy to compare against

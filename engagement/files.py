@@ -1,4 +1,5 @@
-"""Atomic file writes: a file either keeps its old content or has the whole new one, never half of it."""
+"""Atomic file writes (a file either keeps its old content or has the whole new one, never half of it) and the
+names of a run folder's files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+# The files of a run folder (``engagement process``). Other tools read them by these names: never rename one.
+SESSION_JSON = "session.json"
+SUMMARY_JSON = "summary.json"
+TRACKS_PARQUET = "tracks.parquet"
+STATES_PARQUET = "states.parquet"
+SCORES_CSV = "scores.csv"
+ANNOTATED_MP4 = "annotated.mp4"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -28,3 +37,4 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+

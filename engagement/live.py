@@ -156,7 +156,7 @@ class LiveView:
             "display_fps": self.display_fps,
             "analysed": self.worker.analysed,
             "analysis_fps": self.analysis_fps,
-            "track_ids": self.analyzer.tracklets.tracking_record()["confirmed_tracks"],
+            "track_ids": self.analyzer.tracklets.tracking_record().confirmed_tracks,
         }
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ import sys
 
 from pathlib import Path
 
-from engagement.config import PipelineConfig, load_pipeline
+from engagement.config import BLUR_POLICIES, PipelineConfig, load_pipeline
 from engagement.errors import EXIT_INCOMPLETE_INPUT, UserError
+from engagement.session import SessionRecord
 
 
 def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) -> None:
@@ -19,7 +20,7 @@ def _add_config_options(parser: argparse.ArgumentParser, default_pipeline: str) 
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--models-dir", help="folder holding model weights")
     parser.add_argument(
-        "--blur", choices=["unconsented", "opted_out", "all", "none"],
+        "--blur", choices=BLUR_POLICIES,
         help="whose faces are hidden: unconsented (default: everyone without a consent record), opted_out, all, none",
     )
 
@@ -55,29 +56,29 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return videos
 
 
-def describe(out: str | Path, session: dict) -> str:
+def describe(out: str | Path, session: SessionRecord) -> str:
     """One line about a finished run: speed (with and without the one-time model loading), tracking, consent and
     the blur policy that ran."""
     from engagement.consent.stage import BLURRED_BY_POLICY
 
-    policy = session["consent"]["policy"]
-    tracking = session["tracking"]
-    ratio = "n/a" if tracking["id_ratio"] is None else f"{tracking['id_ratio']:.2f}"
-    if tracking.get("id_ratio_before_stitching") is not None:
-        ratio += f", {tracking['id_ratio_before_stitching']:.2f} before stitching {tracking['tracklets_before_stitching']} tracklets"
-    seconds = session["timings_s"]["total"]
-    loading = session["timings_s"].get("load_models", 0.0)
-    duration = session["input"]["duration_s"]
+    policy = session.consent.policy
+    tracking = session.tracking
+    ratio = "n/a" if tracking.id_ratio is None else f"{tracking.id_ratio:.2f}"
+    if tracking.id_ratio_before_stitching is not None:
+        ratio += f", {tracking.id_ratio_before_stitching:.2f} before stitching {tracking.tracklets_before_stitching} tracklets"
+    seconds = session.timings_s["total"]
+    loading = session.timings_s.get("load_models", 0.0)
+    duration = session.input.duration_s
     return (
-        f"{out}: {session['input']['frames']} frames ({session['frames_analysed']} analysed) in {seconds:.1f} s, "
+        f"{out}: {session.input.frames} frames ({session.frames_analysed} analysed) in {seconds:.1f} s, "
         f"{duration / seconds:.2f}x real time ({duration / max(seconds - loading, 1e-9):.2f}x after "
-        f"{loading:.1f} s of model loading); {tracking['confirmed_tracks']} track IDs for at most "
-        f"{tracking['max_people_in_frame']} people in a frame (ID ratio {ratio}); "
-        f"{session['consent']['people_excluded']} excluded by consent; faces hidden: "
+        f"{loading:.1f} s of model loading); {tracking.confirmed_tracks} track IDs for at most "
+        f"{tracking.max_people_in_frame} people in a frame (ID ratio {ratio}); "
+        f"{session.consent.people_excluded} excluded by consent; faces hidden: "
         f"{BLURRED_BY_POLICY.get(policy, policy)} (consent.blur: {policy})"
-        + ("" if session["input"].get("input_complete", True) else
-           f"; INCOMPLETE INPUT: decoded {session['input']['frames_decoded']} of the "
-           f"{session['input']['frames_expected']} frames the file declares (truncated or corrupt)")
+        + ("" if session.input.input_complete else
+           f"; INCOMPLETE INPUT: decoded {session.input.frames_decoded} of the "
+           f"{session.input.frames_expected} frames the file declares (truncated or corrupt)")
     )
 
 
@@ -89,7 +90,7 @@ def _process(args: argparse.Namespace) -> int:
     if len(videos) == 1 and not Path(args.videos[0]).is_dir():
         session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=not args.progress, report=not args.no_report)
         print(describe(args.out, session), file=sys.stderr if args.quiet else sys.stdout)
-        return 0 if session["input"]["input_complete"] or args.allow_partial else EXIT_INCOMPLETE_INPUT
+        return 0 if session.input.input_complete or args.allow_partial else EXIT_INCOMPLETE_INPUT
     from engagement.batch import process_many
 
     failures = process_many(videos, Path(args.out), config, workers=args.workers, overwrite=args.overwrite,

@@ -12,36 +12,14 @@ from __future__ import annotations
 import itertools
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from engagement.anonymize import FaceDetector, box_iou
 from engagement.config import AnonymizerConfig
 from engagement.errors import UserError
-
-
-def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """BGR frames of a video; a missing or unreadable file is a UserError."""
-    import cv2
-
-    if not Path(path).is_file():
-        raise UserError(f"video not found: {path}")
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise UserError(f"cannot read video {path}")
-    try:
-        index = 0
-        while max_frames is None or index < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                if index == 0:
-                    raise UserError(f"cannot read video {path}: no frames decoded")
-                return
-            yield frame
-            index += 1
-    finally:
-        capture.release()
+from engagement.sources import read_frames, video_fps
 
 
 LEAK_DETECTORS = ("yunet", "centerface")
@@ -126,15 +104,6 @@ def leak_check(
     }
 
 
-def video_fps(path: Path) -> float:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    capture.release()
-    return fps
-
-
 def anonymize_video(
     source: Path,
     target: Path,
@@ -148,12 +117,11 @@ def anonymize_video(
     A stand-in for the full pipeline, for benchmarks and tests: people are detected at ``analysis_fps``
     and held unchanged on the frames in between (no tracker, so no interpolation: a harder case).
     """
-    import av
-
     from engagement.anonymize import Anonymizer
     from engagement.config import ConsentConfig, DetectorConfig
     from engagement.consent.stage import ConsentStage
     from engagement.detector import PoseDetector
+    from engagement.sinks import VideoWriter
 
     fps = video_fps(source)
     detect_every = max(1, round(fps / analysis_fps))
@@ -161,18 +129,18 @@ def anonymize_video(
     consent = ConsentStage(ConsentConfig(blur="all"))
     anonymizer = Anonymizer(config, fps, models_dir)
     anonymize_ms = []
-    with av.open(str(target), "w") as container:
-        stream = None
+    writer = None
+    try:
         for index, frame in enumerate(read_frames(source, max_frames)):
-            if stream is None:
-                stream = container.add_stream("libx264", rate=round(fps))
-                stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-                stream.options = {"crf": "23", "preset": "veryfast"}
+            if writer is None:
+                writer = VideoWriter(target, fps, frame.shape[1], frame.shape[0], crf=23, preset="veryfast")
             if index % detect_every == 0:
                 people = consent(detector(frame))
             start = time.perf_counter()
             output = anonymizer.annotate(frame, people, blur_all_faces=True)
             anonymize_ms.append((time.perf_counter() - start) * 1000)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(output, format="bgr24")))
-        container.mux(stream.encode())
+            writer.write(output)
+    finally:
+        if writer is not None:
+            writer.close()
     return {"anonymize_ms_mean": float(np.mean(anonymize_ms)), "anonymize_ms_p95": float(np.percentile(anonymize_ms, 95))}

@@ -23,24 +23,12 @@ ANCHOR_OUTSIDE = (255, 255, 255)
 def read_frame(video: str, time_s: float) -> tuple[np.ndarray, float]:
     """The frame of ``video`` at ``time_s`` seconds and its frame rate; an unreadable video or a time past its
     end is a UserError."""
-    import cv2
+    from engagement.sources import read_frame_at
 
     if time_s < 0:
         raise UserError(f"--frame-time must be 0 or more seconds, got {time_s}")
-    if not Path(video).is_file():
-        raise UserError(f"{video}: no such file")
-    capture = cv2.VideoCapture(video)
-    try:
-        if not capture.isOpened():
-            raise UserError(f"{video}: cannot be opened as a video")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if 0 < fps < 1000 else 30.0
-        capture.set(cv2.CAP_PROP_POS_FRAMES, round(time_s * fps))
-        ok, frame = capture.read()
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    finally:
-        capture.release()
-    if not ok or frame is None:
+    frame, fps, frames = read_frame_at(video, time_s)
+    if frame is None:
         length = f" (it is {frames / fps:.1f} s long)" if frames > 0 else ""
         raise UserError(f"{video}: no frame could be read at {time_s:g} s{length}")
     return frame, fps
@@ -77,20 +65,9 @@ def png_path(out: str) -> Path:
     return path
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write ``image`` as a PNG atomically (a reader never sees half a file)."""
-    import cv2
-
-    from engagement.files import write_atomic
-
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise UserError(f"could not encode the {image.shape[1]}x{image.shape[0]} frame as PNG")
-    write_atomic(path, lambda stream: stream.write(encoded.tobytes()))
-
-
 def _check(args: argparse.Namespace) -> int:
     from engagement.pipeline_cli import config_from_args
+    from engagement.sinks import write_png
 
     config = config_from_args(args)
     out = png_path(args.out)

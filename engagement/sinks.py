@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from engagement.detections import COCO_KEYPOINTS, Detections
 from engagement.errors import OutputError, UserError, os_error_reason
+from engagement.files import SESSION_JSON
 
 # Arrow's default allocator (jemalloc/mimalloc) kept growing the resident memory of a long run by about
 # 1 GB a minute once MediaPipe's threads were busy (measured on a 10-minute video); the system
@@ -37,7 +38,7 @@ TIME_BASE = Fraction(1, 90000)  # the MPEG clock: exact for 24, 25, 30, 50, 60 f
 def is_run(folder: Path) -> bool:
     """Whether ``folder`` holds this project's ``session.json`` (a JSON object with ``engagement_version``)."""
     try:
-        session = json.loads((folder / "session.json").read_text())
+        session = json.loads((folder / SESSION_JSON).read_text())
     except (OSError, ValueError):  # unreadable, not UTF-8 or not JSON
         return False
     return isinstance(session, dict) and "engagement_version" in session
@@ -109,7 +110,7 @@ class RunDirectory:
         if self.final.exists() and not self.final.is_dir():
             raise UserError(f"{self.final} exists and is not a directory")
         if self.final.exists() and not (is_run(self.final) or _is_empty(self.final)):
-            raise UserError(f"{self.final} is not a run (it has no session.json of this project): --overwrite replaces only runs; nothing was deleted")
+            raise UserError(f"{self.final} is not a run (it has no {SESSION_JSON} of this project): --overwrite replaces only runs; nothing was deleted")
         self.overwrite = overwrite
         self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
 
@@ -195,6 +196,16 @@ class VideoWriter:
             self._container.close()
         if self._error is not None:
             raise self._error
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write ``image`` as a PNG atomically (a reader never sees half a file)."""
+    from engagement.files import write_atomic
+
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise UserError(f"could not encode the {image.shape[1]}x{image.shape[0]} frame as PNG")
+    write_atomic(path, lambda stream: stream.write(encoded.tobytes()))
 
 
 def copy_audio(video_path: Path, audio_source: str, out_path: Path) -> bool:

@@ -168,3 +168,54 @@ class FrameSource:
     def close(self) -> None:
         self._stop.set()
         self._capture.release()
+
+
+def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """BGR frames of a video file in order, for the tools that read a whole file (leak check, benchmarks);
+    a missing or unreadable file is a UserError."""
+    if not Path(path).is_file():
+        raise UserError(f"video not found: {path}")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise UserError(f"cannot read video {path}")
+    try:
+        index = 0
+        while max_frames is None or index < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                if index == 0:
+                    raise UserError(f"cannot read video {path}: no frames decoded")
+                return
+            yield frame
+            index += 1
+    finally:
+        capture.release()
+
+
+def video_fps(path: str | Path) -> float:
+    """The frame rate a video file declares, 30 when it declares none."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    capture.release()
+    return fps
+
+
+def read_frame_at(path: str | Path, time_s: float, last_if_past_end: bool = False) -> tuple[np.ndarray | None, float, int]:
+    """The BGR frame at ``time_s`` seconds of a video file, its frame rate (30 when it declares none) and frame
+    count (0 when unknown). Past the end the frame is None, or the last frame with ``last_if_past_end``.
+    A missing file or one that is not a video is a UserError."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise UserError(f"{path}: cannot be opened as a video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps < 1000 else 30.0
+        frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        index = max(0, round(time_s * fps))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, min(index, frames - 1) if last_if_past_end and frames else index)
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    return frame if ok else None, fps, frames

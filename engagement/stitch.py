@@ -24,6 +24,7 @@ import numpy as np
 
 from engagement.config import TrackerConfig
 from engagement.detections import Detections
+from engagement.session import TrackingRecord
 
 
 @dataclass
@@ -67,14 +68,11 @@ class Tracklets:
             if embeddings is not None and embeddings.shape[1] > 1:  # a constant 1-d vector means no embedder
                 tracklet.embedding_sum = embeddings[row].astype(np.float64) + (0 if tracklet.embedding_sum is None else tracklet.embedding_sum)
 
-    def tracking_record(self, mapping: dict[int, int] | None = None) -> dict[str, int | float | None]:
+    def tracking_record(self, mapping: dict[int, int] | None = None) -> TrackingRecord:
         """Confirmed IDs and the ID ratio (IDs / most people in one frame), after ``mapping`` when given."""
         ids = {(mapping or {}).get(t, t) for t in self.by_id}
-        return {
-            "confirmed_tracks": len(ids),
-            "max_people_in_frame": self.max_people,
-            "id_ratio": len(ids) / self.max_people if self.max_people else None,
-        }
+        return TrackingRecord(confirmed_tracks=len(ids), max_people_in_frame=self.max_people,
+                              id_ratio=len(ids) / self.max_people if self.max_people else None)
 
 
 def _anchor(box: np.ndarray) -> np.ndarray:

@@ -96,7 +96,7 @@ def classroom_video(assets: Path) -> Path:
 @pytest.fixture(scope="session")
 def classroom_frame(classroom_video: Path):
     """The first frame of the classroom video (BGR)."""
-    from engagement.privacy import read_frames
+    from engagement.sources import read_frames
 
     return next(read_frames(classroom_video))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.anonymize import METHOD_MIN_SCALE, Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
-from engagement.config import AnonymizerConfig
+from engagement.anonymize import Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
+from engagement.config import METHOD_MIN_SCALE, AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
 
 
@@ -38,9 +38,10 @@ def face_detector(models_dir: Path) -> FaceDetector:
     return FaceDetector(AnonymizerConfig().face_model, 0.5, 0, str(models_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("input_width", [0, 640])
 def test_openvino_face_detector_matches_opencv(models_dir: Path, classroom_video: Path, input_width: int) -> None:
-    from engagement.privacy import read_frames
+    from engagement.sources import read_frames
 
     name = AnonymizerConfig().face_model
     reference = FaceDetector(name, 0.5, input_width, str(models_dir), backend="opencv")
@@ -52,6 +53,7 @@ def test_openvino_face_detector_matches_opencv(models_dir: Path, classroom_video
         assert (box_iou(expected, found).max(axis=1) > 0.99).all()
 
 
+@pytest.mark.slow
 def test_mask_is_held_then_released(models_dir: Path) -> None:
     config = AnonymizerConfig(hold_s=0.5)
     anonymizer = Anonymizer(config, fps=10, models_dir=str(models_dir))
@@ -66,6 +68,7 @@ def test_mask_is_held_then_released(models_dir: Path) -> None:
     assert changed == [True] * 5 + [False] * 2  # held for 0.5 s = 5 frames at 10 fps after the last sighting
 
 
+@pytest.mark.slow
 def test_consenting_person_is_shown_others_fail_closed(models_dir: Path, classroom_frame: np.ndarray) -> None:
     height, width = classroom_frame.shape[:2]
     everyone_consents = Detections.from_boxes(np.array([[0, 0, width, height]], np.float32), blur=np.array([False]))
@@ -100,6 +103,7 @@ def test_a_held_mask_never_shrinks_away_from_a_face_it_covered(models_dir: Path)
     assert len(anonymizer.masks) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
 def test_obscured_faces_are_no_longer_detected(method: str, classroom_frame: np.ndarray, face_detector: FaceDetector) -> None:
     faces = face_detector(classroom_frame)
@@ -124,6 +128,7 @@ def test_unturn_boxes_undoes_each_turn(degrees: int) -> None:
     assert unturn_boxes(box, degrees, 100, 60).tolist() == [[70, 10, 90, 20]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("degrees", [90, 270])
 def test_sideways_faces_are_found(models_dir: Path, classroom_frame: np.ndarray, degrees: int) -> None:
     """A classroom video turned sideways without rotation metadata: upright YuNet finds few of its faces, the turn

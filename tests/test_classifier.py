@@ -29,8 +29,8 @@ def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) 
 
     assert PACKAGED_WEIGHTS.stat().st_size < 300_000
     card = packaged.model_card()
-    assert set(card["held_out"]) == {"cctv_headstate", "webcam_behaviour"}
-    for report in card["held_out"].values():  # the shipped model beats both baselines on held-out data
+    assert set(card.held_out) == {"cctv_headstate", "webcam_behaviour"} and card.augment == "class_weight"
+    for report in card.held_out.values():  # the shipped model beats both baselines on held-out data
         for model in ("model", "model_own_labels"):
             assert report[model]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
 
@@ -49,6 +49,7 @@ def test_weights_roundtrip_and_bad_files(tmp_path: Path, packaged: StateClassifi
     loaded = StateClassifier.load(path)
     np.testing.assert_allclose(loaded.predict_proba(rows), packaged.predict_proba(rows))
     assert loaded.output_labels == packaged.output_labels and "webcam_behaviour:tilt" in loaded.output_labels
+    assert loaded.model_card() == packaged.model_card()
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(UserError):
         StateClassifier.load(tmp_path / "bad.npz")

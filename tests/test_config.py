@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engagement.config import PipelineConfig, dump_pipeline, load_pipeline
+from engagement.config import METHOD_MIN_SCALE, PipelineConfig, dump_pipeline, load_pipeline
 from engagement.errors import UserError
 from engagement.resources import resource_dir
 
@@ -84,4 +84,13 @@ def test_defaults_are_privacy_conservative():
     config = PipelineConfig()
     assert config.consent.blur == "unconsented" and config.consent.unknown == "blur"
     assert all(load_pipeline(name).consent.blur == "unconsented" for name in ("lecture", "webcam"))
-    assert config.anonymizer.mask_scale >= 1.3 and not config.output.keep_audio
+    assert not config.output.keep_audio
+    for anonymizer in (config.anonymizer, *(load_pipeline(name).anonymizer for name in ("lecture", "webcam"))):
+        assert anonymizer.mask_scale == METHOD_MIN_SCALE[anonymizer.method] == 2.0  # what runs is what is configured
+
+
+@pytest.mark.parametrize("method, scale, minimum", [("blur", 1.5, 2.0), ("pixelate", 1.9, 2.0), ("fill", 1.2, 1.3)])
+def test_a_mask_too_small_for_its_method_is_refused_not_enlarged(method: str, scale: float, minimum: float):
+    with pytest.raises(UserError, match=rf"^.*anonymizer\.mask_scale must be at least {minimum} for method {method}, got {scale}$"):
+        load_pipeline("lecture", [f"anonymizer.method={method}", f"anonymizer.mask_scale={scale}"])
+    assert load_pipeline("lecture", ["anonymizer.method=fill", "anonymizer.mask_scale=1.3"]).anonymizer.mask_scale == 1.3

@@ -11,6 +11,7 @@ from pypdf import PdfReader
 from engagement.cli import main
 from engagement.consent.forms import load_policy, read_roster, render_form
 from engagement.consent.registry import Registry
+from engagement.consent.status import STATUSES
 from engagement.errors import UserError
 from engagement.resources import resource_dir
 
@@ -38,6 +39,11 @@ def test_html_and_markdown_forms(tmp_path: Path) -> None:
     assert "privacy@example.edu &lt;b&gt;" in html and "@page" in html
     markdown = render_form("form", tmp_path / "form.md", **_values()).read_text()
     assert markdown.startswith("# Consent") and "180 days" in markdown
+
+
+def test_rosters_and_the_registry_spell_the_same_statuses() -> None:
+    schema = json.loads((resource_dir("consent") / "roster.schema.json").read_text())
+    assert tuple(schema["properties"]["status"]["enum"]) == STATUSES
 
 
 def test_unknown_form_suffix(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.models import file_sha256
 from engagement.pipeline.record import consent_record
+from engagement.records import to_json
 from engagement.sinks import track_rows
 from engagement.states import STATES
 
@@ -174,7 +175,7 @@ def test_names_stay_in_the_registry(registry_path: Path) -> None:
         audit = json.dumps(list(registry.audit_log()), default=str)
         assert registry.consent("CS101")[0].name == name
     people = stage(_people([1]))
-    record = {"config": to_dict(config), "consent": consent_record(config, SimpleNamespace(consent=stage))}
+    record = {"config": to_dict(config), "consent": to_json(consent_record(config, SimpleNamespace(consent=stage)))}
     assert name not in json.dumps(record, default=str) and name not in repr(people.data) and name not in audit
     assert "S1" in json.dumps(record) and not {"name", "student_id"} & set(track_rows(0, 0.0, people))
 

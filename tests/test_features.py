@@ -117,6 +117,7 @@ def test_extractor_marks_small_faces_missing_and_tracks_motion() -> None:
     assert extractor(frame, Detections.empty(), 1.0).shape == (0, len(FEATURE_NAMES))
 
 
+@pytest.mark.slow
 def test_face_adapter_on_a_real_webcam_frame(webcam_dataset) -> None:
     import cv2
 

@@ -52,6 +52,7 @@ def test_unknown_model_name_is_not_downloaded(tmp_path: Path, monkeypatch: pytes
         PoseDetector(DetectorConfig(model="my-model"))
 
 
+@pytest.mark.slow
 def test_openvino_detector_threads_are_set_and_results_unchanged(classroom_frame):
     """The thread setting reaches into ultralytics' OpenVINO backend: this fails if an update moves it."""
     from engagement.detector import PoseDetector

@@ -121,6 +121,7 @@ def test_render_worker_pairs_each_frame_with_its_own_faces():
     assert Writer.written == [(i, i) for i in range(12)]
 
 
+@pytest.mark.slow
 def test_appearance_embedder_shapes_and_norm():
     from engagement.tracker import AppearanceEmbedder
 
@@ -132,6 +133,7 @@ def test_appearance_embedder_shapes_and_norm():
     assert embedder(frame, np.zeros((0, 4))).shape == (0, 1280)
 
 
+@pytest.mark.slow
 def test_openvino_embedder_matches_torch_and_is_cached(tmp_path, monkeypatch, classroom_frame):
     from engagement.tracker import AppearanceEmbedder
 
@@ -424,3 +426,29 @@ def test_run_directory_is_readable_by_its_owner_only(tmp_path: Path):
     with RunDirectory(tmp_path / "run") as folder:
         (folder / "tracks.csv").write_text("track_id\n1\n")
     assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o700
+
+
+def test_state_of_tracks_gone_longer_than_the_tracker_keeps_them_is_freed():
+    from engagement.classifier.stage import StateStage
+    from engagement.config import PipelineConfig
+
+    config = PipelineConfig()
+    stage = StateStage(config)
+    step_s = 1 / config.analysis_fps
+    lifetime = 5  # analysis frames each synthetic student is seen for
+    frame = np.zeros((120, 400, 3), np.uint8)
+    held = []
+    for step in range(600):  # 120 s, a new pair of short-lived tracks every second
+        first = step // lifetime * 2
+        # people 20 px wide: their faces are below min_face_px, so no landmarker is loaded
+        people = Detections.from_boxes(np.array([[10, 10, 30, 70], [200, 10, 220, 70]], np.float32))
+        people.track_id[:] = [first, first + 1]
+        people.data["opted_out"] = np.zeros(2, bool)
+        stage(frame, people, step * step_s, StageTimer())
+        features = stage.features
+        held.append(len(set(features._history) | set(features._faces) | set(features.calibration._stats)
+                        | set(stage.smoother._state)))
+    assert held[-1] > 0 and first + 2 == 240
+    # the tracks analysed within the last max_age_s (and the pair in view), not the 240 seen
+    most = 2 * (config.tracker.max_age_s / (lifetime * step_s) + 2)
+    assert max(held) <= most, (max(held), most)

@@ -12,6 +12,7 @@ import pytest
 
 from engagement.cli import main
 from engagement.pipeline_cli import describe
+from engagement.session import SessionRecord
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def test_classroom_outputs(classroom_run: Path, classroom_video: Path):
 
 def test_run_line_gives_speed_with_and_without_model_loading(classroom_run: Path):
     session = json.loads((classroom_run / "session.json").read_text())
-    line = describe(classroom_run, session)
+    line = describe(classroom_run, SessionRecord.from_json(session))
     match = re.search(r"([\d.]+)x real time \(([\d.]+)x after ([\d.]+) s of model loading\)", line)
     assert match, line
     overall, after_loading, loading = map(float, match.groups())
@@ -62,7 +63,7 @@ def test_classroom_tracking_quality(classroom_run: Path):
     assert tracking["max_people_in_frame"] >= 10
     assert tracking["id_ratio"] <= 1.15 and tracking["stitched"]
     assert tracking["tracklets_before_stitching"] >= tracking["confirmed_tracks"]
-    assert f"before stitching {tracking['tracklets_before_stitching']} tracklets" in describe(classroom_run, session)
+    assert f"before stitching {tracking['tracklets_before_stitching']} tracklets" in describe(classroom_run, SessionRecord.from_json(session))
     assert session["frames_analysed"] == 25 and session["input"]["frames"] == 149
     assert len(session["input"]["sha256"]) == 64 and session["models"]["detector"]["sha256"]
     assert session["config"]["analysis_fps"] == 5.0 and session["versions"]["ultralytics"]
@@ -259,7 +260,7 @@ def test_quiet_run_prints_only_its_closing_line(faststart_clip: Path, tmp_path: 
     result = subprocess.run([sys.executable, "-m", "engagement.cli", "process", str(faststart_clip), "--out", str(out), "--quiet"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == ""
-    assert result.stderr.splitlines() == [describe(out, json.loads((out / "session.json").read_text()))]
+    assert result.stderr.splitlines() == [describe(out, SessionRecord.read(out / "session.json"))]
 
 
 def test_variable_frame_rate_keeps_the_containers_times(webcam_video: Path, tmp_path: Path, ffmpeg):

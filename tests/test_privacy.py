@@ -11,7 +11,8 @@ import pytest
 from engagement.cli import main
 from engagement.config import AnonymizerConfig
 from engagement.errors import UserError
-from engagement.privacy import anonymize_video, leak_check, read_frames
+from engagement.privacy import anonymize_video, leak_check
+from engagement.sources import read_frames
 
 FRAMES = 149  # the whole classroom video: faces turn towards the camera late in it (frames 94, 112)
 
@@ -31,6 +32,7 @@ def test_policy_all_leaks_no_face(classroom_video: Path, anonymized_classroom: P
     assert totals["leak_frames"] == 0 and totals["leaked_faces"] == 0
 
 
+@pytest.mark.slow
 def test_cli_flags_an_untouched_copy(classroom_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "copy.mp4"
     shutil.copy(classroom_video, copy)
@@ -55,6 +57,7 @@ def anonymized_classroom_short(classroom_video: Path, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_missing_or_unreadable_video(classroom_video: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
         leak_check(classroom_video, tmp_path / "missing.mp4")

@@ -13,8 +13,9 @@ import pytest
 
 from engagement.cli import main
 from engagement.consent.registry import Registry
-from engagement.privacy import leak_check, read_frames
+from engagement.privacy import leak_check
 from engagement.sinks import VideoWriter
+from engagement.sources import read_frames
 
 pytestmark = pytest.mark.slow
 FAST = ["--quiet", "--no-report", "--set", "classifier.enabled=false"]

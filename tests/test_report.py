@@ -117,20 +117,11 @@ def _session_json(duration_s: float, analysis_fps: float, students: int, exclude
 
 
 def _model_card() -> dict:
-    """A card shaped like the classifier's: held-out figures per dataset for the model and its baselines."""
-    def figures(accuracy: float, macro_f1: float) -> dict:
-        return {"n_samples": 1109, "accuracy": accuracy, "macro_f1": macro_f1,
-                "per_class": {"attentive": {"f1": 0.7}}, "confusion_matrix": {"counts": [[1, 2], [3, 4]]}}
+    """The card inside the packaged weights, as the classifier wrote it: the report must read what is shipped."""
+    from engagement.classifier.model import PACKAGED_WEIGHTS
 
-    return {
-        "name": "state-mlp v1",
-        "held_out": {dataset: {"dataset": dataset, "coverage": 0.93, "states": ["attentive", "taking_notes"],
-                               "model": figures(0.734, 0.612), "majority": figures(0.48, 0.21),
-                               "rules": figures(0.55, 0.38)}
-                     for dataset in ("cctv_headstate", "webcam_behaviour")},
-        "augmentation": ["horizontal flip", "keypoint jitter"],
-        "training_data": "cctv_headstate train split",
-    }
+    with np.load(PACKAGED_WEIGHTS) as weights:
+        return json.loads(str(weights["card"]))
 
 
 def _write_annotated_video(path: Path, rng: np.random.Generator) -> None:
@@ -170,9 +161,24 @@ def test_pdf_has_at_most_three_pages_with_every_section(full_report: dict[str, P
     assert 1 <= len(PdfReader(full_report["pdf"]).pages) <= 3
     for title in SECTION_TITLES:
         assert title in text, title
-    for number in ("BIO-101", "form-v3", "2027-06-30", INPUT_SHA[:32], CLASSIFIER_SHA[:32], "0.612", "0.380",
-                   "keypoint jitter", "webcam behaviour / rules"):
+    held_out = _model_card()["held_out"]
+    for number in ("BIO-101", "form-v3", "2027-06-30", INPUT_SHA[:32], CLASSIFIER_SHA[:32],
+                   f"{held_out['cctv_headstate']['model']['macro_f1']:.3f}",
+                   f"{held_out['webcam_behaviour']['rules']['accuracy']:.3f}", "webcam behaviour / rules"):
         assert number in text, number
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["card recorded in session.json", "shipped card"])
+def test_report_shows_the_augmentation_of_the_packaged_card(tmp_path: Path, recorded: bool) -> None:
+    run_dir = make_run(tmp_path / "run", students=3, minutes=1, video=False)
+    if not recorded:  # a run of the shipped weights that did not record the card: the report reads weights.npz
+        session = json.loads((run_dir / "session.json").read_text())
+        del session["models"]["classifier"]["card"]
+        (run_dir / "session.json").write_text(json.dumps(session))
+    html = build_report(run_dir, formats=("html",))["html"].read_text()
+    method = _model_card()["augment"]  # class_weight in the shipped weights
+    assert f"<b>Augmentation:</b> {method.replace('_', ' ')}." in html and "not available" not in html
+    assert "persons 1,2 held out" in html  # the card's splits, as the training data
 
 
 def test_html_is_self_contained_with_every_section(full_report: dict[str, Path]) -> None:
@@ -312,7 +318,7 @@ def test_html_opens_in_headless_chromium(full_report: dict[str, Path], browser) 
 def test_model_card_figures_include_the_running_baseline_rows() -> None:
     from engagement.report.card import summarize_card
 
-    card = _model_card()
-    card["held_out_running_baseline"] = {"webcam_behaviour": card["held_out"]["webcam_behaviour"]}
-    labels = [row["label"] for row in summarize_card(card, "test").metrics]
+    from engagement.classifier.card import ModelCard
+
+    labels = [row["label"] for row in summarize_card(ModelCard.from_json(_model_card()), "test").metrics]
     assert "webcam behaviour (running baseline) / model" in labels and "cctv headstate / model" in labels

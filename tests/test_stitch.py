@@ -11,6 +11,7 @@ from engagement.consent.stage import ConsentStage
 from engagement.detections import Detections
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.decide import decide
+from engagement.session import TrackingRecord
 from engagement.stitch import Tracklet, Tracklets, relabel, stitch
 
 CONFIG = TrackerConfig()
@@ -98,8 +99,8 @@ def test_analyse_then_decide_gives_one_id_to_a_person_seen_twice() -> None:
     assert {int(t) for d in keyframes.values() for t in d.track_id} == {1, 3}
     record = decide(keyframes, analyzer)
     assert {int(t) for d in keyframes.values() for t in d.track_id} == {1}
-    assert record["tracklets_before_stitching"] == 2 and record["confirmed_tracks"] == 1
-    assert record["id_ratio_before_stitching"] == pytest.approx(2.0) and record["id_ratio"] == pytest.approx(1.0)
+    assert record.tracklets_before_stitching == 2 and record.confirmed_tracks == 1
+    assert record.id_ratio_before_stitching == pytest.approx(2.0) and record.id_ratio == pytest.approx(1.0)
     assert all("embedding" not in d.data for d in keyframes.values())  # appearance stays in the tracklet log
     assert all(d.data["blur"].all() for d in keyframes.values())  # the default policy: every face hidden
 
@@ -107,4 +108,4 @@ def test_analyse_then_decide_gives_one_id_to_a_person_seen_twice() -> None:
 def test_tracklets_skip_unconfirmed_rows_and_count_people() -> None:
     log = Tracklets()
     log.add(0.0, Detections.from_boxes(np.zeros((2, 4), np.float32), track_id=np.array([-1, 5])))
-    assert set(log.by_id) == {5} and log.tracking_record() == {"confirmed_tracks": 1, "max_people_in_frame": 2, "id_ratio": 0.5}
+    assert set(log.by_id) == {5} and log.tracking_record() == TrackingRecord(confirmed_tracks=1, max_people_in_frame=2, id_ratio=0.5)

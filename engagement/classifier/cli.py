@@ -67,6 +67,8 @@ def _names(text: str) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
     from engagement.classifier.train import default_baseline, export_training_rows, fit_on, split_webcam
 
@@ -75,17 +77,17 @@ def _train(args: argparse.Namespace) -> int:
     cctv_test = featurizer.featurize(args.cctv, split="val")
     webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), _names(args.test_persons))
     model, counts = fit_on([cctv_train, webcam_train], args.augment, args.seed)
-    model.card.update({
-        "augment": args.augment, "seed": args.seed, "rows": counts,
-        "splits": {"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
-                   "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)"},
-        "held_out": {fs.dataset: _scored(model, fs, default_baseline(fs.dataset)) for fs in (cctv_test, webcam_test)},
-        "held_out_running_baseline": {WEBCAM: _scored(model, webcam_test, "running")},
-    })
+    model.card = replace(
+        model.card, augment=args.augment, seed=args.seed, rows=counts,
+        splits={"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
+                "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)"},
+        held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset)) for fs in (cctv_test, webcam_test)},
+        held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running")},
+    )
     model.save(args.out)
     if args.export_features:
         export_training_rows(args.export_features, [cctv_train, webcam_train], model)
-    reports = {**model.card["held_out"], f"{WEBCAM} (running baseline)": model.card["held_out_running_baseline"][WEBCAM]}
+    reports = {**model.card.held_out, f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM]}
     print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"],
                              "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]}
                       for name, r in reports.items()}, indent=2))

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from engagement.classifier.card import ModelCard
 from engagement.config import ClassifierConfig
 from engagement.errors import UserError
 from engagement.files import write_atomic
@@ -53,7 +53,7 @@ class StateClassifier:
     """Six-state probabilities from feature rows; ``load()`` gives the packaged model."""
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
-                 output_labels: list[str], output_states: np.ndarray, card: dict[str, Any] | None = None,
+                 output_labels: list[str], output_states: np.ndarray, card: ModelCard | None = None,
                  feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
         if len(weights) != len(biases) or not weights:
             raise ValueError("need one bias per weight matrix and at least one layer")
@@ -68,7 +68,7 @@ class StateClassifier:
         self.output_labels = [str(label) for label in output_labels]
         self.output_states = output_states
         self._label_to_state = np.eye(len(STATES), dtype=np.float32)[output_states]  # (labels, states)
-        self.card = card or {}
+        self.card = card or ModelCard()
         self.feature_names = tuple(feature_names)
 
     @classmethod
@@ -87,7 +87,7 @@ class StateClassifier:
                     mean=data["mean"], scale=data["scale"],
                     weights=[data[f"W{i}"] for i in range(n_layers)], biases=[data[f"b{i}"] for i in range(n_layers)],
                     output_labels=list(data["output_labels"]), output_states=data["output_states"],
-                    card=json.loads(str(data["card"])), feature_names=tuple(str(n) for n in data["feature_names"]),
+                    card=ModelCard.from_json(json.loads(str(data["card"]))), feature_names=tuple(str(n) for n in data["feature_names"]),
                 )
         except (OSError, KeyError, ValueError) as error:
             raise UserError(f"{path}: not a classifier weights file ({error})") from None
@@ -116,7 +116,7 @@ class StateClassifier:
         write_atomic(path, lambda stream: np.savez_compressed(
             stream, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
             feature_names=np.array(self.feature_names), output_labels=np.array(self.output_labels),
-            output_states=self.output_states, card=json.dumps(self.card), **arrays,
+            output_states=self.output_states, card=json.dumps(self.card.to_json()), **arrays,
         ))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
@@ -132,9 +132,9 @@ class StateClassifier:
         label_probs = exp / exp.sum(axis=1, keepdims=True)
         return (label_probs @ self._label_to_state).astype(np.float32)
 
-    def model_card(self) -> dict[str, Any]:
+    def model_card(self) -> ModelCard:
         """Training data, splits and held-out figures recorded when the weights were trained."""
-        return dict(self.card)
+        return self.card
 
 
 def load_classifier(config: ClassifierConfig) -> StateClassifier:

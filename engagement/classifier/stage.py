@@ -4,7 +4,7 @@ The twin of ``engagement.consent.stage.ConsentStage``: both run on each analysis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from engagement.config import PipelineConfig
 from engagement.consent.stage import analysable
 from engagement.detections import Detections
 from engagement.models import file_sha256
+from engagement.session import ClassifierRecord
 
 if TYPE_CHECKING:
     from engagement.pipeline.analyse import StageTimer
@@ -34,20 +35,23 @@ class StateStage:
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
         self.session_baseline = config.classifier.baseline == "session"
+        self.max_age_s = config.tracker.max_age_s
+        self._last_seen: dict[int, float] = {}  # track id -> time it was last analysed
         # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
         self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
-    def classifier_record(self) -> dict[str, Any]:
+    def classifier_record(self) -> ClassifierRecord:
         """Provenance of the state classifier, with its model card for the report."""
         from engagement.classifier.model import PACKAGED_WEIGHTS
 
         path = Path(self.weights) if self.weights else PACKAGED_WEIGHTS
-        return {"name": "engagement state classifier", "file": str(path), "sha256": file_sha256(path), "card": self.classifier.model_card()}
+        return ClassifierRecord(name="engagement state classifier", file=str(path), sha256=file_sha256(path), card=self.classifier.model_card())
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
         from engagement.states import STATES
 
         rows = analysable(detections)
+        self._forget_gone(detections.track_id[rows], time_s)
         if self.session_baseline:
             with timer("features"):
                 frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
@@ -63,6 +67,16 @@ class StateStage:
                 probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
         set_states(detections, rows, probs)
         return detections
+
+    def _forget_gone(self, track_ids: np.ndarray, time_s: float) -> None:
+        """Free the per-track state (feature history, running baseline, smoothing) of tracks not analysed for
+        longer than the tracker keeps a lost track: their IDs never come back, so a lecture-long run holds state
+        for the people recently in view, not for everyone it has seen."""
+        self._last_seen.update(dict.fromkeys(track_ids.tolist(), time_s))
+        for track_id in [t for t, seen in self._last_seen.items() if time_s - seen > self.max_age_s]:
+            del self._last_seen[track_id]
+            self.features.forget(track_id)
+            self.smoother.forget(track_id)
 
     def settle(self, timer: StageTimer) -> None:
         """Classify the recorded rows against each track's whole-session baseline, then smooth them per track

@@ -69,7 +69,7 @@ def augment(
 
 
 def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
-                     card: dict[str, Any] | None = None) -> tuple[StateClassifier, dict[str, int]]:
+) -> tuple[StateClassifier, dict[str, int]]:
     """Fit standardisation on the real rows, augment, fit the MLP on the ``labels`` (each mapped to its state
     index in ``y``); returns the model and row counts."""
     from sklearn.neural_network import MLPClassifier
@@ -85,8 +85,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
     mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=L2_ALPHA, learning_rate_init=1e-3, max_iter=300,
                         batch_size=128, random_state=seed)
     mlp.fit(Z, targets_fit, sample_weight=weights)
-    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states,
-                            card=card or {})
+    model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states)
     return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
 
 
@@ -132,7 +131,7 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
         return report
     labels = list(features.states) or dataset_states(features.dataset)
     if majority_state is None:
-        majority_state = model.card.get("majority_state", {}).get(
+        majority_state = model.card.majority_state.get(
             features.dataset, int(np.bincount(stated.y, minlength=len(STATES)).argmax()))
     contenders = {"model": model, "majority": MajorityClassifier(int(majority_state)), "rules": RuleBasedClassifier()}
     if any(label.startswith(f"{features.dataset}:") for label in model.output_labels):
@@ -236,7 +235,7 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed)
-    model.card["majority_state"] = majority_states(covered)
+    model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engagement.consent.status import STATUSES
 from engagement.errors import UserError
 
 
@@ -64,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     setter = commands.add_parser("set", parents=[registry_option], help="record one student's consent status")
     setter.add_argument("student")
-    setter.add_argument("status", choices=["consented", "opted_out", "withdrawn"])
+    setter.add_argument("status", choices=STATUSES)
     setter.add_argument("--course", required=True)
     setter.add_argument("--seat")
     setter.add_argument("--form-version")

@@ -22,10 +22,10 @@ from typing import Any
 
 from engagement.consent.registry import Registry, Session
 from engagement.errors import UserError
-from engagement.files import write_atomic
+from engagement.files import SESSION_JSON, STATES_PARQUET, SUMMARY_JSON, write_atomic
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
-KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "session.json", "summary.json", *RENDERED_PATTERNS)
+KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", SESSION_JSON, SUMMARY_JSON, *RENDERED_PATTERNS)
 CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
 def _scrub_json(path: Path, student: str, track_ids: set[int]) -> int:
     """Remove every mention of ``student`` (and, in ``summary.json``, their tracks' entries); returns how many."""
     data = json.loads(path.read_text())
-    removed = _drop_summary_tracks(data, track_ids, path.parent / "states.parquet") if path.name == "summary.json" else 0
+    removed = _drop_summary_tracks(data, track_ids, path.parent / STATES_PARQUET) if path.name == SUMMARY_JSON else 0
     data, mentions = _without(data, student)
     if removed or mentions:
         write_atomic(path, lambda stream: stream.write(json.dumps(data, indent=2).encode()))

@@ -21,17 +21,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from engagement.consent.status import CONSENTED, NOT_ANALYSED, STATUSES, WITHDRAWN, Status
 from engagement.errors import UserError
 
 REGISTRY_ENV = "ENGAGEMENT_REGISTRY"
-Status = Literal["consented", "opted_out", "withdrawn"]
-STATUSES: tuple[str, ...] = ("consented", "opted_out", "withdrawn")
-NOT_ANALYSED: frozenset[str] = frozenset({"opted_out", "withdrawn"})
 POSTGRES_HINT = 'pip install "classroom-engagement[postgres]"'
 MIGRATION_LOCK_KEY = 0x656E6761  # the PostgreSQL advisory lock held while the schema is upgraded ("enga")
 WRITE_LOCK_KEY = 0x656E6762  # the PostgreSQL advisory lock of a write transaction, as SQLite's BEGIN IMMEDIATE
@@ -501,7 +499,7 @@ class Registry:
             ]
 
     def consented_students(self, course: str) -> set[str]:
-        return {r.student for r in self.consent(course) if r.status == "consented"}
+        return {r.student for r in self.consent(course) if r.status == CONSENTED}
 
     def opted_out_students(self, course: str) -> set[str]:
         """Students whose current status in ``course`` is opted out or withdrawn."""
@@ -538,7 +536,7 @@ class Registry:
             for code in sorted(enrolled):
                 connection.execute(
                     consent_records.insert().values(
-                        student=student, course=code, status="withdrawn", recorded_on=dt.date.today(), created_at=_now()
+                        student=student, course=code, status=WITHDRAWN, recorded_on=dt.date.today(), created_at=_now()
                     )
                 )
                 self._audit(connection, "consent_withdrawn", student, course=code)

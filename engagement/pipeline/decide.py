@@ -10,15 +10,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from engagement.detections import Detections
 from engagement.pipeline.analyse import Analyzer
 from engagement.roles import instructor_tracks, mark_roles
+from engagement.session import TrackingRecord
 from engagement.stitch import relabel, stitch
 
 
-def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> dict[str, Any]:
+def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> TrackingRecord:
     """Apply the track-level decisions to ``keyframes`` in place; returns the stitching record for session.json."""
     config = analyzer.config
     frames = [keyframes[index] for index in sorted(keyframes)]
@@ -34,10 +35,6 @@ def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> dict[str, An
         analyzer.states.settle(analyzer.timer)
         for detections in frames:
             analyzer.states.drop_unanalysable(detections)
-    return {
-        **analyzer.tracklets.tracking_record(mapping),
-        "tracklets_before_stitching": online["confirmed_tracks"],
-        "id_ratio_before_stitching": online["id_ratio"],
-        "stitched": bool(config.tracker.stitch),
-        "instructor_tracks": sorted(instructors),
-    }
+    return replace(analyzer.tracklets.tracking_record(mapping), tracklets_before_stitching=online.confirmed_tracks,
+                   id_ratio_before_stitching=online.id_ratio, stitched=bool(config.tracker.stitch),
+                   instructor_tracks=sorted(instructors))

@@ -3,18 +3,19 @@ and the session's entry in the consent registry."""
 
 from __future__ import annotations
 
-import json
 import platform
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from engagement import __version__
-from engagement.config import PipelineConfig, to_dict
+from engagement.config import PipelineConfig
+from engagement.files import ANNOTATED_MP4, SCORES_CSV, STATES_PARQUET, SUMMARY_JSON, TRACKS_PARQUET
 from engagement.models import file_sha256, find_model
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
+from engagement.records import write_json
+from engagement.session import ConsentRecord, InputRecord, ModelRecord, ModelsRecord, SessionRecord, TrackingRecord
 from engagement.sinks import copy_audio, parquet_to_csv
 from engagement.sources import VideoInfo
 
@@ -31,81 +32,79 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def model_record(name: str, models_dir: str | None) -> dict[str, Any]:
+def model_record(name: str, models_dir: str | None) -> ModelRecord:
     """Name, resolved file and sha256 of a model, for provenance."""
     path = find_model(name, models_dir)
-    return {"name": name, "file": str(path) if path else None, "sha256": file_sha256(path) if path else None}
+    return ModelRecord(name=name, file=str(path) if path else None, sha256=file_sha256(path) if path else None)
 
 
-def model_records(analyzer: Analyzer, renderer: Renderer) -> dict[str, Any]:
+def model_records(analyzer: Analyzer, renderer: Renderer) -> ModelsRecord:
+    """The models of the stages that ran."""
     config = analyzer.config
     detector = analyzer.detector
-    records: dict[str, Any] = {"detector": {"name": config.detector.model, "file": str(detector.weights), "sha256": detector.sha256}}
-    if renderer.anonymizer is not None:
-        records["face_detector"] = model_record(config.anonymizer.face_model, config.models_dir)
-    if analyzer.states is not None:
-        records["face_landmarker"] = model_record(config.classifier.face_landmarker, config.models_dir)
-        records["classifier"] = analyzer.states.classifier_record()
-    return records
+    return ModelsRecord(
+        detector=ModelRecord(name=config.detector.model, file=str(detector.weights), sha256=detector.sha256),
+        face_detector=model_record(config.anonymizer.face_model, config.models_dir) if renderer.anonymizer is not None else None,
+        face_landmarker=model_record(config.classifier.face_landmarker, config.models_dir) if analyzer.states is not None else None,
+        classifier=analyzer.states.classifier_record() if analyzer.states is not None else None,
+    )
 
 
 def session_record(
-    info: VideoInfo, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, tracking: dict[str, Any], seconds: float
-) -> dict[str, Any]:
+    info: VideoInfo, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, tracking: TrackingRecord, seconds: float
+) -> SessionRecord:
     """The run's provenance for ``session.json``: input, models, resolved config, timings, tracking, consent."""
     timings = dict(sorted(analyzer.timer.seconds.items()))
     timings["total"] = seconds
     is_file = not info.is_live and Path(info.source).is_file()
-    return {
-        "engagement_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": {
-            "path": str(Path(info.source).resolve()) if is_file else info.source,
-            "fps": info.fps, "frames": frames, "width": info.width, "height": info.height,
-            "duration_s": frames / info.fps,
+    return SessionRecord(
+        engagement_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        input=InputRecord(
+            path=str(Path(info.source).resolve()) if is_file else info.source,
+            fps=info.fps, frames=frames, width=info.width, height=info.height,
+            duration_s=frames / info.fps,
+            sha256=file_sha256(info.source) if is_file else None,
             # What the container declares against what could be decoded: a truncated or corrupt file says so.
-            "frames_expected": info.frames,
-            "frames_decoded": frames,
-            "input_complete": info.frames is None or frames >= info.frames,
-            "sha256": file_sha256(info.source) if is_file else None,
-        },
-        "models": model_records(analyzer, renderer),
-        "config": to_dict(config),
-        "timings_s": timings,
-        "frames_analysed": analysed,
-        "tracking": tracking,
-        "consent": consent_record(config, analyzer),
-        "versions": package_versions(),
-    }
+            frames_expected=info.frames, frames_decoded=frames,
+            input_complete=info.frames is None or frames >= info.frames,
+        ),
+        models=model_records(analyzer, renderer),
+        config=config,
+        timings_s=timings,
+        frames_analysed=analysed,
+        tracking=tracking,
+        consent=consent_record(config, analyzer),
+        versions=package_versions(),
+    )
 
 
-def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]:
+def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
     """The session's consent facts: policy, exclusions and, with a course, the registry's status."""
     from engagement.consent.forms import load_policy
 
     policy = load_policy()
-    record: dict[str, Any] = {
-        "policy": config.consent.blur,
-        "unknown": config.consent.unknown,
-        "people_excluded": len(analyzer.consent.excluded_track_ids),
-        "course": config.consent.course,
-        "form_version": policy.get("form_version"),
-        "retention_days": policy.get("retention_days"),
-        "status_counts": None,
-    }
+    form_version, retention_days, counts = policy.get("form_version"), policy.get("retention_days"), None
     if analyzer.consent.course is not None:
         records, retention = analyzer.consent.records, analyzer.consent.course.get("retention_days")
-        counts: dict[str, int] = {}
+        counts = {}
         for entry in records:
             counts[entry.status] = counts.get(entry.status, 0) + 1
-        versions = sorted({entry.form_version for entry in records if entry.form_version})
-        record.update(status_counts=counts, form_version=", ".join(versions) or record["form_version"])
-        record["retention_days"] = retention or record["retention_days"]
-    record["retention_until"] = (datetime.now(timezone.utc) + timedelta(days=record["retention_days"])).date().isoformat()
-    return record
+        form_version = ", ".join(sorted({entry.form_version for entry in records if entry.form_version})) or form_version
+        retention_days = retention or retention_days
+    return ConsentRecord(
+        policy=config.consent.blur,
+        unknown=config.consent.unknown,
+        people_excluded=len(analyzer.consent.excluded_track_ids),
+        course=config.consent.course,
+        form_version=form_version,
+        retention_days=retention_days,
+        status_counts=counts,
+        retention_until=(datetime.now(timezone.utc) + timedelta(days=retention_days)).date().isoformat(),
+    )
 
 
-def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any], started: datetime) -> None:
+def register_session(config: PipelineConfig, run_dir: Path, session: SessionRecord, started: datetime) -> None:
     """With a course set, remember the run in the consent registry so withdrawal and purge can find it, then remove
     the students who opted out or withdrew since the run ``started`` (their change came too late for its consent)."""
     from engagement.consent.outputs import remove_late_opt_outs
@@ -116,35 +115,33 @@ def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, A
             config.consent.course,
             datetime.now(timezone.utc).date(),
             run_dir,
-            session["input"]["sha256"],
+            session.input.sha256,
             {int(t): s for t, s in config.consent.track_students.items()},
         )
         remove_late_opt_outs(registry, session_id, started)
 
 
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def finish_outputs(directory: Path, config: PipelineConfig, info: VideoInfo) -> None:
     """Audio (only when asked: dropped by default) and CSV copies of the tables."""
-    video = directory / "annotated.mp4"
+    video = directory / ANNOTATED_MP4
     if config.output.keep_audio and video.exists() and not info.is_live:
         with_audio = directory / "annotated.audio.mp4"
         if copy_audio(video, info.source, with_audio):
             with_audio.replace(video)
     if config.output.csv:
-        parquet_to_csv(directory / "tracks.parquet", directory / "tracks.csv")
+        tracks = directory / TRACKS_PARQUET
+        parquet_to_csv(tracks, tracks.with_suffix(".csv"))
 
 
-def write_summary(directory: Path, session: dict[str, Any]) -> None:
+def write_summary(directory: Path, session: SessionRecord) -> None:
     """scores.csv and summary.json from the states table."""
     import pandas as pd
 
     from engagement.scoring import summarize
 
-    states = pd.read_parquet(directory / "states.parquet")
-    scores, summary = summarize(states, session["input"]["duration_s"], session["consent"]["people_excluded"])
-    summary.update({key: session["input"][key] for key in ("frames_expected", "frames_decoded", "input_complete")})
-    scores.to_csv(directory / "scores.csv", index=False)
-    write_json(directory / "summary.json", summary)
+    states = pd.read_parquet(directory / STATES_PARQUET)
+    scores, summary = summarize(states, session.input.duration_s, session.consent.people_excluded)
+    summary.update(frames_expected=session.input.frames_expected, frames_decoded=session.input.frames_decoded,
+                   input_complete=session.input.input_complete)
+    scores.to_csv(directory / SCORES_CSV, index=False)
+    write_json(directory / SUMMARY_JSON, summary)

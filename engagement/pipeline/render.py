@@ -22,6 +22,7 @@ from engagement.annotate import annotate
 from engagement.config import PipelineConfig
 from engagement.consent.stage import analysable
 from engagement.detections import Detections
+from engagement.files import ANNOTATED_MP4, STATES_PARQUET, TRACKS_PARQUET
 from engagement.pipeline.analyse import Analyzer, StageTimer, analysis_frames, detected_frames, timed_iter
 from engagement.sinks import TRACK_SCHEMA, TableWriter, VideoWriter, track_rows
 from engagement.sources import FrameSource, VideoInfo
@@ -125,11 +126,11 @@ class RunWriter:
     def __init__(self, directory: Path, info: VideoInfo, config: PipelineConfig, video: bool) -> None:
         self.directory = directory
         self.config = config
-        self.tracks = TableWriter(directory / "tracks.parquet", TRACK_SCHEMA)
-        self.states = TableWriter(directory / "states.parquet", states_schema()) if config.classifier.enabled else None
+        self.tracks = TableWriter(directory / TRACKS_PARQUET, TRACK_SCHEMA)
+        self.states = TableWriter(directory / STATES_PARQUET, states_schema()) if config.classifier.enabled else None
         self.video = None
         if video:
-            self.video = VideoWriter(directory / "annotated.mp4", info.fps, info.width, info.height, config.output.crf, config.output.preset)
+            self.video = VideoWriter(directory / ANNOTATED_MP4, info.fps, info.width, info.height, config.output.crf, config.output.preset)
 
     def frame(self, index: int, time_s: float, image: np.ndarray, detections: Detections) -> None:
         self.tracks.append(track_rows(index, time_s, detections[analysable(detections)]))

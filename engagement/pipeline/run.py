@@ -6,13 +6,14 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from engagement.config import PipelineConfig
+from engagement.files import SESSION_JSON
 from engagement.pipeline.analyse import Analyzer, StageTimer, analyse_frames
 from engagement.pipeline.decide import decide
 from engagement.pipeline.record import finish_outputs, register_session, session_record, write_json, write_summary
 from engagement.pipeline.render import Renderer, RunWriter, run_frames
+from engagement.session import SessionRecord
 from engagement.sinks import RunDirectory
 from engagement.sources import FrameSource
 
@@ -30,7 +31,7 @@ def process_video(
     overwrite: bool = False,
     quiet: bool = False,
     report: bool = True,
-) -> dict[str, Any]:
+) -> SessionRecord:
     """Process one recorded video (two passes: analyse, decide, render) or a stream (one online pass) into a run
     directory; returns the session record."""
     from tqdm import tqdm
@@ -65,7 +66,7 @@ def process_video(
                 analyzer.close()
         finish_outputs(directory, config, source.info)
         session = session_record(source.info, config, analyzer, renderer, analysed, frames, tracking, time.perf_counter() - started)
-        write_json(directory / "session.json", session)
+        write_json(directory / SESSION_JSON, session)
         if config.classifier.enabled:
             write_summary(directory, session)
         if report and config.output.report:

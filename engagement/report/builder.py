@@ -8,6 +8,7 @@ a single file that opens offline.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import math
 from pathlib import Path
@@ -23,11 +24,12 @@ from engagement.files import write_atomic
 from engagement.states import STATES
 from engagement.report import charts
 from engagement.report.charts import TimeAxis
-from engagement.report.card import ModelCard, load_card
+from engagement.report.card import CardSummary, load_card
 from engagement.report.run import Run, load_run, readable_name
 from engagement.report.stills import read_still
 from engagement.resources import resource_dir
 from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
+from engagement.session import ModelRecord, SessionRecord
 
 FORMATS = ("html", "pdf")
 MOMENTS_LISTED = 3
@@ -55,7 +57,7 @@ def build_comparison(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     """Write a one-page course view (``compare.html`` + ``compare.pdf``) of several runs into ``out_dir``."""
     if not run_dirs:
         raise UserError("--compare needs at least one run directory")
-    runs = sorted((load_run(path) for path in run_dirs), key=lambda run: str(run.session.get("created") or ""))
+    runs = sorted((load_run(path) for path in run_dirs), key=lambda run: run.session.created)
     html = _render("compare.html.j2", comparison_context(runs))
     return _write_outputs(html, Path(out_dir), "compare", FORMATS, base_url=Path(out_dir))
 
@@ -103,7 +105,7 @@ def comparison_context(runs: list[Run]) -> dict[str, Any]:
         dominant = max(share, key=share.get) if share else None
         rows.append({
             "label": _session_label(run),
-            "date": str(run.session.get("created") or "")[:10] or "unknown",
+            "date": run.session.created[:10] or "unknown",
             "duration": _duration(run.duration_s),
             "students": len(run.students),
             "excluded": run.people_excluded,
@@ -111,7 +113,7 @@ def comparison_context(runs: list[Run]) -> dict[str, Any]:
             "dominant": readable_name(dominant) if dominant else "no data",
             "share": share,
         })
-    courses = sorted({str((run.session.get("consent") or {}).get("course") or "") for run in runs} - {""})
+    courses = sorted({run.course for run in runs} - {None, ""})
     labels = [row["label"] for row in rows]
     shares = pd.DataFrame([row["share"] for row in rows], index=labels, columns=list(STATES)).fillna(0.0)
     context_charts = {"scores": _data_uri(charts.session_scores_chart(labels, [row["score"] for row in rows]), "image/png")}
@@ -138,8 +140,8 @@ def _status(run: Run, timeline: pd.DataFrame) -> tuple[str, str]:
             "(opted out, withdrawn, or not placed on the roster). Nobody was analysed, so this report has no "
             "engagement figures.")
     if tracked:
-        classifier_off = ((run.session.get("config") or {}).get("classifier") or {}).get("enabled") is False
-        reason = "the classifier was disabled for this run" if classifier_off else "no engagement states were recorded"
+        classifier_on = run.session.config.classifier.enabled
+        reason = "no engagement states were recorded" if classifier_on else "the classifier was disabled for this run"
         return "not_analysed", (
             f"{tracked} people were tracked, but {reason}, so this report has no engagement figures.")
     return "no_students", (
@@ -238,70 +240,62 @@ def _moment(run: Run, row: pd.Series, time_axis: TimeAxis, kind: str) -> dict[st
 
 
 def _facts(run: Run) -> list[tuple[str, str]]:
-    session, video = run.session, run.session.get("input") or {}
-    consent, tracking = session.get("consent") or {}, session.get("tracking") or {}
-    config_consent = (session.get("config") or {}).get("consent") or {}
-    size = f"{video.get('width')}x{video.get('height')}" if video.get("width") else "size unknown"
-    fps = f"{float(video['fps']):.1f} fps" if video.get("fps") else "fps unknown"
+    session, video = run.session, run.session.input
+    in_view = session.tracking.max_people_in_frame
+    size = f"{video.width}x{video.height}" if video.width else "size unknown"
+    fps = f"{video.fps:.1f} fps" if video.fps else "fps unknown"
     return [
-        ("Course", consent.get("course") or config_consent.get("course") or "not set"),
-        ("Session", config_consent.get("session") or "not set"),
-        ("Date processed", str(session.get("created") or "unknown")[:10]),
+        ("Course", run.course or "not set"),
+        ("Session", session.config.consent.session or "not set"),
+        ("Date processed", session.created[:10] or "unknown"),
         ("Duration", _duration(run.duration_s)),
-        ("Video", f"{Path(video.get('path') or 'unknown').name} ({size}, {fps})"),
-        ("People tracked", f"{run.people_tracked} (at most {tracking['max_people_in_frame']} in view at once)"
-         if tracking.get("max_people_in_frame") else str(run.people_tracked)),
+        ("Video", f"{Path(video.path or 'unknown').name} ({size}, {fps})"),
+        ("People tracked", f"{run.people_tracked} (at most {in_view} in view at once)" if in_view else str(run.people_tracked)),
         ("Students analysed", str(len(run.students))),
         ("People excluded by consent", str(run.people_excluded)),
     ]
 
 
-def _approach(run: Run, card: ModelCard) -> list[dict[str, str]]:
+def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
     """The models and stages used, each with its settings from this run and why it was chosen."""
-    session = run.session
-    models = session.get("models") or {}
-    config = session.get("config") or {}
-    detector, tracker = config.get("detector") or {}, config.get("tracker") or {}
-    classifier = config.get("classifier") or {}
-    fps = config.get("analysis_fps")
+    models, config = run.session.models, run.session.config
+    detector, tracker, classifier = config.detector, config.tracker, config.classifier
 
-    def model_name(key: str, fallback: str) -> str:
-        return str((models.get(key) or {}).get("name") or fallback)
+    def model_name(model: ModelRecord | None) -> str:
+        return model.name if model is not None and model.name else "not recorded"
 
-    unused = "not used: the classifier was disabled for this run" if classifier.get("enabled") is False else None
+    unused = None if classifier.enabled else "not used: the classifier was disabled for this run"
 
     return [
         {
             "stage": "Person detector",
-            "choice": f"{model_name('detector', str(detector.get('model', 'not recorded')))}, "
-                      f"{detector.get('imgsz', '?')} px input, confidence >= {detector.get('confidence', '?')}, "
-                      f"{fps if fps is not None else '?'} analysed frames/s",
+            "choice": f"{models.detector.name or detector.model}, {detector.imgsz} px input, "
+                      f"confidence >= {detector.confidence}, {config.analysis_fps} analysed frames/s",
             "why": "One pass gives each person's box and 17 body keypoints; the nano model runs on a classroom CPU.",
         },
         {
             "stage": "Tracker",
-            "choice": f"DeepSORT, {tracker.get('embedder', '?')} appearance embeddings, "
-                      f"tracks kept {tracker.get('max_age_s', '?')} s without a detection",
+            "choice": f"DeepSORT, {tracker.embedder} appearance embeddings, "
+                      f"tracks kept {tracker.max_age_s} s without a detection",
             "why": "Appearance keeps a student's pseudonymous ID through occlusions, so per-student minutes add up.",
         },
         {
             "stage": "Face detector",
-            "choice": model_name("face_detector", "not recorded"),
+            "choice": model_name(models.face_detector),
             "why": "Finds small and angled faces in wide classroom views: the blur masks start from it.",
         },
         {
             "stage": "Features",
-            "choice": unused or card.features or (
-                f"body pose keypoints + face landmarks and blendshapes ({model_name('face_landmarker', 'not recorded')}, "
-                f"faces >= {classifier.get('min_face_px', '?')} px)"),
+            "choice": unused or (
+                f"body pose keypoints + face landmarks and blendshapes ({model_name(models.face_landmarker)}, "
+                f"faces >= {classifier.min_face_px} px)"),
             "why": "Geometry, not pixels: no face image is stored or classified, and the features work at a distance.",
         },
         {
             "stage": "Classifier",
-            "choice": unused or f"{card.name or model_name('classifier', 'not recorded')}, "
-                                f"smoothed over {classifier.get('smoothing_s', '?')} s"
-                                + (f", {classifier['labels_of']} labels only" if classifier.get("labels_of") else ""),
-            "why": card.why or "Small and fast on CPU; its held-out figures are below.",
+            "choice": unused or f"{model_name(models.classifier)}, smoothed over {classifier.smoothing_s} s"
+                                + (f", {classifier.labels_of} labels only" if classifier.labels_of else ""),
+            "why": "Small and fast on CPU; its held-out figures are below.",
         },
     ]
 
@@ -315,54 +309,50 @@ def _formula(formula: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ethics(run: Run) -> dict[str, Any]:
-    session = run.session
-    consent = session.get("consent") or {}
-    config = session.get("config") or {}
-    config_consent = config.get("consent") or {}
-    blur = consent.get("policy") or config_consent.get("blur") or "not recorded"
-    unknown = consent.get("unknown") or config_consent.get("unknown") or "not recorded"
-    counts = consent.get("status_counts")
+    consent, config = run.session.consent, run.session.config
+    blur = consent.policy or config.consent.blur
+    unknown = consent.unknown or config.consent.unknown
+    counts = consent.status_counts
     not_recorded = [
         "No names or student IDs: students appear only as pseudonymous track IDs.",
         "No face images in any table: only pose and face-geometry features and state probabilities.",
         f"People excluded by consent ({run.people_excluded} in this session) got no state and no score; "
         "they are left out of every figure.",
     ]
-    if not (config.get("output") or {}).get("keep_audio", False):
+    if not config.output.keep_audio:
         not_recorded.insert(0, "No audio: the annotated video was written without sound.")
     blurred = [BLURRED_BY_POLICY.get(blur, blur)] if blur != "none" else []
     if blur == "opted_out" and unknown == "blur":
         blurred.append("people the pipeline could not place on the roster")
     return {
         "counts": [(readable_name(key), value) for key, value in counts.items()] if counts else None,
-        "form_version": consent.get("form_version") or "not recorded",
-        "retention_until": consent.get("retention_until") or "not set",
+        "form_version": consent.form_version or "not recorded",
+        "retention_until": consent.retention_until or "not set",
         "blurred": f"Faces of {' and '.join(blurred)} are blurred." if blurred else "This session's policy blurs no faces.",
         "policy": f"blur: {blur}, unknown people: {unknown}",
         "not_recorded": not_recorded,
     }
 
 
-def _provenance(session: dict[str, Any]) -> dict[str, Any]:
-    video = session.get("input") or {}
+def _provenance(session: SessionRecord) -> dict[str, Any]:
+    video, versions, timings = session.input, session.versions, session.timings_s
+    roles = [(field.name, getattr(session.models, field.name)) for field in dataclasses.fields(session.models)]
     models = [
-        {"role": readable_name(role), "name": info.get("name") or "", "file": Path(info.get("file") or "").name,
-         "sha256": info.get("sha256") or "not recorded"}
-        for role, info in (session.get("models") or {}).items() if isinstance(info, dict)
+        {"role": readable_name(role), "name": model.name, "file": Path(model.file or "").name,
+         "sha256": model.sha256 or "not recorded"}
+        for role, model in roles if model is not None
     ]
-    versions = session.get("versions") or {}
-    timings = session.get("timings_s") or {}
     return {
-        "input": Path(video.get("path") or "unknown").name,
-        "input_sha256": video.get("sha256") or "not recorded",
-        "frames": video.get("frames"),
-        "frames_analysed": session.get("frames_analysed"),
+        "input": Path(video.path or "unknown").name,
+        "input_sha256": video.sha256 or "not recorded",
+        "frames": video.frames,
+        "frames_analysed": session.frames_analysed,
         "models": models,
-        "package": session.get("engagement_version") or versions.get("classroom-engagement") or "unknown",
+        "package": session.engagement_version or versions.get("classroom-engagement") or "unknown",
         "versions": ", ".join(f"{name} {version}" for name, version in sorted(versions.items())),
-        "pipeline": (session.get("config") or {}).get("name") or "unknown",
-        "created": session.get("created") or "unknown",
-        "processing": _duration(float(timings["total"])) if "total" in timings else "not recorded",
+        "pipeline": session.config.name,
+        "created": session.created or "unknown",
+        "processing": _duration(timings["total"]) if "total" in timings else "not recorded",
     }
 
 
@@ -371,8 +361,7 @@ def _state_legend() -> list[dict[str, str]]:
 
 
 def _session_label(run: Run) -> str:
-    config_consent = (run.session.get("config") or {}).get("consent") or {}
-    return str(config_consent.get("session") or str(run.session.get("created") or "")[:10] or run.path.name)
+    return run.session.config.consent.session or run.session.created[:10] or run.path.name
 
 
 # --- formatting and output ----------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
-"""The classifier's model card, read defensively: from session.json when the run recorded it, else from the
-shipped classifier (only when the run used the shipped weights), else "not available".
-
-The card is a loose dict written by the classifier stage; this module picks out what the report shows and
-ignores the rest, so a card that grows new keys never breaks a report.
+"""What the report shows about the classifier, from its model card (``engagement.classifier.card.ModelCard``): the
+card recorded in session.json, else the shipped classifier's (only when the run used the shipped weights), else
+"not available".
 """
 
 from __future__ import annotations
@@ -11,72 +9,64 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from engagement.classifier.card import ModelCard
+from engagement.session import SessionRecord
+
 log = logging.getLogger(__name__)
 
-METRIC_KEYS = ("held_out", "heldout", "metrics", "evaluation", "validation")
-DATA_KEYS = ("training_data", "data", "datasets", "dataset")
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "coverage")
-SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state"}
+SKIPPED_KEYS = {"per_class", "confusion_matrix"}
 MAX_ROWS = 14
 
 
-@dataclass
-class ModelCard:
+@dataclass(frozen=True)
+class CardSummary:
     """What the report shows about the classifier; empty fields mean the card does not say."""
 
     source: str = "not available"
-    name: str = ""
     metric_columns: list[str] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "values": [str per column]}
     augmentation: str = ""
     data: str = ""
-    features: str = ""
-    why: str = ""
 
 
-def load_card(session: dict[str, Any]) -> ModelCard:
+def load_card(session: SessionRecord) -> CardSummary:
     """The card recorded in ``session.json``, else the shipped classifier's card when this run used it."""
-    if ((session.get("config") or {}).get("classifier") or {}).get("enabled") is False:
-        return ModelCard(source="the classifier was disabled for this run")
-    recorded = ((session.get("models") or {}).get("classifier") or {}).get("card")
-    if isinstance(recorded, dict):
+    classifier = session.config.classifier
+    if not classifier.enabled:
+        return CardSummary(source="the classifier was disabled for this run")
+    recorded = session.models.classifier.card if session.models.classifier is not None else None
+    if recorded is not None:
         return summarize_card(recorded, "model card recorded with this run")
-    weights = ((session.get("config") or {}).get("classifier") or {}).get("weights")
-    if weights is None:
+    if classifier.weights is None:
         shipped = _shipped_card()
-        if shipped:
+        if shipped is not None:
             return summarize_card(shipped, "model card of the shipped classifier")
-    return ModelCard()
+    return CardSummary()
 
 
-def summarize_card(card: dict[str, Any], source: str) -> ModelCard:
-    """Pick the report's fields out of a model card dict."""
-    metrics = next((card[key] for key in METRIC_KEYS if key in card), card)
-    running = card.get("held_out_running_baseline")
-    if isinstance(metrics, dict) and isinstance(running, dict):  # the same data as a live view would see it
-        metrics = {**metrics, **{f"{name} (running baseline)": report for name, report in running.items()}}
-    columns, rows = _figure_table(metrics)
-    return ModelCard(
+def summarize_card(card: ModelCard, source: str) -> CardSummary:
+    """The report's view of a model card: held-out figures (also against the running baseline, the same data as a
+    live view sees it), the augmentation and how the data was split."""
+    running = {f"{name} (running baseline)": report for name, report in card.held_out_running_baseline.items()}
+    columns, rows = _figure_table({**card.held_out, **running})
+    return CardSummary(
         source=source,
-        name=str(card.get("name") or ""),
         metric_columns=columns,
         metrics=rows,
-        augmentation=_text(card.get("augmentation")),
-        data=_text(next((card[key] for key in DATA_KEYS if key in card), None)),
-        features=_text(card.get("features")),
-        why=_text(card.get("why") or card.get("rationale")),
+        augmentation=card.augment.replace("_", " ") if card.augment else "",
+        data="; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items()),
     )
 
 
-def _shipped_card() -> dict[str, Any] | None:
+def _shipped_card() -> ModelCard | None:
     try:
         from engagement.classifier.model import StateClassifier
 
-        card = StateClassifier.load(None).model_card()
+        return StateClassifier.load(None).model_card()
     except Exception as error:  # the classifier stage may be absent or broken: the report still renders
         log.debug("no shipped model card: %s", error)
         return None
-    return card if isinstance(card, dict) else None
 
 
 def _headline_figures(metrics: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str, str]]:
@@ -108,12 +98,3 @@ def _figure_table(metrics: Any) -> tuple[list[str], list[dict[str, Any]]]:
     return [name.replace("_", " ") for name in columns], [
         {"label": row["label"], "values": [row["values"].get(name, "") for name in columns]} for row in table]
 
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return "; ".join(f"{str(key).replace('_', ' ')}: {_text(item)}" for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_text(item) for item in value)
-    return str(value)

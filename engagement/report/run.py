@@ -6,7 +6,6 @@ the loader returns empty tables and ``None`` instead, so the report can say what
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,9 @@ from typing import Any
 import pandas as pd
 
 from engagement.errors import UserError
+from engagement.files import ANNOTATED_MP4, SCORES_CSV, SESSION_JSON, STATES_PARQUET, SUMMARY_JSON
+from engagement.records import read_json_object
+from engagement.session import SessionRecord
 
 
 def readable_name(name: str) -> str:
@@ -26,7 +28,7 @@ class Run:
     """The files of one run directory; tables are empty and optional parts ``None`` when absent."""
 
     path: Path
-    session: dict[str, Any]
+    session: SessionRecord
     summary: dict[str, Any] = field(default_factory=dict)
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     states: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -38,32 +40,26 @@ class Run:
 
     @property
     def people_excluded(self) -> int:
-        consent = self.session.get("consent") or {}
-        return int(consent.get("people_excluded") or self.summary.get("people_excluded") or 0)
+        return self.session.consent.people_excluded or int(self.summary.get("people_excluded") or 0)
 
     @property
     def people_tracked(self) -> int:
         """Confirmed tracks, analysed or not; the analysed students when the run did not record tracking."""
-        tracking = self.session.get("tracking") or {}
-        return int(tracking.get("confirmed_tracks") or len(self.students))
+        return self.session.tracking.confirmed_tracks or len(self.students)
 
     @property
     def duration_s(self) -> float:
-        return float((self.session.get("input") or {}).get("duration_s") or 0.0)
+        return self.session.input.duration_s
 
     @property
     def course(self) -> str | None:
-        """The course code the run was analysed for, as recorded or as configured."""
-        consent = self.session.get("consent") or {}
-        config_consent = (self.session.get("config") or {}).get("consent") or {}
-        return consent.get("course") or config_consent.get("course")
+        return self.session.consent.course or self.session.config.consent.course
 
     @property
     def title(self) -> str:
         """Course and session names as configured, else the input video's file name."""
-        name = ((self.session.get("config") or {}).get("consent") or {}).get("session")
-        parts = [part for part in (self.course, name) if part]
-        return " - ".join(parts) if parts else Path((self.session.get("input") or {}).get("path") or self.path.name).name
+        parts = [part for part in (self.course, self.session.config.consent.session) if part]
+        return " - ".join(parts) if parts else Path(self.session.input.path or self.path.name).name
 
 
 def load_run(run_dir: Path, tables: bool = True) -> Run:
@@ -72,29 +68,18 @@ def load_run(run_dir: Path, tables: bool = True) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    session = _read_json(run_dir / "session.json", required=True)
+    if not (run_dir / SESSION_JSON).is_file():
+        raise UserError(f"{run_dir} is not a run directory (no {SESSION_JSON})")
+    summary = run_dir / SUMMARY_JSON
+    video = run_dir / ANNOTATED_MP4
     return Run(
         path=run_dir,
-        session=session,
-        summary=_read_json(run_dir / "summary.json", required=False),
-        scores=_read_table(run_dir / "scores.csv", ["track_id", "minute", "score", "n_frames"]) if tables else pd.DataFrame(),
-        states=_read_table(run_dir / "states.parquet", ["frame", "time_s", "track_id", "state"]) if tables else pd.DataFrame(),
-        video=run_dir / "annotated.mp4" if (run_dir / "annotated.mp4").is_file() else None,
+        session=SessionRecord.read(run_dir / SESSION_JSON),
+        summary=read_json_object(summary) if summary.is_file() else {},
+        scores=_read_table(run_dir / SCORES_CSV, ["track_id", "minute", "score", "n_frames"]) if tables else pd.DataFrame(),
+        states=_read_table(run_dir / STATES_PARQUET, ["frame", "time_s", "track_id", "state"]) if tables else pd.DataFrame(),
+        video=video if video.is_file() else None,
     )
-
-
-def _read_json(path: Path, required: bool) -> dict[str, Any]:
-    if not path.is_file():
-        if required:
-            raise UserError(f"{path.parent} is not a run directory (no {path.name})")
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
 
 
 def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -9,27 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
+
+from engagement.errors import UserError
+from engagement.sources import read_frame_at
 
 MAX_WIDTH = 640
 
 
 def read_still(annotated_video: Path, time_s: float) -> bytes | None:
     """A JPEG of the annotated frame nearest ``time_s`` (clamped to the video), or None if it cannot be read."""
-    capture = cv2.VideoCapture(str(annotated_video))
     try:
-        if not capture.isOpened():
-            return None
-        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if fps <= 0 or frames <= 0:
-            return None
-        index = int(np.clip(round(time_s * fps), 0, frames - 1))
-        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, frame = capture.read()
-    finally:
-        capture.release()
-    if not ok or frame is None:
+        frame, _, frames = read_frame_at(annotated_video, time_s, last_if_past_end=True)
+    except UserError:
+        return None
+    if frame is None or frames <= 0:
         return None
     if frame.shape[1] > MAX_WIDTH:
         scale = MAX_WIDTH / frame.shape[1]

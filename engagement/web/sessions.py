@@ -41,7 +41,7 @@ def run_folder(key: str) -> Path:
 def _row(key: str, run: Run) -> dict[str, Any]:
     return {
         "key": key, "title": run.title, "course": run.course or "not set",
-        "date": str(run.session.get("created") or "")[:10] or "unknown",
+        "date": run.session.created[:10] or "unknown",
         "duration_s": run.duration_s, "score": run.summary.get("session_score"),
         "students": len(run.students), "excluded": run.people_excluded,
     }

@@ -23,6 +23,7 @@ from engagement.consent.outputs import purge_sessions, withdraw_student
 from engagement.consent.registry import Registry, registry_url
 from engagement.errors import UserError
 from engagement.pipeline.record import register_session
+from engagement.session import SessionRecord
 
 NAME = "Grace Hopper"  # personal data that no message, traceback or audit entry may hold
 
@@ -195,7 +196,7 @@ def test_a_withdrawal_during_processing_is_applied_before_the_session_is_registe
     config = PipelineConfig()
     config.consent.registry, config.consent.course = str(registry_location), "CS101"
     config.consent.track_students = {1: "S1", 2: "S2", 3: "S3"}
-    register_session(config, run_dir, {"input": {"sha256": None}}, started)
+    register_session(config, run_dir, SessionRecord(), started)
     assert sorted(pd.read_parquet(run_dir / "tracks.parquet")["track_id"]) == [1, 3]
     assert "S2" not in (run_dir / "session.json").read_text() and not (run_dir / "annotated.mp4").exists()
     with Registry.open(registry_location) as registry:
