@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Iterator
 
 import numpy as np
 
@@ -80,8 +80,9 @@ class Analyzer:
         self.tracklets: Tracklets = Tracklets()
 
     @classmethod
-    def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None) -> "Analyzer":
-        """The real stages: YOLO pose, DeepSORT, the consent stage and, when enabled, the state stage."""
+    def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None, consented: Collection[str] | None = None) -> "Analyzer":
+        """The real stages: YOLO pose, DeepSORT, the consent stage (with ``consented``, the course's consented
+        students read earlier, it does not open the registry) and, when enabled, the state stage."""
         from engagement.classifier.stage import StateStage
         from engagement.consent.stage import ConsentStage
         from engagement.detector import PoseDetector
@@ -89,7 +90,7 @@ class Analyzer:
 
         states = StateStage(config) if config.classifier.enabled else None
         detector = PoseDetector(config.detector, config.models_dir)
-        return cls(config, detector, Tracker(config.tracker, config.analysis_fps), ConsentStage(config.consent), states, timer)
+        return cls(config, detector, Tracker(config.tracker, config.analysis_fps), ConsentStage(config.consent, consented=consented), states, timer)
 
     def warm_up(self, height: int, width: int) -> None:
         """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)

@@ -8,7 +8,7 @@ import platform
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engagement import __version__
 from engagement.config import PipelineConfig, to_dict
@@ -17,6 +17,9 @@ from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
 from engagement.sinks import copy_audio, parquet_to_csv
 from engagement.sources import VideoInfo
+
+if TYPE_CHECKING:
+    from engagement.consent.stage import RegistrySnapshot
 
 VERSIONED_PACKAGES = ("classroom-engagement", "ultralytics", "torch", "openvino", "deep-sort-realtime", "mediapipe", "diffusers", "opencv-python", "numpy", "pandas")
 
@@ -47,7 +50,8 @@ def model_records(analyzer: Analyzer, renderer: Renderer) -> dict[str, Any]:
     return records
 
 def session_record(
-    info: VideoInfo, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, tracking: dict[str, Any], seconds: float
+    info: VideoInfo, config: PipelineConfig, analyzer: Analyzer, renderer: Renderer, analysed: int, frames: int, tracking: dict[str, Any], seconds: float,
+    snapshot: "RegistrySnapshot | None" = None,
 ) -> dict[str, Any]:
     """The run's provenance for ``session.json``: input, models, resolved config, timings, tracking, consent."""
     timings = dict(sorted(analyzer.timer.seconds.items()))
@@ -71,13 +75,15 @@ def session_record(
         "timings_s": timings,
         "frames_analysed": analysed,
         "tracking": tracking,
-        "consent": consent_record(config, analyzer),
+        "consent": consent_record(config, analyzer, snapshot),
         "versions": package_versions(),
     }
 
-def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]:
-    """The session's consent facts: policy, exclusions and, with a course, the registry's status."""
+def consent_record(config: PipelineConfig, analyzer: Analyzer, snapshot: "RegistrySnapshot | None" = None) -> dict[str, Any]:
+    """The session's consent facts: policy, exclusions and, with a course, the registry's status (from
+    ``snapshot``, read from the registry when not given)."""
     from engagement.consent.forms import load_policy
+    from engagement.consent.stage import RegistrySnapshot
 
     policy = load_policy()
     record: dict[str, Any] = {
@@ -90,22 +96,15 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> dict[str, Any]
         "status_counts": None,
     }
     if config.consent.course is not None:
-        from engagement.consent.registry import Registry
-
-        with Registry.open(config.consent.registry) as registry:
-            records = registry.consent(config.consent.course)
-            retention = registry.course(config.consent.course).get("retention_days")
-        counts: dict[str, int] = {}
-        for entry in records:
-            counts[entry.status] = counts.get(entry.status, 0) + 1
-        versions = sorted({entry.form_version for entry in records if entry.form_version})
-        record.update(status_counts=counts, form_version=", ".join(versions) or record["form_version"])
-        record["retention_days"] = retention or record["retention_days"]
+        snapshot = snapshot or RegistrySnapshot.read(config.consent)
+        record.update(status_counts=dict(snapshot.status_counts), form_version=", ".join(snapshot.form_versions) or record["form_version"])
+        record["retention_days"] = snapshot.retention_days or record["retention_days"]
     record["retention_until"] = (datetime.now(timezone.utc) + timedelta(days=record["retention_days"])).date().isoformat()
     return record
 
 def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, Any]) -> None:
-    """With a course set, remember the run in the consent registry so withdrawal and purge can find it."""
+    """With a course set, remember the run in the consent registry so withdrawal and purge can find it, then
+    delete the analysed recording when the course asks for it. Runs where the registry lives (the CLI)."""
     from engagement.consent.registry import Registry
 
     with Registry.open(config.consent.registry) as registry:
@@ -116,6 +115,9 @@ def register_session(config: PipelineConfig, run_dir: Path, session: dict[str, A
             session["input"]["sha256"],
             {int(t): s for t, s in config.consent.track_students.items()},
         )
+    from engagement.consent.outputs import delete_source
+
+    delete_source(config.consent.registry, config.consent.course, session["input"]["path"], run_dir)
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
