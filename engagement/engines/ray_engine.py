@@ -8,6 +8,7 @@ actor collects every task's progress (and counts its attempts) for the driver's 
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -87,13 +88,12 @@ class RayEngine:
                 socket.create_connection((host, port), timeout=5).close()
             except OSError as error:
                 raise UserError(f"cannot reach the Ray head at {address}: {error.strerror or error}") from None
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the driver's C++ core logs its warnings to the terminal
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]}") from None
-        self.task = ray.remote(_video_task).options(
-            max_calls=1, num_cpus=cpus, num_gpus=gpus, memory=memory, max_retries=retries, retry_exceptions=False,
-        )
+        self.task = ray.remote(max_calls=1, num_cpus=cpus, num_gpus=gpus, memory=memory, max_retries=retries, retry_exceptions=False)(_video_task)
 
     def preflight(self, parent: Path, config: "PipelineConfig") -> None:
         """Ask every live node (one small task pinned to each) for its package version, model hashes and whether
