@@ -8,7 +8,6 @@ actor collects every task's progress (and counts its attempts) for the driver's 
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -88,7 +87,6 @@ class RayEngine:
                 socket.create_connection((host, port), timeout=5).close()
             except OSError as error:
                 raise UserError(f"cannot reach the Ray head at {address}: {error.strerror or error}") from None
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the driver's C++ core logs its warnings to the terminal
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as error:
