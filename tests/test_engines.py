@@ -9,13 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,6 +23,7 @@ import pytest
 
 from engagement.batch import check_nodes
 from engagement.cli import main
+from engagement.engines.loopback import LoopbackCluster
 from engagement.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,6 +72,17 @@ def test_engine_ray_without_ray_is_an_install_hint(clips: Path, tmp_path: Path, 
     assert main(["process", str(clips), "--out", str(tmp_path / "runs"), "--engine", "ray"]) == 2
     assert capsys.readouterr().err.strip() == 'engagement: error: --engine ray needs Ray: pip install "classroom-engagement[cluster]"'
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install -e '.[dev]')")
+def test_an_unreachable_ray_address_is_one_line(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["process", str(clips), "--out", str(tmp_path / "runs"), "--engine", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    assert capsys.readouterr().err.strip() == f"engagement: error: cannot reach the Ray head at 127.0.0.1:{port}: Connection refused"
+    assert main(["process", str(clips), "--out", str(tmp_path / "runs"), "--engine", "ray", "--address", "head"]) == 2
+    assert "--address must be HOST:PORT" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
 def _facts(version: str = "0.1.0", output: str | None = None, **models: str | None) -> dict:
@@ -124,65 +134,12 @@ def test_consent_stage_takes_the_consented_students_as_data() -> None:
 
 # --- a real Ray cluster ----------------------------------------------------------------------------------------------
 
-def _session_pids(sid: int) -> list[int]:
-    """The processes of session ``sid`` (a ``ray start`` and everything it started)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the ``ray start --block`` (it drains its node), then SIGKILL whatever of its session is left, by PID."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    for pid in _session_pids(process.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait()
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A Ray head and a second node, one CPU and 2 GiB each, token auth, on 127.0.0.1; their address and env."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
-    ray = [str(Path(sys.executable).parent / "ray"), "start", "--block", "--num-cpus", "1", "--memory", str(2 << 30),
-           "--object-store-memory", str(100 << 20), "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    nodes = []
-    try:
-        nodes.append(subprocess.Popen([*ray, "--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard=false"],
-                                      env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        _wait_for(lambda: _connects(port), 60, "the Ray head never listened")
-        nodes.append(subprocess.Popen([*ray, "--address", f"127.0.0.1:{port}"], env=env, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        yield f"127.0.0.1:{port}", env
-    finally:
-        for node in reversed(nodes):
-            _stop(node)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+def cluster() -> Iterator[LoopbackCluster]:
+    """A Ray head and a second node, one CPU and 2 GiB each, token auth, on 127.0.0.1; stopped by PID."""
+    with LoopbackCluster(cpus=1, memory=2 << 30, pythonpath=str(REPO)) as cluster:
+        cluster.add_node()
+        yield cluster
 
 
 def _wait_for(condition: Callable[[], object], seconds: float, message: str) -> object:
@@ -219,8 +176,8 @@ def test_ray_cluster_retries_a_killed_worker_and_fails_a_bad_video_once(request:
 
 
 @pytest.mark.skipif(not os.environ.get(IN_NETNS), reason="runs inside the network namespace of the test above")
-def test_cluster_body(cluster: tuple[str, dict[str, str]], clips: Path, tmp_path: Path) -> None:
-    address, env = cluster
+def test_cluster_body(cluster: LoopbackCluster, clips: Path, tmp_path: Path) -> None:
+    address, env = cluster.address, cluster.env
     # --quiet: Ray's native core warns on stderr that it found no external network, true in this namespace
     cli = [sys.executable, "-m", "engagement.cli", "--quiet", "process", "--engine", "ray", "--address", address]
 
