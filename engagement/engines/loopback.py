@@ -24,7 +24,8 @@ from types import TracebackType
 
 class LoopbackCluster:
     """``with LoopbackCluster() as cluster:`` a head node; ``cluster.add_node()`` adds another; ``cluster.env`` is
-    what a driver needs (token, PATH, PYTHONPATH); ``cluster.address`` is ``127.0.0.1:PORT``."""
+    what a driver needs (token, PATH, PYTHONPATH); ``cluster.address`` is ``127.0.0.1:PORT``. The token is
+    ``RAY_AUTH_TOKEN`` when set (a driver in this process: Ray reads it once, at import), else a new one."""
 
     def __init__(self, cpus: int = 1, memory: int = 2 << 30, pythonpath: str | None = None) -> None:
         self.cpus, self.memory = cpus, memory
@@ -34,7 +35,7 @@ class LoopbackCluster:
         self.address = f"127.0.0.1:{self.port}"
         python_dir = str(Path(sys.executable).parent)  # workers run `python` from PATH: the same interpreter as here
         self.env = {**os.environ, "PATH": f"{python_dir}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
-                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(32)}
         if pythonpath:
             self.env["PYTHONPATH"] = pythonpath
         self.temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # Ray's socket paths must stay short
