@@ -58,6 +58,38 @@ def test_local_engine_and_resume(clips: Path, tmp_path: Path, capsys: pytest.Cap
     assert "cannot be opened as a video" in capsys.readouterr().err
 
 
+def test_the_registry_is_read_and_written_by_the_driver_only(clips: Path, tmp_path: Path) -> None:
+    """A task gets the consent decisions as data and leaves the registry alone (opening it would create its
+    folder); the batch reads the registry before the tasks and records each finished session after them."""
+    import datetime as dt
+
+    from engagement.batch import run_task
+    from engagement.config import load_pipeline
+    from engagement.consent.registry import Registry
+    from engagement.consent.stage import RegistrySnapshot
+    from engagement.engines import Job, TaskProgress, TaskSettings
+
+    registry_path = tmp_path / "registry.sqlite"
+    with Registry.open(registry_path) as registry:
+        registry.add_course("CS101", "Intro")
+        registry.add_approval("CS101", "I-1", "A-1", dt.date.today(), "all sessions")
+        registry.set_consent("S1", "CS101", "consented")
+    course = ["consent.course=CS101", "consent.track_students={1: S1}", "classifier.enabled=false", "analysis_fps=2"]
+    config = load_pipeline("lecture", [f"consent.registry={registry_path}", *course])
+    snapshot = RegistrySnapshot.read(config.consent)
+    elsewhere = load_pipeline("lecture", [f"consent.registry={tmp_path / 'not-here' / 'registry.sqlite'}", *course])
+    row = run_task(Job(clips / "a.mp4", tmp_path / "task"), TaskSettings(elsewhere, report=False, consent=snapshot), "node", TaskProgress("a", 1, lambda *update: None))
+    assert row["status"] == "ok", row
+    assert not (tmp_path / "not-here").exists()
+    assert json.loads((tmp_path / "task" / "session.json").read_text())["consent"]["status_counts"] == {"consented": 1}
+
+    out = tmp_path / "runs"
+    args = [item for pair in course for item in ("--set", pair)]
+    assert main(["process", str(clips / "a.mp4"), str(clips / "b.mp4"), "--out", str(out), "--no-report", "--set", f"consent.registry={registry_path}", *args]) == 0
+    with Registry.open(registry_path) as registry:
+        assert sorted(session.run_dir for session in registry.sessions("CS101")) == [(out / "a").resolve(), (out / "b").resolve()]
+
+
 def test_an_output_folder_that_cannot_be_written_is_one_line_and_writes_nothing(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -117,19 +149,30 @@ def test_detector_uses_cuda_when_the_task_got_a_gpu(monkeypatch: pytest.MonkeyPa
     assert [detector_threads(cpus) for cpus in (1, 2, 4, 0.5)] == [1, 1, 3, 1]
 
 
-def test_consent_stage_takes_the_consented_students_as_data() -> None:
-    """A task gets the course's consented students from the CLI and never opens the registry (here: a path that
-    cannot be opened)."""
+def test_memory_per_video_sizes() -> None:
+    import argparse
+
+    from engagement.pipeline_cli import parse_size
+
+    assert [parse_size(text) for text in ("3GiB", "500MB", "1024", "1.5 gib")] == [3 << 30, 500 * 10**6, 1024, 3 << 29]
+    with pytest.raises(argparse.ArgumentTypeError, match="not a size: '3 lots'"):
+        parse_size("3 lots")
+
+
+def test_consent_stage_takes_the_consented_students_as_data(tmp_path: Path) -> None:
+    """A task gets the course's consented students from the CLI and never opens the registry (opening it would
+    create its folder)."""
     import numpy as np
 
     from engagement.config import ConsentConfig
     from engagement.consent.stage import ConsentStage
     from engagement.detections import Detections
 
-    config = ConsentConfig(registry="/nonexistent/registry.sqlite", course="CS101", track_students={1: "S1", 2: "S2"})
+    config = ConsentConfig(registry=str(tmp_path / "not-here" / "registry.sqlite"), course="CS101", track_students={1: "S1", 2: "S2"})
     stage = ConsentStage(config, consented={"S1"})
     people = stage(Detections.from_boxes(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float), track_id=np.array([1, 2])))
     assert people.data["blur"].tolist() == [False, True] and stage.excluded_track_ids == {2}
+    assert not (tmp_path / "not-here").exists()
 
 
 # --- a real Ray cluster ----------------------------------------------------------------------------------------------
