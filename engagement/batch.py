@@ -57,6 +57,8 @@ def run_task(job: Job, settings: TaskSettings, node: str, progress: TaskProgress
         return {**row, "status": "failed", "error": str(error)}
     except Exception as error:  # one broken video must not stop the batch; the table says what happened
         return {**row, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+    finally:
+        progress.flush()  # the last frames, held back by the throttle
     return {**row, **session_row(session, settings.allow_partial)}
 
 
@@ -129,12 +131,12 @@ def check_nodes(facts: dict[str, dict[str, Any]], parent: Path) -> None:
 
 
 class BatchProgress:
-    """One bar over every video of the batch (frames done / frames total), only on a terminal."""
+    """One bar over every video of the batch (frames done / frames total, as far as the started tasks know it)."""
 
-    def __init__(self, videos: int) -> None:
+    def __init__(self, videos: int, show: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=0, unit="frame", desc=f"{videos} videos", disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        self.bar = tqdm(total=0, unit="frame", desc=f"{videos} videos", disable=not show, dynamic_ncols=True)
 
     def __call__(self, state: ProgressState) -> None:
         self.bar.total = sum(total or 0 for _, _, total in state.values())
@@ -155,10 +157,10 @@ def resumed_row(job: Job, allow_partial: bool) -> dict[str, Any]:
 
 def process_many(
     videos: list[Path], parent: Path, config: PipelineConfig, engine: Engine, overwrite: bool = False, report: bool = True,
-    allow_partial: bool = False, resume: bool = False,
+    allow_partial: bool = False, resume: bool = False, show_progress: bool = False,
 ) -> int:
-    """Process ``videos`` into ``parent/<name>/`` on ``engine``; writes ``parent/batch_summary.csv`` and ``.parquet``
-    and prints the table; returns the count of videos that failed, or decoded to fewer frames than they declare
+    """Process ``videos`` into ``parent/<name>/`` on ``engine`` (one progress bar with ``show_progress``); writes
+    ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the count of videos that failed, or decoded to fewer frames than they declare
     (unless ``allow_partial``). Nothing is written before every machine passed preflight."""
     from engagement.consent.stage import RegistrySnapshot
     from engagement.pipeline.record import register_session
@@ -174,7 +176,7 @@ def process_many(
     pending = [job for job in jobs if job not in done]
     parent.mkdir(parents=True, exist_ok=True)
     settings = TaskSettings(config, overwrite, report, allow_partial, consent)
-    progress = BatchProgress(len(pending))
+    progress = BatchProgress(len(pending), show_progress)
     try:
         for row in engine.run(pending, settings, progress):
             if consent is not None and row["status"] != "failed":

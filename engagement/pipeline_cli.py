@@ -100,7 +100,7 @@ def _process(args: argparse.Namespace) -> int:
                          gpus=args.gpus_per_video, memory=args.memory_per_video, retries=args.retries)
     try:
         failures = process_many(videos, Path(args.out), config, engine, overwrite=args.overwrite, report=not args.no_report,
-                                allow_partial=args.allow_partial, resume=args.resume)
+                                allow_partial=args.allow_partial, resume=args.resume, show_progress=args.progress)
     finally:
         engine.close()
     return 1 if failures else 0

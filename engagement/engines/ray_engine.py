@@ -55,10 +55,7 @@ def _video_task(job: Job, settings: TaskSettings, board: Any) -> dict[str, Any]:
     from engagement.batch import run_task
 
     attempt = ray.get(board.begin.remote(str(job.video)))
-    progress = TaskProgress(str(job.video), attempt, lambda *update: board.set.remote(*update))
-    row = run_task(job, settings, node_name(), progress)
-    progress.flush()
-    return row
+    return run_task(job, settings, node_name(), TaskProgress(str(job.video), attempt, lambda *update: board.set.remote(*update)))
 
 
 def _node_facts(parent: Path, config: "PipelineConfig") -> tuple[str, dict[str, Any]]:
