@@ -22,6 +22,10 @@ from engagement.errors import UserError
 from engagement.sinks import is_run, remove_partials
 
 
+SUMMARY_COLUMNS = ["video", "node", "status", "attempts", "wall_s", "real_time_factor", "duration_s", "frames", "track_ids",
+                   "people_excluded", "run_dir", "error"]
+
+
 def session_row(session: dict[str, Any], allow_partial: bool) -> dict[str, Any]:
     """The summary columns of a finished run."""
     seconds = session["timings_s"]["total"]
@@ -43,12 +47,13 @@ def read_session(out: Path) -> dict[str, Any]:
 
 
 def run_task(job: Job, settings: TaskSettings, node: str, progress: TaskProgress) -> dict[str, Any]:
-    """One video into its run directory, on whichever machine the engine chose; returns its summary row. A
-    pipeline error (bad video, missing model) is a ``failed`` row, not an exception: it would fail again."""
+    """One video into its run directory, on whichever machine the engine chose; returns its summary row (the engine
+    adds ``attempts``). A pipeline error (bad video, missing model) is a ``failed`` row, not an exception: it would
+    fail again."""
     from engagement.pipeline import process_video
 
-    row: dict[str, Any] = {"video": str(job.video), "run_dir": str(job.out), "node": node, "attempts": progress.attempt}
-    if progress.attempt > 1 and is_run(job.out):  # an earlier attempt finished but its result was lost with its node
+    row: dict[str, Any] = {"video": str(job.video), "run_dir": str(job.out), "node": node}
+    if job.fresh and is_run(job.out):  # an earlier attempt finished but its result was lost with its node
         return {**row, **session_row(read_session(job.out), settings.allow_partial)}
     try:
         session = process_video(str(job.video), job.out, settings.config, overwrite=settings.overwrite, quiet=True,
@@ -170,7 +175,7 @@ def process_many(
         raise UserError(f"cannot write the output folder {parent}: {problem}")
     engine.preflight(parent, config)
     consent = RegistrySnapshot.read(config.consent) if config.consent.course is not None else None
-    jobs = [Job(video, out) for video, out in zip(videos, run_dirs(videos, parent))]
+    jobs = [Job(video, out, fresh=not out.exists()) for video, out in zip(videos, run_dirs(videos, parent))]
     done = [job for job in jobs if resume and not overwrite and is_run(job.out)]
     rows = [resumed_row(job, allow_partial) for job in done]
     pending = [job for job in jobs if job not in done]
@@ -187,7 +192,7 @@ def process_many(
         progress.close()
     for job in pending:  # every task has ended: what is left half-written is a killed attempt's
         remove_partials(job.out)
-    table = pd.DataFrame(rows).sort_values("video")
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values("video")
     for suffix, write in ((".csv", lambda path: table.to_csv(path, index=False)), (".parquet", lambda path: table.to_parquet(path, index=False))):
         partial = parent / f".batch_summary{suffix}.partial"
         write(partial)

@@ -78,7 +78,7 @@ def test_the_registry_is_read_and_written_by_the_driver_only(clips: Path, tmp_pa
     config = load_pipeline("lecture", [f"consent.registry={registry_path}", *course])
     snapshot = RegistrySnapshot.read(config.consent)
     elsewhere = load_pipeline("lecture", [f"consent.registry={tmp_path / 'not-here' / 'registry.sqlite'}", *course])
-    row = run_task(Job(clips / "a.mp4", tmp_path / "task"), TaskSettings(elsewhere, report=False, consent=snapshot), "node", TaskProgress("a", 1, lambda *update: None))
+    row = run_task(Job(clips / "a.mp4", tmp_path / "task"), TaskSettings(elsewhere, report=False, consent=snapshot), "node", TaskProgress("a", "test", lambda *update: None))
     assert row["status"] == "ok", row
     assert not (tmp_path / "not-here").exists()
     assert json.loads((tmp_path / "task" / "session.json").read_text())["consent"]["status_counts"] == {"consented": 1}
@@ -147,6 +147,19 @@ def test_detector_uses_cuda_when_the_task_got_a_gpu(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert select_device("auto") == "cpu"
     assert [detector_threads(cpus) for cpus in (1, 2, 4, 0.5)] == [1, 1, 3, 1]
+
+
+def test_progress_counts_attempts_and_drops_late_messages_of_a_killed_one() -> None:
+    from engagement.engines import ProgressLedger, TaskProgress
+
+    ledger = ProgressLedger()
+    first = TaskProgress("a.mp4", "worker-1", ledger.record, interval=0)
+    first.reset(60)
+    first.update(10)
+    second = TaskProgress("a.mp4", "worker-2", ledger.record, interval=0)  # the rerun after worker-1 was killed
+    first.update(5)  # a late message of the killed attempt
+    second.reset(60)
+    assert ledger.state == {"a.mp4": (2, 0, 60)} and ledger.attempts("a.mp4") == 2 and ledger.attempts("b.mp4") == 1
 
 
 def test_memory_per_video_sizes() -> None:

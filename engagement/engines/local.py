@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import socket
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from engagement.engines import Job, ProgressCallback, ProgressState, TaskProgress, TaskSettings
+from engagement.engines import Job, ProgressCallback, ProgressLedger, TaskProgress, TaskSettings
 from engagement.errors import UserError
 
 if TYPE_CHECKING:
@@ -23,14 +24,14 @@ def _init_worker(progress_queue: Any) -> None:
     _progress_queue = progress_queue
 
 
-def _send(video: str, attempt: int, done: int, total: int | None) -> None:
-    _progress_queue.put((video, attempt, done, total))
+def _send(video: str, key: str, done: int, total: int | None) -> None:
+    _progress_queue.put((video, key, done, total))
 
 
 def _task(job: Job, settings: TaskSettings) -> dict[str, Any]:
     from engagement.batch import run_task
 
-    return run_task(job, settings, socket.gethostname(), TaskProgress(str(job.video), 1, _send))
+    return run_task(job, settings, socket.gethostname(), TaskProgress(str(job.video), str(os.getpid()), _send))
 
 
 class LocalEngine:
@@ -54,24 +55,25 @@ class LocalEngine:
         # Spawned, not forked: a fork copies the parent's threads' locks (decoder, MediaPipe, OpenMP) mid-use.
         context = multiprocessing.get_context("spawn")
         updates = context.Queue()
-        state: ProgressState = {}
+        ledger = ProgressLedger()
         with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(updates,)) as pool:
             running: set[Future] = {pool.submit(_task, job, settings) for job in jobs}
             while running:
                 finished, running = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(updates, state)
-                progress(state)
-                yield from (future.result() for future in finished)
+                _drain(updates, ledger)
+                progress(ledger.state)
+                for future in finished:
+                    row = future.result()
+                    yield {**row, "attempts": ledger.attempts(row["video"])}
         updates.close()
 
     def close(self) -> None:
         """Nothing held between batches."""
 
 
-def _drain(updates: Any, state: ProgressState) -> None:
+def _drain(updates: Any, ledger: ProgressLedger) -> None:
     while True:
         try:
-            video, attempt, done, total = updates.get_nowait()
+            ledger.record(*updates.get_nowait())
         except queue.Empty:
             return
-        state[video] = (attempt, done, total)

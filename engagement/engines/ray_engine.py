@@ -3,7 +3,8 @@
 Each task runs in a fresh worker process (``max_calls=1``: no native-library or GPU state carries over to the next
 video) with ``num_cpus``/``num_gpus``/``memory`` reserved; Ray reruns a task whose worker crashed or whose node was
 lost, up to ``retries`` times, while a pipeline error comes back as a ``failed`` row and is not rerun. A small
-actor collects every task's progress (and counts its attempts) for the driver's bar.
+actor collects every task's progress (and counts its attempts) for the driver's bar; tasks only send to it, never
+wait on it (a task blocked in ``ray.get`` lends its CPUs to the next task, and two videos would share one CPU).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from engagement.engines import Job, ProgressCallback, ProgressState, TaskProgress, TaskSettings
+from engagement.engines import Job, ProgressCallback, ProgressLedger, TaskProgress, TaskSettings
 from engagement.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,22 +27,16 @@ PREFLIGHT_TIMEOUT_S = 120
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
-    """Every video's ``(attempt, frames done, frames total)``; ``begin`` counts a task's attempts."""
+    """The batch's ``ProgressLedger``, filled by the tasks (fire and forget) and read by the driver."""
 
     def __init__(self) -> None:
-        self.state: ProgressState = {}
+        self.ledger = ProgressLedger()
 
-    def begin(self, video: str) -> int:
-        attempt = self.state.get(video, (0, 0, None))[0] + 1
-        self.state[video] = (attempt, 0, None)
-        return attempt
+    def record(self, video: str, key: str, done: int, total: int | None) -> None:
+        self.ledger.record(video, key, done, total)
 
-    def set(self, video: str, attempt: int, done: int, total: int | None) -> None:
-        if self.state.get(video, (0,))[0] == attempt:  # a late message of an attempt that was rerun is dropped
-            self.state[video] = (attempt, done, total)
-
-    def snapshot(self) -> ProgressState:
-        return self.state
+    def snapshot(self) -> ProgressLedger:
+        return self.ledger
 
 
 def node_name() -> str:
@@ -54,8 +49,8 @@ def node_name() -> str:
 def _video_task(job: Job, settings: TaskSettings, board: Any) -> dict[str, Any]:
     from engagement.batch import run_task
 
-    attempt = ray.get(board.begin.remote(str(job.video)))
-    return run_task(job, settings, node_name(), TaskProgress(str(job.video), attempt, lambda *update: board.set.remote(*update)))
+    attempt = ray.get_runtime_context().get_worker_id()  # max_calls=1: one worker process per attempt
+    return run_task(job, settings, node_name(), TaskProgress(str(job.video), attempt, lambda *update: board.record.remote(*update)))
 
 
 def _node_facts(parent: Path, config: "PipelineConfig") -> tuple[str, dict[str, Any]]:
@@ -116,15 +111,16 @@ class RayEngine:
         running = {self.task.remote(job, shared, board): job for job in jobs}
         while running:
             finished, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            state = ray.get(board.snapshot.remote())
-            progress(state)
+            ledger = ray.get(board.snapshot.remote())
+            progress(ledger.state)
             for ref in finished:
                 job = running.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    row = ray.get(ref)
                 except ray.exceptions.RayError as error:  # worker crashed or node lost more often than --retries
-                    yield {"video": str(job.video), "run_dir": str(job.out), "node": "", "attempts": state.get(str(job.video), (0,))[0],
-                           "status": "failed", "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+                    row = {"video": str(job.video), "run_dir": str(job.out), "node": "", "status": "failed",
+                           "error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+                yield {**row, "attempts": ledger.attempts(str(job.video))}
         ray.kill(board)
 
     def close(self) -> None:
