@@ -10,6 +10,7 @@ wait on it (a task blocked in ``ray.get`` lends its CPUs to the next task, and t
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -53,12 +54,6 @@ def _video_task(job: Job, settings: TaskSettings, board: Any) -> dict[str, Any]:
     return run_task(job, settings, node_name(), TaskProgress(str(job.video), attempt, lambda *update: board.record.remote(*update)))
 
 
-def _node_facts(parent: Path, config: "PipelineConfig") -> tuple[str, dict[str, Any]]:
-    from engagement.batch import node_facts
-
-    return node_name(), node_facts(parent, config)
-
-
 def parse_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` of a Ray head; anything else is a one-line error."""
     host, _, port = address.rpartition(":")
@@ -88,19 +83,23 @@ class RayEngine:
     def preflight(self, parent: Path, config: "PipelineConfig") -> None:
         """Ask every live node (one small task pinned to each) for its package version, model hashes and whether
         it can write ``parent``; refuse the batch on the first difference."""
-        from engagement.batch import check_nodes
+        from engagement.batch import check_nodes, node_facts
 
-        probe = ray.remote(_node_facts)
-        nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
-        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(parent, config)
-                for node in nodes]
-        try:
-            answers = ray.get(refs, timeout=PREFLIGHT_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            raise UserError(f"preflight: not every Ray node answered within {PREFLIGHT_TIMEOUT_S} s") from None
-        except ray.exceptions.RayTaskError as error:  # e.g. the package cannot be imported there
-            raise UserError(f"preflight failed on a node: {str(error.cause).splitlines()[0]}") from None
-        check_nodes(dict(answers), parent)
+        probe = ray.remote(node_facts)
+        nodes = {f"{node['NodeManagerAddress']}/{node['NodeID'][:8]}": node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        refs = {name: probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(parent, config)
+                for name, node in nodes.items()}
+        deadline = time.monotonic() + PREFLIGHT_TIMEOUT_S
+        answers = {}
+        for name, ref in refs.items():
+            try:
+                answers[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except ray.exceptions.GetTimeoutError:
+                raise UserError(f"node {name} did not answer the preflight check within {PREFLIGHT_TIMEOUT_S} s") from None
+            except ray.exceptions.RayError as error:  # e.g. the package is missing there or cannot be imported
+                cause = getattr(error, "cause", None) or error
+                raise UserError(f"node {name} failed the preflight check: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+        check_nodes(answers, parent)
 
     def run(self, jobs: list[Job], settings: TaskSettings, progress: ProgressCallback) -> Iterator[dict[str, Any]]:
         """One task per job; rows in the order the videos finish. A task that exhausted its retries is a failed row."""
