@@ -162,6 +162,25 @@ def test_progress_counts_attempts_and_drops_late_messages_of_a_killed_one() -> N
     assert ledger.state == {"a.mp4": (2, 0, 60)} and ledger.attempts("a.mp4") == 2 and ledger.attempts("b.mp4") == 1
 
 
+def test_a_rerun_task_keeps_a_run_its_lost_attempt_finished(tmp_path: Path) -> None:
+    """A node finished the run, then died before its result came back: the rerun reads the run instead of redoing
+    it, but only for a run folder that did not exist when the batch began."""
+    from engagement.batch import run_task
+    from engagement.config import PipelineConfig
+    from engagement.engines import Job, TaskProgress, TaskSettings
+
+    out = tmp_path / "lecture"
+    out.mkdir()
+    session = {"engagement_version": "0.1.0", "timings_s": {"total": 20.0}, "tracking": {"confirmed_tracks": 3}, "consent": {"people_excluded": 1},
+               "input": {"input_complete": True, "frames": 300, "duration_s": 30.0, "frames_decoded": 300, "frames_expected": 300}}
+    (out / "session.json").write_text(json.dumps(session))
+    progress = TaskProgress("lecture.mp4", "rerun", lambda *update: None)
+    row = run_task(Job(tmp_path / "lecture.mp4", out, fresh=True), TaskSettings(PipelineConfig()), "node", progress)
+    assert (row["status"], row["wall_s"], row["real_time_factor"]) == ("ok", 20.0, 1.5)
+    row = run_task(Job(tmp_path / "lecture.mp4", out, fresh=False), TaskSettings(PipelineConfig()), "node", progress)
+    assert row["status"] == "failed"  # an old run is never taken for this batch's: the video is processed (here: missing)
+
+
 def test_memory_per_video_sizes() -> None:
     import argparse
 
