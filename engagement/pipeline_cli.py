@@ -94,9 +94,10 @@ def _process(args: argparse.Namespace) -> int:
     from engagement.batch import process_many
     from engagement.engines import make_engine
 
-    if args.cpus_per_video is not None and config.detector.threads == 0:
-        config = replace(config, detector=replace(config.detector, threads=detector_threads(args.cpus_per_video)))
-    engine = make_engine(args.engine, workers=args.workers, address=args.address, cpus=args.cpus_per_video or 1,
+    cpus = args.cpus_per_video if args.cpus_per_video is not None or args.engine == "local" else 1.0  # Ray's default for a task
+    if cpus is not None and config.detector.threads == 0:
+        config = replace(config, detector=replace(config.detector, threads=detector_threads(cpus)))
+    engine = make_engine(args.engine, workers=args.workers, address=args.address, cpus=cpus or 1,
                          gpus=args.gpus_per_video, memory=args.memory_per_video, retries=args.retries)
     try:
         failures = process_many(videos, Path(args.out), config, engine, overwrite=args.overwrite, report=not args.no_report,
@@ -142,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--workers", type=int, default=1, help="--engine local: videos processed at once when given several (default 1)")
     process.add_argument("--engine", choices=["local", "ray"], default="local", help="where several videos run: local process pool (default) or a Ray cluster")
     process.add_argument("--address", metavar="HOST:PORT", help="--engine ray: the Ray head (default: RAY_ADDRESS, else a Ray instance on this machine)")
-    process.add_argument("--cpus-per-video", type=float, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1")
+    process.add_argument("--cpus-per-video", type=float, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1 (also with --engine local)")
     process.add_argument("--gpus-per-video", type=float, default=0, metavar="F", help="--engine ray: GPU share per video, e.g. 0.5 (default 0); the detector then runs on CUDA")
     process.add_argument("--memory-per-video", type=parse_size, metavar="SIZE", help="--engine ray: memory reserved per video, e.g. 3GiB")
     process.add_argument("--retries", type=int, default=2, help="--engine ray: reruns of a video whose worker crashed or whose node was lost (default 2)")

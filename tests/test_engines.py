@@ -43,11 +43,12 @@ def clips(webcam_video: Path, tmp_path_factory: pytest.TempPathFactory, ffmpeg: 
 
 def test_local_engine_and_resume(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "runs"
-    assert main(["process", str(clips / "a.mp4"), str(clips / "broken.mp4"), "--out", str(out), "--workers", "2", *FAST]) == 1
+    assert main(["process", str(clips / "a.mp4"), str(clips / "broken.mp4"), "--out", str(out), "--workers", "2", "--cpus-per-video", "3", *FAST]) == 1
     table = pd.read_parquet(out / "batch_summary.parquet").set_index("video")
     assert table.status.to_dict() == {str(clips / "a.mp4"): "ok", str(clips / "broken.mp4"): "failed"}
     assert table.attempts.tolist() == [1, 1] and table.node.tolist() == [socket.gethostname()] * 2
     assert pd.read_csv(out / "batch_summary.csv").shape == (2, len(table.columns) + 1)
+    assert json.loads((out / "a" / "session.json").read_text())["config"]["detector"]["threads"] == 2  # 3 CPUs: 2 for the detector
     session = (out / "a" / "session.json").stat().st_mtime_ns
     capsys.readouterr()
 
@@ -278,5 +279,6 @@ def test_cluster_body(cluster: LoopbackCluster, clips: Path, tmp_path: Path) -> 
     assert table.status.to_dict() == {str(clips / name): status for name, status in (("a.mp4", "ok"), ("b.mp4", "ok"), ("broken.mp4", "failed"))}
     assert table.attempts.to_dict() == {str(clips / "a.mp4"): 2, str(clips / "b.mp4"): 1, str(clips / "broken.mp4"): 1}
     assert table.node.nunique() == 2, table.node  # both nodes ran videos
-    assert json.loads((out / "a" / "session.json").read_text())["input"]["input_complete"]
+    session = json.loads((out / "a" / "session.json").read_text())
+    assert session["input"]["input_complete"] and session["config"]["detector"]["threads"] == 1  # the one CPU Ray gave the task
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "batch_summary.csv", "batch_summary.parquet"]  # the killed attempt's partial is gone
