@@ -165,8 +165,9 @@ def process_many(
     allow_partial: bool = False, resume: bool = False, show_progress: bool = False,
 ) -> int:
     """Process ``videos`` into ``parent/<name>/`` on ``engine`` (one progress bar with ``show_progress``); writes
-    ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the count of videos that failed, or decoded to fewer frames than they declare
-    (unless ``allow_partial``). Nothing is written before every machine passed preflight."""
+    ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the count of videos that failed,
+    or decoded to fewer frames than they declare (unless ``allow_partial``). Nothing is written before every
+    machine passed preflight."""
     from engagement.consent.stage import RegistrySnapshot
     from engagement.pipeline.record import register_session
 
