@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from pathlib import Path
 
@@ -87,15 +88,42 @@ def _process(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     videos = expand_inputs(args.videos)
-    if len(videos) == 1 and not Path(args.videos[0]).is_dir():
+    if len(videos) == 1 and not Path(args.videos[0]).is_dir() and args.engine == "local":
         session = process_video(str(videos[0]), args.out, config, overwrite=args.overwrite, quiet=not args.progress, report=not args.no_report)
         print(describe(args.out, session), file=sys.stderr if args.quiet else sys.stdout)
         return 0 if session.input.input_complete or args.allow_partial else EXIT_INCOMPLETE_INPUT
     from engagement.batch import process_many
+    from engagement.engines import make_engine
 
-    failures = process_many(videos, Path(args.out), config, workers=args.workers, overwrite=args.overwrite,
-                            report=not args.no_report, allow_partial=args.allow_partial)
+    cpus = args.cpus_per_video if args.cpus_per_video is not None or args.engine == "local" else 1.0  # Ray's default for a task
+    if cpus is not None and config.detector.threads == 0:
+        config = replace(config, detector=replace(config.detector, threads=detector_threads(cpus)))
+    engine = make_engine(args.engine, workers=args.workers, address=args.address, cpus=cpus or 1,
+                         gpus=args.gpus_per_video, memory=args.memory_per_video, retries=args.retries)
+    try:
+        failures = process_many(videos, Path(args.out), config, engine, overwrite=args.overwrite, report=not args.no_report,
+                                allow_partial=args.allow_partial, resume=args.resume, show_progress=args.progress)
+    finally:
+        engine.close()
     return 1 if failures else 0
+
+
+def detector_threads(cpus: float) -> int:
+    """Detector threads for a task given ``cpus`` CPUs: all but one, left to the anonymizer and the encoder, at least one."""
+    return max(1, int(cpus) - 1)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """``3GiB``, ``500MB`` or a number of bytes."""
+    number = text.rstrip("KMGiBkmgib ")
+    unit = text[len(number):].strip().lower()
+    try:
+        return int(float(number) * _SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 3GiB, 500MB)") from None
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -112,8 +140,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``process`` and ``live``."""
     process = subparsers.add_parser("process", help="analyse a recorded lecture video into a run directory")
     process.add_argument("videos", nargs="+", metavar="VIDEO", help="input video file(s) or folder(s) of videos")
-    process.add_argument("--out", required=True, help="run directory to create (with several videos: the parent folder, one run per video)")
-    process.add_argument("--workers", type=int, default=1, help="videos processed at once when given several (default 1)")
+    process.add_argument("--out", required=True, help="run directory to create (with several videos or --engine ray: the parent folder, one run per video)")
+    process.add_argument("--workers", type=int, default=1, help="--engine local: videos processed at once when given several (default 1)")
+    process.add_argument("--engine", choices=["local", "ray"], default="local", help="where several videos run: local process pool (default) or a Ray cluster")
+    process.add_argument("--address", metavar="HOST:PORT", help="--engine ray: the Ray head (default: RAY_ADDRESS, else a Ray instance on this machine)")
+    process.add_argument("--cpus-per-video", type=float, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1 (also with --engine local)")
+    process.add_argument("--gpus-per-video", type=float, default=0, metavar="F", help="--engine ray: GPU share per video, e.g. 0.5 (default 0); the detector then runs on CUDA")
+    process.add_argument("--memory-per-video", type=parse_size, metavar="SIZE", help="--engine ray: memory reserved per video, e.g. 3GiB")
+    process.add_argument("--retries", type=int, default=2, help="--engine ray: reruns of a video whose worker crashed or whose node was lost (default 2)")
+    process.add_argument("--resume", action="store_true", help="skip videos whose run directory is already complete")
     process.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")
     process.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf")

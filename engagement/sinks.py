@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import queue
 import re
 import shutil
+import socket
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -30,8 +32,10 @@ pa.set_memory_pool(pa.system_memory_pool())
 
 log = logging.getLogger(__name__)
 
-# ``.NAME.partial-PID`` (a run folder) or ``.NAME.partial-PID.mp4`` (a live recording) being written by process PID.
-PARTIAL_NAME = re.compile(r"\..+\.partial-(?P<pid>[0-9]+)(\.mp4)?")
+# ``.NAME.partial-PID@HOST`` (a run folder) or ``.NAME.partial-PID.mp4`` (a live recording) being written by process
+# PID on machine HOST (no host: this machine). The host keeps a machine from judging another machine's PIDs when
+# several write into one shared folder (a cluster batch).
+PARTIAL_NAME = re.compile(r"\..+\.partial-(?P<pid>[0-9]+)(@(?P<host>[A-Za-z0-9_.-]+?))?(\.mp4)?")
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: exact for 24, 25, 30, 50, 60 fps and their 1000/1001 variants
 
 
@@ -73,8 +77,7 @@ def _is_zombie(pid: int) -> bool:
 def remove_stale_partials(parent: Path) -> list[Path]:
     """Remove the partial outputs in ``parent`` whose writing process no longer exists (killed mid-run); returns them.
 
-    A partial of a live process (another run still writing) is left alone. PIDs are this machine's: a run
-    writing to a shared network folder from another machine must not share its parent folder.
+    A partial of a live process (another run still writing) or of another machine is left alone.
     """
     try:
         entries = list(parent.iterdir())
@@ -83,7 +86,7 @@ def remove_stale_partials(parent: Path) -> list[Path]:
     removed = []
     for entry in entries:
         match = PARTIAL_NAME.fullmatch(entry.name)
-        if match is None or _process_exists(int(match["pid"])):
+        if match is None or match["host"] not in (None, socket.gethostname()) or _process_exists(int(match["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -91,6 +94,17 @@ def remove_stale_partials(parent: Path) -> list[Path]:
             entry.unlink(missing_ok=True)
         if not entry.exists():
             log.warning("removed %s, left by an interrupted run", entry)
+            removed.append(entry)
+    return removed
+
+
+def remove_partials(final: Path) -> list[Path]:
+    """Remove every partial folder of the run ``final``, from any process or machine; returns them. Only for a
+    caller that knows no attempt at this run is still writing (a batch whose tasks have all ended)."""
+    removed = []
+    for entry in final.parent.glob(f".{glob.escape(final.name)}.partial-*"):
+        if PARTIAL_NAME.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
 
@@ -112,7 +126,7 @@ class RunDirectory:
         if self.final.exists() and not (is_run(self.final) or _is_empty(self.final)):
             raise UserError(f"{self.final} is not a run (it has no {SESSION_JSON} of this project): --overwrite replaces only runs; nothing was deleted")
         self.overwrite = overwrite
-        self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
+        self.path = self.final.parent / f".{self.final.name}.partial-{os.getpid()}@{socket.gethostname()}"
 
     def __enter__(self) -> Path:
         try:

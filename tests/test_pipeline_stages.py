@@ -1,6 +1,7 @@
 """Pipeline stages fed synthetic arrays: schedule, interpolation, tracker, annotators, sinks."""
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.pipeline.analyse import StageTimer, analysis_frames, detected_frames
 from engagement.pipeline.render import Keyframe, RenderWorker, interpolate
-from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, remove_stale_partials, track_rows
+from engagement.sinks import TRACK_SCHEMA, RunDirectory, TableWriter, VideoWriter, remove_partials, remove_stale_partials, track_rows
 
 
 def take(schedule, n):
@@ -235,8 +236,11 @@ def _dead_pid() -> int:
 def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path: Path):
     dead, alive = _dead_pid(), os.getpid()
     stale = [tmp_path / f".old.partial-{dead}", tmp_path / f".clip.mp4.partial-{dead}.mp4"]
+    here = socket.gethostname()
+    stale.append(tmp_path / f".killed.partial-{dead}@{here}")
     kept = [tmp_path / f".busy.partial-{alive}", tmp_path / f".live.mp4.partial-{alive}.mp4",
-            tmp_path / f"notes.partial-{dead}", tmp_path / f".other.old-{dead}"]
+            tmp_path / f"notes.partial-{dead}", tmp_path / f".other.old-{dead}",
+            tmp_path / f".elsewhere.partial-{dead}@another-{here}"]  # another machine's PID: not judged here
     for path in stale + kept:
         if path.suffix == ".mp4":
             path.write_bytes(b"no moov")
@@ -248,6 +252,15 @@ def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path: Path):
         assert not any(path.exists() for path in stale)
         assert all(path.exists() for path in kept)
     assert remove_stale_partials(tmp_path / "missing") == []
+
+
+def test_a_finished_batch_removes_every_partial_of_its_runs(tmp_path: Path):
+    mine = [tmp_path / f".run.partial-{os.getpid()}@elsewhere", tmp_path / ".run.partial-1"]
+    others = [tmp_path / ".run2.partial-1", tmp_path / "run"]
+    for path in mine + others:
+        path.mkdir()
+    assert sorted(remove_partials(tmp_path / "run")) == sorted(mine)
+    assert all(path.exists() for path in others)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are recognised through /proc")

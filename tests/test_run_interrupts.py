@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ def interrupt_mid_run(clip: Path, out: Path, signum: int) -> tuple[subprocess.Co
     """Start ``engagement process``, send ``signum`` once it is writing frames; the finished process and its partial folder."""
     process = subprocess.Popen([sys.executable, "-m", "engagement.cli", "process", str(clip), "--out", str(out), "--quiet", "--no-report"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = out.parent / f".{out.name}.partial-{process.pid}"
+    partial = out.parent / f".{out.name}.partial-{process.pid}@{socket.gethostname()}"
     deadline = time.monotonic() + 240
     while not (partial / "tracks.parquet").exists():  # the tables open once the models are loaded
         assert process.poll() is None, process.communicate()[1][-2000:]

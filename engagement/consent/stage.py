@@ -20,6 +20,7 @@ counted because the track they become may well be a consenting student.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,35 +73,56 @@ def in_seat_zones(points: np.ndarray, zones: list[SeatZone]) -> np.ndarray:
     return inside
 
 
-class ConsentStage:
-    """Marks rows opted out / to blur from seat zones, the track->student mapping and the registry."""
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """What a run needs from the consent registry for its course, read once where the registry lives (the CLI)
+    and handed to the run as data: a run on another machine never opens the registry."""
 
-    def __init__(self, config: ConsentConfig, registry: "Registry | None" = None) -> None:
+    consented: frozenset[str]
+    status_counts: dict[str, int] = field(default_factory=dict)
+    form_versions: tuple[str, ...] = ()
+    retention_days: int | None = None
+
+    @classmethod
+    def read(cls, config: ConsentConfig, registry: "Registry | None" = None) -> "RegistrySnapshot":
+        """The course's consent facts, after the registry-mode checks (unknown course, no current approval or
+        unsafe settings: refused)."""
+        if registry is None:
+            from engagement.consent.registry import Registry
+
+            with Registry.open(config.registry) as opened:
+                return cls.read(config, opened)
+        from engagement.consent.checks import require_registry_mode
+
+        require_registry_mode(config, registry)
+        records = registry.consent(config.course)
+        counts: dict[str, int] = {}
+        for entry in records:
+            counts[entry.status] = counts.get(entry.status, 0) + 1
+        return cls(
+            consented=frozenset(entry.student for entry in records if entry.status == "consented"),
+            status_counts=counts,
+            form_versions=tuple(sorted({entry.form_version for entry in records if entry.form_version})),
+            retention_days=registry.course(config.course).get("retention_days"),
+        )
+
+
+class ConsentStage:
+    """Marks rows opted out / to blur from seat zones, the track->student mapping and the registry.
+
+    With a course set, the consent facts come from ``snapshot`` (read earlier, e.g. by the CLI before it hands
+    videos to other machines) or else from ``registry``, opened here when not given; either way the registry is
+    read once, before the first frame, and session.json's consent facts come from the same snapshot."""
+
+    def __init__(self, config: ConsentConfig, registry: "Registry | None" = None, snapshot: RegistrySnapshot | None = None) -> None:
         self.config = config
         self.track_students = {int(t): s for t, s in config.track_students.items()}
         self.uses_registry = config.course is not None
-        self.consented: set[str] = set()
-        # Registry mode: the course and its consent records as read once, before the first frame (session.json's
-        # consent facts come from here, so the registry is not opened again to describe the run).
-        self.course: dict | None = None
-        self.records: list = []
+        self.snapshot: RegistrySnapshot | None = None
         if self.uses_registry:
-            if registry is None:
-                from engagement.consent.registry import Registry
-
-                with Registry.open(config.registry) as opened:
-                    self.consented = self._consented(opened)
-            else:
-                self.consented = self._consented(registry)
+            self.snapshot = snapshot if snapshot is not None else RegistrySnapshot.read(config, registry)
+        self.consented: frozenset[str] = self.snapshot.consented if self.snapshot is not None else frozenset()
         self._excluded: dict[int, str] = {}  # track id -> reason it was first opted out
-
-    def _consented(self, registry: "Registry") -> set[str]:
-        from engagement.consent.checks import require_registry_mode
-
-        require_registry_mode(self.config, registry)  # unknown course, no current approval or unsafe settings: refused
-        self.course = registry.course(self.config.course)
-        self.records = registry.consent(self.config.course)
-        return {record.student for record in self.records if record.status == "consented"}
 
     @property
     def excluded_track_ids(self) -> set[int]:

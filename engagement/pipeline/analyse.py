@@ -20,7 +20,7 @@ from engagement.sources import FrameSource
 
 if TYPE_CHECKING:
     from engagement.classifier.stage import StateStage
-    from engagement.consent.stage import ConsentStage
+    from engagement.consent.stage import ConsentStage, RegistrySnapshot
     from engagement.detector import FaceFallback, PoseDetector
     from engagement.tracker import Tracker
 
@@ -85,9 +85,10 @@ class Analyzer:
         self.tracklets: Tracklets = Tracklets()
 
     @classmethod
-    def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None) -> "Analyzer":
-        """The real stages: YOLO pose (with the face fallback when enabled), DeepSORT, the consent stage and, when
-        enabled, the state stage."""
+    def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None, consent: "RegistrySnapshot | None" = None) -> "Analyzer":
+        """The real stages: YOLO pose (with the face fallback when enabled), DeepSORT, the consent stage (given
+        ``consent``, the course's consent facts read earlier, it does not open the registry) and, when enabled,
+        the state stage."""
         from engagement.anonymize import FaceDetector
         from engagement.classifier.stage import StateStage
         from engagement.consent.stage import ConsentStage
@@ -100,7 +101,7 @@ class Analyzer:
         fallback = FaceFallback(FaceDetector(faces.face_model, faces.face_confidence, faces.face_input_width, config.models_dir)) \
             if config.detector.face_fallback else None
         tracker = Tracker(config.tracker, config.analysis_fps)
-        return cls(config, detector, tracker, ConsentStage(config.consent), states, timer, fallback)
+        return cls(config, detector, tracker, ConsentStage(config.consent, snapshot=consent), states, timer, fallback)
 
     def warm_up(self, height: int, width: int) -> None:
         """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)

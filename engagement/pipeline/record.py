@@ -80,18 +80,17 @@ def session_record(
 
 
 def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
-    """The session's consent facts: policy, exclusions and, with a course, the registry's status."""
+    """The session's consent facts: policy, exclusions and, with a course, the registry's status as the consent
+    stage read it."""
     from engagement.consent.forms import load_policy
 
     policy = load_policy()
     form_version, retention_days, counts = policy.get("form_version"), policy.get("retention_days"), None
-    if analyzer.consent.course is not None:
-        records, retention = analyzer.consent.records, analyzer.consent.course.get("retention_days")
-        counts = {}
-        for entry in records:
-            counts[entry.status] = counts.get(entry.status, 0) + 1
-        form_version = ", ".join(sorted({entry.form_version for entry in records if entry.form_version})) or form_version
-        retention_days = retention or retention_days
+    snapshot = analyzer.consent.snapshot
+    if snapshot is not None:
+        counts = dict(snapshot.status_counts)
+        form_version = ", ".join(snapshot.form_versions) or form_version
+        retention_days = snapshot.retention_days or retention_days
     return ConsentRecord(
         policy=config.consent.blur,
         unknown=config.consent.unknown,
@@ -105,9 +104,11 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
 
 
 def register_session(config: PipelineConfig, run_dir: Path, session: SessionRecord, started: datetime) -> None:
-    """With a course set, remember the run in the consent registry so withdrawal and purge can find it, then remove
-    the students who opted out or withdrew since the run ``started`` (their change came too late for its consent)."""
-    from engagement.consent.outputs import remove_late_opt_outs
+    """With a course set, remember the run in the consent registry so withdrawal and purge can find it, remove the
+    students who opted out or withdrew since the run's consent facts were read at ``started`` (their change came
+    too late for it), then delete the analysed recording when the course asks for it. Runs where the registry
+    lives (the CLI)."""
+    from engagement.consent.outputs import delete_source, remove_late_opt_outs
     from engagement.consent.registry import Registry
 
     with Registry.open(config.consent.registry) as registry:
@@ -119,6 +120,7 @@ def register_session(config: PipelineConfig, run_dir: Path, session: SessionReco
             {int(t): s for t, s in config.consent.track_students.items()},
         )
         remove_late_opt_outs(registry, session_id, started)
+    delete_source(config.consent.registry, config.consent.course, session.input.path, run_dir)
 
 
 def finish_outputs(directory: Path, config: PipelineConfig, info: VideoInfo) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from engagement.config import PipelineConfig
+from engagement.consent.stage import RegistrySnapshot
 from engagement.files import SESSION_JSON
 from engagement.pipeline.analyse import Analyzer, StageTimer, analyse_frames
 from engagement.pipeline.decide import decide
@@ -31,13 +34,22 @@ def process_video(
     overwrite: bool = False,
     quiet: bool = False,
     report: bool = True,
+    progress: Any = None,
+    consent: RegistrySnapshot | None = None,
+    register: bool = True,
 ) -> SessionRecord:
     """Process one recorded video (two passes: analyse, decide, render) or a stream (one online pass) into a run
-    directory; returns the session record."""
+    directory; returns the session record.
+
+    ``progress``: a tqdm-like object (``reset(total)``, ``update(n)``) fed instead of a bar of its own. With a
+    course set, ``consent`` carries the registry's decisions (read here when not given) and ``register=False``
+    leaves the registry write to the caller: a task on another machine never opens the registry."""
     from tqdm import tqdm
 
     started_at = datetime.now(timezone.utc)  # consent changes from now on are applied to the run when it is registered
     source = FrameSource(video)  # opens and validates the input before any output exists
+    if config.consent.course is not None and consent is None:
+        consent = RegistrySnapshot.read(config.consent)
     two_passes = not source.info.is_live  # a camera or stream cannot be read twice
     if not two_passes:
         config = with_running_baseline(config)
@@ -45,13 +57,15 @@ def process_video(
         started = time.perf_counter()
         timer = StageTimer()
         with timer("load_models"):
-            analyzer = Analyzer.from_config(config, timer)
+            analyzer = Analyzer.from_config(config, timer, consent)
             renderer = Renderer(config, source.info.fps)
             analyzer.warm_up(source.info.height, source.info.width)
             renderer.warm_up(source.info.height, source.info.width)
         writer = RunWriter(directory, source.info, config, video=config.output.video)
         total = source.info.frames * 2 if two_passes and source.info.frames else source.info.frames
-        with tqdm(total=total, unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True) as progress:
+        bar = nullcontext(progress) if progress is not None else tqdm(unit="frame", disable=quiet, desc=Path(video).name, dynamic_ncols=True)
+        with bar as progress:
+            progress.reset(total=total)
             try:
                 keyframes = None
                 if two_passes:
@@ -73,8 +87,6 @@ def process_video(
             from engagement.report import build_report
 
             build_report(directory)
-    if config.consent.course is not None:
+    if config.consent.course is not None and register:
         register_session(config, Path(out), session, started_at)
-        from engagement.consent.outputs import delete_source
-        delete_source(config.consent.registry, config.consent.course, video, out)
     return session
