@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ def test_withdrawal_during_processing_reaches_the_session(clip: Path, tmp_path: 
          *[arg for setting in settings for arg in ("--set", setting)]],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    partial = out.parent / f".{out.name}.partial-{process.pid}"
+    partial = out.parent / f".{out.name}.partial-{process.pid}@{socket.gethostname()}"
     deadline = time.monotonic() + 240
     while not (partial / "tracks.parquet").exists():  # the consent was read, frames are being analysed
         assert process.poll() is None, process.communicate()[1][-2000:]
