@@ -148,19 +148,18 @@ def place_labels(boxes: np.ndarray, sizes: list[tuple[int, int]], width: int, he
     for row, ((x1, y1, _, y2), (w, h)) in enumerate(zip(np.asarray(boxes, int).reshape(-1, 4), sizes)):
         x = int(np.clip(x1, 0, max(width - w, 0)))
         above, below = y1 - h, y2
-        tops = [above, below, y1, y2 - h]
         step = h + gap
-        tops += [y for k in range(1, height // step + 1) for y in (above - k * step, below + k * step)]
-        fits = [y for y in tops if 0 <= y <= height - h]
-        free = [y for y in fits if not _overlaps(placed, x - gap, y - gap, w + 2 * gap, h + 2 * gap)]
-        y = free[0] if free else int(np.clip(above, 0, max(height - h, 0)))
+        further = np.arange(1, height // step + 1) * step
+        tops = np.concatenate([[above, below, y1, y2 - h], np.stack([above - further, below + further], axis=1).ravel()])
+        fits = tops[(tops >= 0) & (tops <= height - h)]
+        # Every candidate spot against every placed label at once, each spot grown by ``gap`` on all sides.
+        same_column = (placed[:, 0] < x + w + gap) & (x - gap < placed[:, 2])
+        taken = (same_column & (placed[None, :, 1] < fits[:, None] + h + gap) & (fits[:, None] - gap < placed[None, :, 3])).any(axis=1)
+        free = fits[~taken]
+        y = int(free[0]) if len(free) else int(np.clip(above, 0, max(height - h, 0)))
         corners[row] = (x, y)
         placed = np.vstack([placed, [x, y, x + w, y + h]])
     return corners
-
-
-def _overlaps(placed: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
-    return bool(np.any((placed[:, 0] < x + w) & (x < placed[:, 2]) & (placed[:, 1] < y + h) & (y < placed[:, 3])))
 
 
 def label_text(track_id: int, state: str, score: float, role: str) -> str:

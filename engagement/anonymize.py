@@ -274,17 +274,19 @@ class Anonymizer:
         not depend on ``annotate``, so a pipeline can run it ahead on another thread."""
         full_pass = index % self.face_every == 0 or not self.config.face_input_width
         detector = self.detector if full_pass else self.fast_detector
-        faces = [detector(frame)]
+        upright = detector(frame)
+        faces = [upright]
         probe = self.turn_probe_every and index % self.turn_probe_every == 0
         height, width = frame.shape[:2]
         for degrees in TURNS:
             searched = index <= self._turn_until[degrees]
             if not (probe or searched):
                 continue
-            # A probe only has to notice that faces appear turned, so it runs downscaled; a turn found is then
-            # searched like the upright frame.
+            # A probe only has to notice that faces appear turned, so it runs downscaled; a turn that shows faces
+            # the upright search missed is then searched like the upright frame. Faces it finds again (a
+            # classroom's upright faces are often found turned too) hide nothing new and keep no search going.
             found = unturn_boxes((detector if searched else self.fast_detector)(turn(frame, degrees)), degrees, width, height)
-            if len(found):
+            if len(found) and not centres_inside(found, upright).any(axis=1).all():
                 self._turn_until[degrees] = index + 2 * self.turn_probe_every
             faces.append(found)
         return np.concatenate(faces)
