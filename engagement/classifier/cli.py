@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
                                "pipeline does for a recording (classroom rows: running, they are single frames)")
+    evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
+                          "state probability is below this (default: the pipelines' classifier.uncertain_below)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -58,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
                          "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
     predict.add_argument("--weights", help="weights file (default: the packaged weights)")
+    predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
+                         "below this (default: the pipelines' classifier.uncertain_below)")
     predict.set_defaults(handler=_predict)
 
 
@@ -104,7 +108,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
-    report = _scored(model, features, args.baseline or default_baseline(features.dataset))
+    report = _scored(model, features, args.baseline or default_baseline(features.dataset),
+                     _threshold(args.uncertain_below))
     print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {len(features.y)} labelled "
           f"rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
@@ -141,15 +146,28 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles)
+    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below))
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
     return 0
 
 
-def _scored(model: Any, features: Any, baseline: str) -> dict[str, Any]:
-    """``evaluate`` on the rows with relative features against the given ``baseline``, which it records."""
+def _threshold(value: float | None) -> float:
+    """``--uncertain-below``, by default the pipelines' ``classifier.uncertain_below``; a probability."""
+    from engagement.config import UNCERTAIN_BELOW
+    from engagement.errors import UserError
+
+    if value is None:
+        return UNCERTAIN_BELOW
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--uncertain-below must be a probability from 0 to 1, got {value}")
+    return value
+
+
+def _scored(model: Any, features: Any, baseline: str, uncertain_below: float) -> dict[str, Any]:
+    """``evaluate`` on the rows with relative features against the given ``baseline``, which it records, with
+    rows below ``uncertain_below`` called uncertain (wrong)."""
     from engagement.classifier.train import evaluate, with_baseline
 
-    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline))}
+    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below)}

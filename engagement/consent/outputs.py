@@ -25,7 +25,7 @@ from engagement.files import write_atomic
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", "session.json", "summary.json", *RENDERED_PATTERNS)
-CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
+CLASS_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share")  # summary.json figures over every student
 
 
 def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
