@@ -15,9 +15,14 @@ log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("held_out", "heldout", "metrics", "evaluation", "validation")
 DATA_KEYS = ("training_data", "data", "datasets", "dataset")
-HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "coverage")
+HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "level_auc", "uncertain_share", "coverage")
 SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state"}
-MAX_ROWS = 14
+MAX_ROWS = 24
+# Further figure tables of a card, shown after the held-out ones with this suffix on their rows: the live view of
+# the same held-out data, the same with low-probability rows called uncertain, and the one-room / one-person-out
+# validation the settings were chosen on.
+EXTRA_TABLES = {"held_out_running_baseline": "running baseline", "held_out_with_uncertain": "uncertain counted wrong",
+                "validation_one_out": "validation"}
 
 
 @dataclass
@@ -52,9 +57,9 @@ def load_card(session: dict[str, Any]) -> ModelCard:
 def summarize_card(card: dict[str, Any], source: str) -> ModelCard:
     """Pick the report's fields out of a model card dict."""
     metrics = next((card[key] for key in METRIC_KEYS if key in card), card)
-    running = card.get("held_out_running_baseline")
-    if isinstance(metrics, dict) and isinstance(running, dict):  # the same data as a live view would see it
-        metrics = {**metrics, **{f"{name} (running baseline)": report for name, report in running.items()}}
+    for key, suffix in EXTRA_TABLES.items():
+        if isinstance(metrics, dict) and isinstance(card.get(key), dict):
+            metrics = {**metrics, **{f"{name} ({suffix})": report for name, report in card[key].items()}}
     columns, rows = _figure_table(metrics)
     return ModelCard(
         source=source,
