@@ -34,7 +34,7 @@ from engagement.states import STATES
 from engagement.classifier.train import HIDDEN_UNITS, L2_ALPHA, evaluate, fit_on, split_webcam, with_baseline
 
 CLA = "clabehavior"
-THRESHOLDS = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+THRESHOLDS = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
 Fold = tuple[str, list[FeatureSet], list[tuple[str, FeatureSet, str | None]]]  # name, fit sets, (scored name, rows, labels_of)
 
@@ -51,15 +51,15 @@ def folds(cctv_train: FeatureSet, webcam_train: FeatureSet, cla: FeatureSet | No
     is scored."""
     result: list[Fold] = []
     if cla is None:  # one model, fitted without either room, scores both
-        result.append(("rooms unseen", [cctv_train, webcam_train],
+        result.append(("room: both unseen", [cctv_train, webcam_train],
                        [(f"{CLA} room {room}", cla_scored.subset(cla_scored.groups == room), None) for room in "AB"]))
     for fit_room, scored_room in (("A", "B"), ("B", "A")) if cla is not None else ():
         scored = cla_scored.subset(cla_scored.groups == scored_room)
-        result.append((f"room {fit_room}->{scored_room}", [cctv_train, webcam_train, cla.subset(cla.groups == fit_room)],
+        result.append((f"room: {fit_room}->{scored_room}", [cctv_train, webcam_train, cla.subset(cla.groups == fit_room)],
                        [(f"{CLA} room {scored_room}", scored, None), (f"{CLA} room {scored_room}, own labels", scored, CLA)]))
     for k, (fit, scored) in enumerate(validation_folds(cctv_train, webcam_train)):
         person = scored[1].groups[0]
-        result.append((f"person fold {k} ({person})", fit + ([cla] if cla is not None else []),
+        result.append((f"person: fold {k} ({person})", fit + ([cla] if cla is not None else []),
                        [("cctv val-fold", scored[0], None),
                         ("webcam val-person, running", scored[1], WEBCAM),
                         ("webcam val-person, session", with_baseline(scored[1], "session"), WEBCAM)]))
@@ -68,13 +68,14 @@ def folds(cctv_train: FeatureSet, webcam_train: FeatureSet, cla: FeatureSet | No
 
 def scored(model: StateClassifier, features: FeatureSet, labels_of: str | None,
            thresholds: tuple[float, ...]) -> dict[str, Any] | None:
-    """Macro-F1 (uncertain = wrong) and uncertain share at each threshold; None when the model has no labels
-    of ``labels_of``."""
+    """Macro-F1 and accuracy (uncertain = wrong) and uncertain share at each threshold; None when the model has
+    no labels of ``labels_of``."""
     if labels_of and not any(label.startswith(f"{labels_of}:") for label in model.output_labels):
         return None
     view = model.only_labels_of(labels_of) if labels_of else model
     reports = {t: evaluate(view, features, uncertain_below=t)["model"] for t in thresholds}
     return {"macro_f1": {str(t): r["macro_f1"] for t, r in reports.items()},
+            "accuracy": {str(t): r["accuracy"] for t, r in reports.items()},
             "uncertain_share": {str(t): r["uncertain_share"] for t, r in reports.items()}}
 
 
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
     parser.add_argument("--clabehavior", default="../shared/datasets/clabehavior")
     parser.add_argument("--variants", nargs="+", default=["without", "labels", "states"])
+    parser.add_argument("--folds", nargs="+", choices=["room", "person"], default=["room", "person"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
@@ -102,6 +104,8 @@ def main() -> None:
         units = int(value) if name == "units" else HIDDEN_UNITS
         alpha = float(value) if name == "alpha" else L2_ALPHA
         for fold, fit_sets, scored_sets in folds(cctv_train, webcam_train, fitted, cla):
+            if fold.split(":")[0] not in args.folds:
+                continue
             started = time.perf_counter()
             model, _ = fit_on(fit_sets, "class_weight", args.seed, hidden_units=units, alpha=alpha)
             row = {"variant": variant, "fold": fold, "fit_s": round(time.perf_counter() - started, 1),

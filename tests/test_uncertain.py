@@ -3,6 +3,8 @@ the states table, the summary, and ``engagement classifier evaluate`` (where it 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,3 +83,30 @@ def test_evaluate_counts_uncertain_as_wrong_and_reports_its_share() -> None:
     assert columns[-2:] == [UNCERTAIN, "missed"]
     assert [row[columns.index(UNCERTAIN)] for row in model["confusion_matrix"]["counts"]] == [1, 0, 1]
     assert report["rules"]["uncertain_share"] == 0.0  # the baselines always answer
+
+
+@pytest.mark.slow
+def test_shipped_weights_give_the_six_states_or_uncertain_on_a_real_classroom_still(assets: Path, tmp_path: Path) -> None:
+    from engagement.classifier.model import StateClassifier
+    from engagement.cli import main
+
+    model = StateClassifier.load()
+    assert sorted(set(model.output_states.tolist())) == list(range(len(STATES)))
+    still = assets / "datasets" / "clabehavior" / "images" / "train_0353.jpg"
+    columns = [f"p_{s}" for s in STATES]
+
+    def predicted(threshold: float) -> pd.DataFrame:
+        out = tmp_path / f"below_{threshold}.csv"
+        assert main(["classifier", "predict", str(still), "--out", str(out), "--tiles", "3x3",
+                     "--uncertain-below", str(threshold)]) == 0
+        table = pd.read_csv(out)
+        return table[table["person_found"]]
+
+    sure = predicted(0.0)
+    assert len(sure) > 10 and set(sure["state"]) <= set(STATES)
+    median = float(sure[columns].max(axis=1).median())  # about half the people fall below it
+    unsure = predicted(median)
+    top = unsure[columns].max(axis=1)
+    below, clear = top < median - 1e-4, top > median + 1e-4  # the table's probabilities are rounded to 4 places
+    assert below.any() and clear.any()
+    assert (unsure["state"][below] == UNCERTAIN).all() and set(unsure["state"][clear]) <= set(STATES)

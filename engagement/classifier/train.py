@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engagement.classifier.data import ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
+from engagement.classifier.data import CCTV, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
@@ -32,6 +32,27 @@ HIDDEN_UNITS = 128
 L2_ALPHA = 0.3
 MISSED = -1  # prediction for a label whose person was not detected
 UNSURE = -2  # prediction below the uncertainty threshold: shown as "uncertain", scored as wrong
+
+
+# Licence and caveat of each packaged dataset (../shared/README.md), for the card the report shows.
+DATASET_NOTES = {
+    CCTV: "CC BY 4.0, 'cctv-accurate dataset, Roboflow Universe'; one ceiling-camera lecture room",
+    WEBCAM: "no licence stated; identifiable people: tests and training only",
+    "clabehavior": "no licence stated; real primary-school lessons (minors): tests and training only",
+    "engagement_levels": "no licence stated; identifiable faces: tests only; levels, scored as a ranking (level_auc)",
+}
+
+
+def data_card(fitted: list[str], checked: list[str]) -> str:
+    """The report's one-paragraph account of the data: each set's licence, caveat and label -> state map."""
+    label_map = load_label_map()
+
+    def described(dataset: str) -> str:
+        mapping = ", ".join(f"{label} -> {state or 'left out'}" for label, state in label_map.get(dataset, {}).items())
+        return f"{dataset} ({DATASET_NOTES.get(dataset, 'licence not recorded')}{'; ' + mapping if mapping else ''})"
+
+    held_out = f". Held out only: {'; '.join(described(d) for d in checked)}" if checked else ""
+    return f"fitted: {'; '.join(described(d) for d in fitted)}{held_out}"
 
 
 def dataset_states(dataset: str) -> list[int]:

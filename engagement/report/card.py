@@ -19,10 +19,8 @@ HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "leve
 SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state"}
 MAX_ROWS = 24
 # Further figure tables of a card, shown after the held-out ones with this suffix on their rows: the live view of
-# the same held-out data, the same with low-probability rows called uncertain, and the one-room / one-person-out
-# validation the settings were chosen on.
-EXTRA_TABLES = {"held_out_running_baseline": "running baseline", "held_out_with_uncertain": "uncertain counted wrong",
-                "validation_one_out": "validation"}
+# the same held-out data, and the same with low-probability rows called uncertain (counted as wrong).
+EXTRA_TABLES = {"held_out_running_baseline": "running baseline", "held_out_with_uncertain": "uncertain counted wrong"}
 
 
 @dataclass
