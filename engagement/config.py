@@ -94,7 +94,7 @@ class AnonymizerConfig:
     turned_faces_every_s: float = 1.0
 
 
-UNCERTAIN_BELOW = 0.0  # default of classifier.uncertain_below, chosen on validation (MODEL_CARD.md)
+UNCERTAIN_BELOW = 0.45  # default of classifier.uncertain_below, chosen on validation (MODEL_CARD.md)
 
 
 @dataclass
