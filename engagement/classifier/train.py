@@ -51,7 +51,7 @@ def data_card(fitted: list[str], checked: list[str]) -> str:
         mapping = ", ".join(f"{label} -> {state or 'left out'}" for label, state in label_map.get(dataset, {}).items())
         return f"{dataset} ({DATASET_NOTES.get(dataset, 'licence not recorded')}{'; ' + mapping if mapping else ''})"
 
-    held_out = f". Held out only: {'; '.join(described(d) for d in checked)}" if checked else ""
+    held_out = f". Not fitted, checks only: {'; '.join(described(d) for d in checked)}" if checked else ""
     return f"fitted: {'; '.join(described(d) for d in fitted)}{held_out}"
 
 
