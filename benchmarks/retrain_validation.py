@@ -11,9 +11,11 @@ engagement_levels crop):
 Variants (``--variants``): ``without`` (the shipped recipe: no clabehavior rows), ``labels`` (clabehavior
 rows, its labels as outputs), ``states`` (clabehavior rows, its labels merged by state: read + write one
 output, raise_hand + discuss one), and ``alpha=A`` / ``units=N`` on top of ``labels``. Each fold's figures
-are also given with rows below a probability threshold called uncertain (wrong), for ``--thresholds``.
+are also given with rows below a probability threshold called uncertain (wrong), for ``--thresholds``
+(the ``without`` person folds chose ``classifier.uncertain_below``). Seed 0 by default; a fit takes one to
+several minutes on a shared 2-core CPU.
 
-    python benchmarks/retrain_validation.py --variants without labels states --json out.json
+    python benchmarks/retrain_validation.py --variants without labels states [--folds room person] --json out.json
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
 from engagement.classifier.model import StateClassifier
-from engagement.states import STATES
 from engagement.classifier.train import HIDDEN_UNITS, L2_ALPHA, evaluate, fit_on, split_webcam, with_baseline
+from engagement.states import STATES
 
 CLA = "clabehavior"
 THRESHOLDS = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
