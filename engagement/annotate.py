@@ -14,10 +14,11 @@ import numpy as np
 
 from engagement.config import SeatZone
 from engagement.detections import COCO_SKELETON, KEYPOINT_DRAW_MIN_SCORE, Detections
-from engagement.states import DISPLAY_NAMES, STATES
+from engagement.states import DISPLAY_NAMES, STATES, UNCERTAIN
 
 Color = tuple[int, int, int]  # BGR
 
+NO_STATE_COLOR: Color = (160, 160, 160)  # grey: not classified (yet), or an unknown state
 # The Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), as BGR.
 STATE_COLORS: dict[str, Color] = {
     "attentive": (115, 158, 0),  # bluish green
@@ -26,8 +27,8 @@ STATE_COLORS: dict[str, Color] = {
     "confused": (66, 228, 240),  # yellow
     "bored": (0, 159, 230),  # orange
     "distracted": (0, 94, 213),  # vermillion
+    UNCERTAIN: NO_STATE_COLOR,  # grey too: the classifier was not sure enough to name a state
 }
-NO_STATE_COLOR: Color = (160, 160, 160)  # grey: not classified (yet), or an unknown state
 INSTRUCTOR_COLOR: Color = (167, 121, 204)  # reddish purple
 ZONE_COLOR: Color = (255, 0, 255)  # magenta: drawn outlines, never a person's colour
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -217,7 +218,7 @@ class LegendAnnotator:
     and what the number in a label means (the engagement score, not a probability). The instructor's colour is
     listed when the detections carry a ``role`` column."""
 
-    ENTRIES: tuple[tuple[str, Color], ...] = (*((DISPLAY_NAMES[s], STATE_COLORS[s]) for s in STATES), ("no state", NO_STATE_COLOR))
+    ENTRIES: tuple[tuple[str, Color], ...] = (*((DISPLAY_NAMES[s], STATE_COLORS[s]) for s in STATES), ("no state / uncertain", NO_STATE_COLOR))
 
     def annotate(self, frame: np.ndarray, detections: Detections) -> np.ndarray:
         entries = [*self.ENTRIES, ("instructor", INSTRUCTOR_COLOR)] if "role" in detections.data else list(self.ENTRIES)

@@ -120,6 +120,9 @@ class AnonymizerConfig:
         return self
 
 
+UNCERTAIN_BELOW = 0.45  # default of classifier.uncertain_below, chosen on validation (MODEL_CARD.md)
+
+
 @dataclass
 class ClassifierConfig:
     """Engagement-state classifier over pose and face features."""
@@ -143,6 +146,9 @@ class ClassifierConfig:
     # (what the running baseline converges to; measured better on unseen people, see the model card). The first
     # pass keeps every analysis frame's detections and about 1 KB of features per analysed person in memory.
     baseline: Literal["running", "session"] = "running"
+    # A person whose most probable smoothed state is below this probability is shown and tabled as "uncertain"
+    # instead of a guess (0 never says uncertain); chosen on validation by room and by person (model card).
+    uncertain_below: float = UNCERTAIN_BELOW
     # Who is the instructor, left out of every student table, score and report (engagement/roles.py): "auto" (stands
     # and walks most of the time), "zone" (mostly inside instructor_zone, a polygon in pixels), "none". Recorded
     # video only: a live view keeps everyone a student.
@@ -186,6 +192,8 @@ class PipelineConfig:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
         if self.classifier.instructor == "zone" and len(self.classifier.instructor_zone) < 3:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
+        if not 0.0 <= self.classifier.uncertain_below <= 1.0:
+            raise UserError(f"classifier.uncertain_below must be a probability from 0 to 1, got {self.classifier.uncertain_below}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         self.anonymizer.validate()

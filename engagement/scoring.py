@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engagement.states import STATES
+from engagement.states import STATES, UNCERTAIN
 
 STATE_WEIGHTS: dict[str, float] = {
     "attentive": 1.0,
@@ -65,6 +65,7 @@ def summarize(states: pd.DataFrame, duration_s: float, people_excluded: int) -> 
             "score": round(float(rows["score"].mean()), 2),
             "dominant_state": str(share.idxmax()),
             "state_share": {state: round(float(share.get(state, 0.0)), 4) for state in STATES},
+            "uncertain_share": round(float(share.get(UNCERTAIN, 0.0)), 4),
             "minutes_present": int(rows["minute"].nunique()),
         })
     timeline = []
@@ -79,6 +80,9 @@ def summarize(states: pd.DataFrame, duration_s: float, people_excluded: int) -> 
         "students": students,
         "timeline": timeline,
         "state_share": {state: round(float(overall_share.get(state, 0.0)), 4) for state in STATES},
+        # share of student-time shown as "uncertain" (below classifier.uncertain_below): the state shares add up
+        # to 1 minus this
+        "uncertain_share": round(float(overall_share.get(UNCERTAIN, 0.0)), 4),
         "people_excluded": int(people_excluded),
     }
     scores["score"] = scores["score"].round(2)

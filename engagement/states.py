@@ -21,6 +21,15 @@ DISPLAY_NAMES: dict[str, str] = {
     "taking_notes": "taking notes",
 }
 STATE_INDEX: dict[str, int] = {state: i for i, state in enumerate(STATES)}
+# Shown instead of a state when the most probable one is below ``classifier.uncertain_below``: a state value,
+# never a trained class.
+UNCERTAIN = "uncertain"
+
+
+def named_state(probs: np.ndarray, uncertain_below: float = 0.0) -> str:
+    """The most probable state of one probability vector, or ``UNCERTAIN`` when its probability is below
+    ``uncertain_below`` (the video and the tables then make no guess)."""
+    return UNCERTAIN if float(np.max(probs)) < uncertain_below else STATES[int(np.argmax(probs))]
 
 
 class StateSmoother:

@@ -17,7 +17,7 @@ from engagement.classifier.train import level_figures
 from engagement.cli import main
 from engagement.detections import Detections
 from engagement.features import FEATURE_NAMES
-from engagement.states import STATE_INDEX, STATES
+from engagement.states import STATE_INDEX, STATES, UNCERTAIN
 
 
 def write_image(path: Path, size: tuple[int, int] = (64, 64)) -> Path:
@@ -220,7 +220,7 @@ def test_predict_an_image_with_nobody_gets_one_row_saying_so(
     nobody = table.iloc[0]
     assert not nobody["person_found"] and not nobody["face_found"] and pd.isna(nobody["state"])
     found = table.iloc[1:]
-    assert found["person_found"].all() and set(found["state"]) <= set(STATES)
+    assert found["person_found"].all() and set(found["state"]) <= {*STATES, UNCERTAIN}
     np.testing.assert_allclose(found[[f"p_{s}" for s in STATES]].sum(axis=1), 1.0, atol=1e-3)
     assert ((found["score"] >= 0) & (found["score"] <= 100)).all()
     assert [p.name for p in out.parent.iterdir()] == ["preds.csv"]  # a table only, never an image
@@ -237,7 +237,7 @@ def test_predict_on_a_real_classroom_still_and_video(assets: Path, tmp_path: Pat
     assert main(["classifier", "predict", str(still), "--out", str(tmp_path / "still.csv"), "--tiles", "3x3"]) == 0
     table = pd.read_csv(tmp_path / "still.csv")
     assert len(table) > 10 and table["person_found"].all() and table["face_found"].any()
-    assert set(table["state"]) <= set(STATES) and table["score"].between(0, 100).all()
+    assert set(table["state"]) <= {*STATES, UNCERTAIN} and table["score"].between(0, 100).all()
     video = assets / "videos" / "webcam_session_p2.mp4"  # 10 fps, 378 frames
     assert main(["classifier", "predict", str(video), "--out", str(tmp_path / "video.csv"), "--every-s", "15"]) == 0
     table = pd.read_csv(tmp_path / "video.csv")

@@ -24,6 +24,10 @@ class ModelCard:
     held_out: dict[str, dict[str, Any]] = field(default_factory=dict)
     held_out_running_baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     majority_state: dict[str, int] = field(default_factory=dict)  # dataset -> most frequent state index in training
+    uncertain_below: float | None = None  # the probability below which the pipelines call a state uncertain
+    data: str | None = None  # each dataset's licence, caveat and label map (``train.data_card``)
+    # the held-out figures again with rows below ``uncertain_below`` called uncertain (and counted as wrong)
+    held_out_with_uncertain: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any) -> "ModelCard":

@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train on the classroom and webcam datasets, write weights")
     train.add_argument("--cctv", required=True, help="cctv_headstate folder (train/ is fitted, val/ is held out)")
     train.add_argument("--webcam", required=True, help="webcam_behaviour folder (labels.csv)")
+    train.add_argument("--clabehavior", help="clabehavior folder (COCO classroom set): both rooms fit too (tried, not "
+                       "shipped: the cctv val figure fell, MODEL_CARD.md; one-room-out validation: "
+                       "benchmarks/retrain_validation.py)")
+    train.add_argument("--levels", help="engagement_levels folder: never fitted, scored into the card (level_auc)")
     train.add_argument("--test-persons", default="1,2", help="webcam persons held out (default 1,2)")
     train.add_argument("--augment", choices=AUGMENTATIONS, default="class_weight",
                        help="balancing of under-represented states (default: class_weight, tied best on validation)")
@@ -47,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
                                "pipeline does for a recording (classroom rows: running, they are single frames)")
+    evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
+                          "state probability is below this (default: the pipelines' classifier.uncertain_below)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -58,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
                          "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
     predict.add_argument("--weights", help="weights file (default: the packaged weights)")
+    predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
+                         "below this (default: the pipelines' classifier.uncertain_below)")
     predict.set_defaults(handler=_predict)
 
 
@@ -70,26 +78,35 @@ def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
-    from engagement.classifier.train import default_baseline, export_training_rows, fit_on, split_webcam
+    from engagement.classifier.train import data_card, default_baseline, export_training_rows, fit_on, split_webcam
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
     cctv_test = featurizer.featurize(args.cctv, split="val")
     webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), _names(args.test_persons))
-    model, counts = fit_on([cctv_train, webcam_train], args.augment, args.seed)
+    classroom = [featurizer.featurize(args.clabehavior)] if args.clabehavior else []
+    held_out = [cctv_test, webcam_test] + ([featurizer.featurize(args.levels)] if args.levels else [])
+    model, counts = fit_on([cctv_train, webcam_train, *classroom], args.augment, args.seed)
+    threshold = _threshold(None)
     model.card = replace(
-        model.card, augment=args.augment, seed=args.seed, rows=counts,
+        model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold,
+        data=data_card([fs.dataset for fs in (cctv_train, webcam_train, *classroom)], [fs.dataset for fs in held_out[2:]]),
         splits={"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
-                "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)"},
-        held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset)) for fs in (cctv_test, webcam_test)},
-        held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running")},
+                "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)",
+                **{fs.dataset: "both rooms fit (one-room-out figures: validation, in MODEL_CARD.md)" for fs in classroom},
+                **({held_out[-1].dataset: "held out whole (never fitted)"} if args.levels else {})},
+        held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), 0.0) for fs in held_out},
+        held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running", 0.0)},
+        held_out_with_uncertain={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), threshold) for fs in held_out[:2]},
     )
     model.save(args.out)
     if args.export_features:
         export_training_rows(args.export_features, [cctv_train, webcam_train], model)
-    reports = {**model.card.held_out, f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM]}
-    print(json.dumps({name: {"coverage": r["coverage"], "macro_f1": r["model"]["macro_f1"],
-                             "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]}
+    reports = {**model.card.held_out, f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM],
+               **{f"{name} (uncertain below {threshold})": r for name, r in model.card.held_out_with_uncertain.items()}}
+    print(json.dumps({name: {"coverage": r["coverage"], **{key: r[key] for key in ("level_auc",) if key in r},
+                             **({"macro_f1": r["model"]["macro_f1"], "uncertain_share": r["model"]["uncertain_share"],
+                                 "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]} if "model" in r else {})}
                       for name, r in reports.items()}, indent=2))
     return 0
 
@@ -106,7 +123,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
-    report = _scored(model, features, args.baseline or default_baseline(features.dataset))
+    report = _scored(model, features, args.baseline or default_baseline(features.dataset),
+                     _threshold(args.uncertain_below))
     print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {len(features.y)} labelled "
           f"rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
@@ -143,15 +161,28 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles)
+    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below))
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
     return 0
 
 
-def _scored(model: Any, features: Any, baseline: str) -> dict[str, Any]:
-    """``evaluate`` on the rows with relative features against the given ``baseline``, which it records."""
+def _threshold(value: float | None) -> float:
+    """``--uncertain-below``, by default the pipelines' ``classifier.uncertain_below``; a probability."""
+    from engagement.config import UNCERTAIN_BELOW
+    from engagement.errors import UserError
+
+    if value is None:
+        return UNCERTAIN_BELOW
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"--uncertain-below must be a probability from 0 to 1, got {value}")
+    return value
+
+
+def _scored(model: Any, features: Any, baseline: str, uncertain_below: float) -> dict[str, Any]:
+    """``evaluate`` on the rows with relative features against the given ``baseline``, which it records, with
+    rows below ``uncertain_below`` called uncertain (wrong)."""
     from engagement.classifier.train import evaluate, with_baseline
 
-    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline))}
+    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below)}

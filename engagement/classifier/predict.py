@@ -18,7 +18,7 @@ import pandas as pd
 from engagement.errors import UserError
 from engagement.features import FRAME_FEATURES
 from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
-from engagement.states import STATES
+from engagement.states import named_state
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 COLUMNS = ("source", "frame", "time_s", "person", "person_found", "face_found", "x0", "y0", "x1", "y1",
@@ -54,9 +54,10 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
 
 
 def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = None,
-                  tiles: tuple[int, int] = (1, 1)) -> pd.DataFrame:
-    """One row per detected person (``COLUMNS``): box, six state probabilities, state, engagement score, and
-    whether a person and a face were found; one row without a state for a frame with neither."""
+                  tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0) -> pd.DataFrame:
+    """One row per detected person (``COLUMNS``): box, six state probabilities, state (``uncertain`` below
+    ``uncertain_below``), engagement score, and whether a person and a face were found; one row without a state
+    for a frame with neither."""
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
 
@@ -76,7 +77,7 @@ def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = 
                 if person_found or face_found[i]:  # the whole frame is the box of a face found without a person
                     row |= {"person": i, **dict(zip(("x0", "y0", "x1", "y1"), found.xyxy[i].round(1))),
                             **dict(zip(PROBABILITY_COLUMNS, probs[i].round(4))),
-                            "state": STATES[int(probs[i].argmax())], "score": round(float(scores[i]), 2)}
+                            "state": named_state(probs[i], uncertain_below), "score": round(float(scores[i]), 2)}
                 rows.append(row)
     finally:
         featurizer.extractor.close()

@@ -37,6 +37,7 @@ class StateStage:
         self.session_baseline = config.classifier.baseline == "session"
         self.max_age_s = config.tracker.max_age_s
         self._last_seen: dict[int, float] = {}  # track id -> time it was last analysed
+        self.uncertain_below = config.classifier.uncertain_below
         # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
         self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
@@ -65,7 +66,7 @@ class StateStage:
             with timer("classify"):
                 raw = self.classifier.predict_proba(features)
                 probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
-        set_states(detections, rows, probs)
+        set_states(detections, rows, probs, self.uncertain_below)
         return detections
 
     def _forget_gone(self, track_ids: np.ndarray, time_s: float) -> None:
@@ -102,7 +103,7 @@ class StateStage:
                 if len(features):
                     probs[rows] = self.smoother.update(detections.track_id[rows], raw[start:start + len(features)], time_s)
                 start += len(features)
-                set_states(detections, rows, probs)
+                set_states(detections, rows, probs, self.uncertain_below)
         self._recorded.clear()
 
     @staticmethod
@@ -113,18 +114,22 @@ class StateStage:
 
     @staticmethod
     def drop_unanalysable(detections: Detections) -> None:
-        """Clear the states of rows no longer analysable (the instructor), so no table or score holds them."""
+        """Clear the states of rows no longer analysable (the instructor), so no table or score holds them; the
+        other rows keep the states already set (``uncertain`` included)."""
         if "state" not in detections.data:
             return
-        rows = analysable(detections) & np.array([bool(state) for state in detections.data["state"]], bool)
-        set_states(detections, rows, np.where(rows[:, None], detections.data["state_probs"], np.nan).astype(np.float32))
+        dropped = ~analysable(detections)
+        detections.data["state_probs"] = np.where(dropped[:, None], np.nan, detections.data["state_probs"]).astype(np.float32)
+        detections.data["state"] = ["" if gone else state for state, gone in zip(detections.data["state"], dropped)]
+        detections.data["score"] = np.where(dropped, np.nan, detections.data["score"])
 
 
-def set_states(detections: Detections, rows: np.ndarray, probs: np.ndarray) -> None:
-    """Attach smoothed state probabilities, the state and the engagement score to the analysable ``rows``."""
+def set_states(detections: Detections, rows: np.ndarray, probs: np.ndarray, uncertain_below: float = 0.0) -> None:
+    """Attach smoothed state probabilities, the state and the engagement score to the analysable ``rows``; a row
+    whose most probable state is below ``uncertain_below`` is ``uncertain`` (no guess is shown)."""
     from engagement.scoring import engagement_score
-    from engagement.states import STATES
+    from engagement.states import named_state
 
     detections.data["state_probs"] = probs
-    detections.data["state"] = [STATES[int(np.argmax(p))] if ok else "" for p, ok in zip(probs, rows)]
+    detections.data["state"] = [named_state(p, uncertain_below) if ok else "" for p, ok in zip(probs, rows)]
     detections.data["score"] = np.where(rows, engagement_score(np.nan_to_num(probs)), np.nan)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from engagement.classifier.data import ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
+from engagement.classifier.data import CCTV, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
@@ -25,12 +25,34 @@ from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, session_relative
 from engagement.generative.augment import METHODS as SYNTHESIS_METHODS
-from engagement.states import STATE_INDEX, STATES
+from engagement.states import STATE_INDEX, STATES, UNCERTAIN
 
 AUGMENTATIONS = ("none", "class_weight", *SYNTHESIS_METHODS)  # the last ones add synthetic rows
 HIDDEN_UNITS = 128
 L2_ALPHA = 0.3
 MISSED = -1  # prediction for a label whose person was not detected
+UNSURE = -2  # prediction below the uncertainty threshold: shown as "uncertain", scored as wrong
+
+
+# Licence and caveat of each packaged dataset (../shared/README.md), for the card the report shows.
+DATASET_NOTES = {
+    CCTV: "CC BY 4.0, 'cctv-accurate dataset, Roboflow Universe'; one ceiling-camera lecture room",
+    WEBCAM: "no licence stated; identifiable people: tests and training only",
+    "clabehavior": "no licence stated; real primary-school lessons (minors): tests and training only",
+    "engagement_levels": "no licence stated; identifiable faces: tests only; levels, scored as a ranking (level_auc)",
+}
+
+
+def data_card(fitted: list[str], checked: list[str]) -> str:
+    """The report's one-paragraph account of the data: each set's licence, caveat and label -> state map."""
+    label_map = load_label_map()
+
+    def described(dataset: str) -> str:
+        mapping = ", ".join(f"{label} -> {state or 'left out'}" for label, state in label_map.get(dataset, {}).items())
+        return f"{dataset} ({DATASET_NOTES.get(dataset, 'licence not recorded')}{'; ' + mapping if mapping else ''})"
+
+    held_out = f". Not fitted, checks only: {'; '.join(described(d) for d in checked)}" if checked else ""
+    return f"fitted: {'; '.join(described(d) for d in fitted)}{held_out}"
 
 
 def dataset_states(dataset: str) -> list[int]:
@@ -69,9 +91,9 @@ def augment(
 
 
 def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
-) -> tuple[StateClassifier, dict[str, int]]:
-    """Fit standardisation on the real rows, augment, fit the MLP on the ``labels`` (each mapped to its state
-    index in ``y``); returns the model and row counts."""
+                     hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA) -> tuple[StateClassifier, dict[str, int]]:
+    """Fit standardisation on the real rows, augment, fit the MLP (``hidden_units`` ReLU units, L2 ``alpha``) on
+    the ``labels`` (each mapped to its state index in ``y``); returns the model and row counts."""
     from sklearn.neural_network import MLPClassifier
 
     output_labels, targets = np.unique(labels, return_inverse=True)
@@ -82,7 +104,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
         raise UserError("training data must contain every state at least once")
     mean, scale = fit_standardizer(X)
     Z, targets_fit, weights, synthetic = augment(standardize(X, mean, scale), targets, augment_method, seed)
-    mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,), alpha=L2_ALPHA, learning_rate_init=1e-3, max_iter=300,
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden_units,), alpha=alpha, learning_rate_init=1e-3, max_iter=300,
                         batch_size=128, random_state=seed)
     mlp.fit(Z, targets_fit, sample_weight=weights)
     model = StateClassifier(mean, scale, list(mlp.coefs_), list(mlp.intercepts_), list(output_labels), output_states)
@@ -90,38 +112,45 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> dict[str, Any]:
-    """Accuracy, macro-F1 over ``labels``, per-class figures and the confusion matrix (missed = own column)."""
+    """Accuracy, macro-F1 over ``labels``, per-class figures, the confusion matrix (uncertain and missed = own
+    columns, both wrong) and the share of rows called uncertain."""
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
-    columns = [*range(len(STATES)), MISSED]
+    columns = [*range(len(STATES)), UNSURE, MISSED]
     confusion = [[int(np.sum((y_true == t) & (y_pred == p))) for p in columns] for t in labels]
     return {
         "n_samples": int(len(y_true)),
         "accuracy": float(np.mean(y_true == y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "uncertain_share": float(np.mean(y_pred == UNSURE)) if len(y_pred) else 0.0,
         "per_class": {STATES[c]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
                       for c, p, r, f, s in zip(labels, precision, recall, f1, support)},
-        "confusion_matrix": {"rows": [STATES[c] for c in labels], "columns": [*STATES, "missed"],
+        "confusion_matrix": {"rows": [STATES[c] for c in labels], "columns": [*STATES, UNCERTAIN, "missed"],
                              "counts": confusion},
     }
 
 
-def predict_states(model: Any, features: FeatureSet) -> np.ndarray:
-    """Argmax state per row; rows without a detected person are ``MISSED`` (scored as wrong)."""
+def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.0) -> np.ndarray:
+    """Argmax state per row; ``UNSURE`` where its probability is below ``uncertain_below`` and ``MISSED`` for
+    rows without a detected person (both scored as wrong)."""
     predicted = np.full(len(features.y), MISSED)
     if features.covered.any():
-        predicted[features.covered] = model.predict_proba(features.X[features.covered]).argmax(axis=1)
+        probs = model.predict_proba(features.X[features.covered])
+        predicted[features.covered] = np.where(probs.max(axis=1) < uncertain_below, UNSURE, probs.argmax(axis=1))
     return predicted
 
 
-def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None) -> dict[str, Any]:
+def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None,
+             uncertain_below: float = 0.0) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
     with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
-    ``labels_of`` runs it). The majority baseline is the training majority when the model knows the dataset,
-    else the most frequent state of the evaluated rows themselves (the strongest constant guess). An
-    engagement-level set also gets ``level_figures``; rows whose label has no state stay out of the state part."""
+    ``labels_of`` runs it); a model row whose top probability is below ``uncertain_below`` is ``uncertain``,
+    counted as wrong (the baselines are always sure). The majority baseline is the training majority when the
+    model knows the dataset, else the most frequent state of the evaluated rows themselves (the strongest
+    constant guess). An engagement-level set also gets ``level_figures``; rows whose label has no state stay out
+    of the state part."""
     report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None,
                               "coverage": float(features.covered.mean())}
     if features.format == LEVELS:
@@ -140,7 +169,9 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
         "state_coverage": float(stated.covered.mean()),
         "states": [STATES[c] for c in labels],
         "majority_state": STATES[int(majority_state)],
-        **{name: metrics(stated.y, predict_states(clf, stated), labels) for name, clf in contenders.items()},
+        "uncertain_below": float(uncertain_below),
+        **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below if name.startswith("model") else 0.0),
+                         labels) for name, clf in contenders.items()},
     }
 
 
@@ -226,15 +257,16 @@ def with_baseline(features: FeatureSet, baseline: str) -> FeatureSet:
     return with_settled_baselines(features)
 
 
-def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int,
-           settled_baselines: bool = True) -> tuple[StateClassifier, dict[str, int]]:
+def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled_baselines: bool = True,
+           hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA) -> tuple[StateClassifier, dict[str, int]]:
     """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
     fitted = covered + settled
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
-    model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed)
+    model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed,
+                                     hidden_units=hidden_units, alpha=alpha)
     model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}

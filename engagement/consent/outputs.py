@@ -26,7 +26,7 @@ from engagement.files import SESSION_JSON, STATES_PARQUET, SUMMARY_JSON, write_a
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", SESSION_JSON, SUMMARY_JSON, *RENDERED_PATTERNS)
-CLASS_AGGREGATES = ("session_score", "timeline", "state_share")  # summary.json figures over every student
+CLASS_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share")  # summary.json figures over every student
 log = logging.getLogger(__name__)
 
 

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from engagement.consent.stage import BLURRED_BY_POLICY
 from engagement.errors import UserError
 from engagement.files import write_atomic
-from engagement.states import STATES
+from engagement.states import STATES, UNCERTAIN
 from engagement.report import charts
 from engagement.report.charts import TimeAxis
 from engagement.report.card import CardSummary, load_card
@@ -35,6 +35,7 @@ FORMATS = ("html", "pdf")
 MOMENTS_LISTED = 3
 MOMENT_MIN_PRESENT = 0.5  # share of the most students present at once
 MAX_BARS = 60  # state-share bars; longer sessions merge periods
+SHARE_COLUMNS = [*STATES, UNCERTAIN]  # the state shares and the share of uncertain student-time add up to 1
 SHORT_SESSION_S = 300.0  # shorter sessions are charted in periods of a few seconds
 SHORT_PERIODS_S = (1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
 MAX_SHORT_PERIODS = 30
@@ -101,7 +102,7 @@ def comparison_context(runs: list[Run]) -> dict[str, Any]:
     """The course view: one row per session, a score line and state-share bars across sessions."""
     rows = []
     for run in runs:
-        share = run.summary.get("state_share") or {}
+        share = _summary_shares(run.summary)
         dominant = max(share, key=share.get) if share else None
         rows.append({
             "label": _session_label(run),
@@ -115,7 +116,7 @@ def comparison_context(runs: list[Run]) -> dict[str, Any]:
         })
     courses = sorted({run.course for run in runs} - {None, ""})
     labels = [row["label"] for row in rows]
-    shares = pd.DataFrame([row["share"] for row in rows], index=labels, columns=list(STATES)).fillna(0.0)
+    shares = pd.DataFrame([row["share"] for row in rows], index=labels, columns=SHARE_COLUMNS).fillna(0.0)
     context_charts = {"scores": _data_uri(charts.session_scores_chart(labels, [row["score"] for row in rows]), "image/png")}
     if shares.to_numpy().sum() > 0:
         context_charts["states"] = _data_uri(charts.state_share_chart(shares), "image/png")
@@ -197,10 +198,18 @@ def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: 
                                             for row in rows.itertuples())}
         for kind, rows in (("highest", ranked.head(MOMENTS_LISTED)), ("lowest", ranked.tail(MOMENTS_LISTED)[::-1]))
     ]
-    overall = run.summary.get("state_share") or {}
+    overall = _summary_shares(run.summary)
     state_table = [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %") for entry in _state_legend()]
     return {"charts": result_charts, "moments": moments, "moment_rows": moment_rows, "state_table": state_table,
             "period": time_axis.period}
+
+
+def _summary_shares(summary: dict[str, Any]) -> dict[str, float]:
+    """summary.json's state shares with the share of uncertain student-time beside them (empty when none)."""
+    shares = dict(summary.get("state_share") or {})
+    if shares and summary.get("uncertain_share") is not None:
+        shares[UNCERTAIN] = float(summary["uncertain_share"])
+    return shares
 
 
 def _state_shares(run: Run, time_axis: TimeAxis) -> pd.DataFrame:
@@ -210,15 +219,15 @@ def _state_shares(run: Run, time_axis: TimeAxis) -> pd.DataFrame:
     """
     states = run.states
     if states.empty:
-        overall = run.summary.get("state_share") or {}
+        overall = _summary_shares(run.summary)
         if not overall:
             return pd.DataFrame()
-        return pd.DataFrame([overall], index=pd.Index(["whole session"]), columns=list(STATES)).fillna(0.0)
+        return pd.DataFrame([overall], index=pd.Index(["whole session"]), columns=SHARE_COLUMNS).fillna(0.0)
     periods = (states["time_s"] // time_axis.bin_s).astype(int)
     span = int(periods.max()) + 1
     merged = max(1, math.ceil(span / MAX_BARS))
     bins = pd.Series(periods // merged * merged, name="bin")
-    shares = pd.crosstab(bins, states["state"], normalize="index").reindex(columns=list(STATES), fill_value=0.0)
+    shares = pd.crosstab(bins, states["state"], normalize="index").reindex(columns=SHARE_COLUMNS, fill_value=0.0)
     shares = shares.reindex(range(0, span, merged), fill_value=0.0)
     shares.index = pd.Index([f"{value:g}" for value in time_axis.position(shares.index.to_numpy())], name=time_axis.label)
     return shares

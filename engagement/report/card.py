@@ -14,9 +14,9 @@ from engagement.session import SessionRecord
 
 log = logging.getLogger(__name__)
 
-HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "coverage")
-SKIPPED_KEYS = {"per_class", "confusion_matrix"}
-MAX_ROWS = 14
+HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "level_auc", "uncertain_share", "coverage")
+SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state", "model_own_labels"}  # own labels: within 0.01 of "model"
+MAX_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,20 @@ def load_card(session: SessionRecord) -> CardSummary:
 
 
 def summarize_card(card: ModelCard, source: str) -> CardSummary:
-    """The report's view of a model card: held-out figures (also against the running baseline, the same data as a
-    live view sees it), the augmentation and how the data was split."""
-    running = {f"{name} (running baseline)": report for name, report in card.held_out_running_baseline.items()}
-    columns, rows = _figure_table({**card.held_out, **running})
+    """The report's view of a model card: held-out figures, then the same held-out data against the running
+    baseline (as a live view sees it) and with low-probability rows called uncertain (counted as wrong); the
+    augmentation, the data (licences, label maps) and how it was split."""
+    # The two further views show the model's row only (its baselines are the held-out table's).
+    running = {f"{name} (running baseline)": {"model": report["model"]} for name, report in card.held_out_running_baseline.items()}
+    uncertain = {f"{name} (uncertain counted wrong)": {"model": report["model"]} for name, report in card.held_out_with_uncertain.items()}
+    columns, rows = _figure_table({**card.held_out, **running, **uncertain})
+    splits = "; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items())
     return CardSummary(
         source=source,
         metric_columns=columns,
         metrics=rows,
         augmentation=card.augment.replace("_", " ") if card.augment else "",
-        data="; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items()),
+        data=". ".join(part for part in (card.data, f"Split: {splits}" if splits else "") if part),
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from engagement.report.run import readable_name  # noqa: E402
+from engagement.states import UNCERTAIN  # noqa: E402
 
 TEXT_WIDTH_IN = 7.1
 DPI = 200
@@ -29,6 +30,7 @@ STATE_COLOURS = {
     "confused": "#E69F00",
     "bored": "#CC79A7",
     "distracted": "#D55E00",
+    UNCERTAIN: "#A0A0A0",  # grey, as in the annotated video: below classifier.uncertain_below
 }
 HIGH_COLOUR, LOW_COLOUR = "#009E73", "#D55E00"
 
@@ -133,7 +135,7 @@ def state_share_chart(shares: pd.DataFrame) -> bytes:
     axis.set_ylim(0, 100)
     axis.set_ylabel("share of student time (%)")
     axis.set_xlabel(shares.index.name or "")
-    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=6)
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(states))
     return _png(figure)
 
 
