@@ -25,6 +25,7 @@ HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_e
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
 MASK_MATCH_IOU = 0.3  # a new mask this close to a held one absorbs it (their union), instead of piling up...
 MASK_MAX_GROWTH = 2.0  # ...while the union stays within this many times the new mask's area; else both are kept
+MASK_COVERED = 0.95  # a new mask this much inside a held one adds nothing: the held one is kept alive instead
 OBSCURE_CELLS = 3  # blur and pixelate reduce a mask to 3x3 cells
 YUNET_STRIDES = (8, 16, 32)
 YUNET_NMS_IOU = 0.3
@@ -177,6 +178,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-6)
 
 
+def _intersection_areas(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Area of each of ``boxes`` (N, 4) that overlaps ``box`` (4,)."""
+    width = np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0])
+    height = np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1])
+    return np.clip(width, 0, None) * np.clip(height, 0, None)
+
+
 def _areas(boxes: np.ndarray) -> np.ndarray:
     return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
 
@@ -318,6 +326,10 @@ class Anonymizer:
         covered; a union that would grow past ``MASK_MAX_GROWTH`` leaves the held mask to expire on its own."""
         for box in boxes.astype(np.float32):
             if len(self.masks):
+                covering = _intersection_areas(self.masks, box) >= MASK_COVERED * float(_areas(box[None])[0])
+                if covering.any():  # already hidden (a face inside its person's head mask): keep that mask alive
+                    self._last_seen[covering] = self._frame
+                    continue
                 union = np.concatenate([np.minimum(self.masks[:, :2], box[:2]), np.maximum(self.masks[:, 2:], box[2:])], axis=1)
                 growth = _areas(union) / max(float(_areas(box[None])[0]), 1e-6)
                 absorbed = (box_iou(self.masks, box[None])[:, 0] >= MASK_MATCH_IOU) & (growth <= MASK_MAX_GROWTH)

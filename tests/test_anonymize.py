@@ -103,6 +103,22 @@ def test_a_held_mask_never_shrinks_away_from_a_face_it_covered(models_dir: Path)
     assert len(anonymizer.masks) == 2
 
 
+def test_a_face_inside_a_held_mask_keeps_it_alive_instead_of_adding_one(models_dir: Path) -> None:
+    """The face detector's box inside the person's head mask hides nothing new: no second mask to blur, and the
+    head mask lives on while the face is seen, after the pose has lost the head."""
+    anonymizer = Anonymizer(AnonymizerConfig(hold_s=0.2), fps=10, models_dir=str(models_dir))  # held 2 frames
+    anonymizer._frame = 0
+    anonymizer._hold(np.array([[100, 100, 200, 200], [130, 120, 170, 170]], np.float32))  # head, face inside it
+    assert anonymizer.masks.tolist() == [[100, 100, 200, 200]]
+    for frame in range(1, 6):  # the face alone, seen on every frame
+        anonymizer._frame = frame
+        anonymizer._hold(np.array([[130, 120, 170, 170]], np.float32))
+    assert anonymizer.masks.tolist() == [[100, 100, 200, 200]]
+    anonymizer._frame = 6
+    anonymizer._hold(np.array([[150, 150, 260, 260]], np.float32))  # partly outside: a mask of its own
+    assert len(anonymizer.masks) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["blur", "pixelate", "fill"])
 def test_obscured_faces_are_no_longer_detected(method: str, classroom_frame: np.ndarray, face_detector: FaceDetector) -> None:
@@ -147,3 +163,12 @@ def test_sideways_faces_are_found(models_dir: Path, classroom_frame: np.ndarray,
     found = anonymizer.find_faces(sideways, 0)
     assert len(upright_faces) >= 15 and (box_iou(expected, found).max(axis=1) > 0.7).all()
     assert len(anonymizer.find_faces(sideways, 1)) == len(found)  # the turn stays searched between probes
+
+
+@pytest.mark.slow
+def test_turns_showing_only_the_upright_faces_again_are_not_searched(models_dir: Path, classroom_frame: np.ndarray) -> None:
+    """An upright classroom: the probe finds some of the upright faces in the turned frames too, which hides
+    nothing new, so no turn is searched on the following frames (each search costs a face detector pass)."""
+    anonymizer = Anonymizer(AnonymizerConfig(), fps=30, models_dir=str(models_dir))
+    anonymizer.find_faces(classroom_frame, 0)  # frame 0 is a probe
+    assert all(until < 1 for until in anonymizer._turn_until.values())
