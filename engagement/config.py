@@ -78,6 +78,9 @@ class ConsentConfig:
     registry: str | None = None  # SQLAlchemy URL or SQLite file; None: the per-user default
     course: str | None = None
     session: str | None = None
+    # With a course: the room whose seat plan (in the registry: ``engagement seats import``) places each person, so the
+    # roster's seats give the students (recorded videos only; see engagement.consent.seatplan).
+    room: str | None = None
     # Whose faces are hidden. "unconsented" (default, fails closed): every face without a consent record, that is
     # everyone unless a registry course maps the track to a consented student. "opted_out": only rows opted out
     # (a seat, a student's record, or unknown): without a registry, confirmed tracks are shown. "all", "none".
@@ -199,6 +202,8 @@ class PipelineConfig:
         self.anonymizer.validate()
         if self.models_dir is not None and not Path(self.models_dir).expanduser().is_dir():
             raise UserError(f"models_dir {self.models_dir} does not exist or is not a folder")
+        if self.consent.room is not None and self.consent.course is None:
+            raise UserError(f"consent.room {self.consent.room} needs consent.course: the course's roster says who sits in which seat")
         for i, zone in enumerate(self.consent.opted_out_seats):
             validate_polygon(zone, f"consent.opted_out_seats[{i}]")
         return self

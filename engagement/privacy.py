@@ -66,8 +66,10 @@ def leak_check(
     confidence: float | None = None,
     max_frames: int | None = None,
     detector: str = "yunet",
+    region: tuple[float, float, float, float] | None = None,
 ) -> dict[str, Any]:
-    """Per-frame faces found in the original and still found in the anonymized video, plus totals."""
+    """Per-frame faces found in the original and still found in the anonymized video, plus totals; with ``region``
+    (x1, y1, x2, y2) only the original's faces centred inside it count."""
     detect = leak_detector(detector, models_dir, confidence)
     frames = []
     pairs = itertools.zip_longest(read_frames(original, max_frames), read_frames(anonymized, max_frames))
@@ -77,6 +79,9 @@ def leak_check(
         if before.shape != after.shape:
             raise UserError(f"frame {index}: sizes differ ({before.shape[1]}x{before.shape[0]} vs {after.shape[1]}x{after.shape[0]})")
         faces_before, faces_after = detect(before), detect(after)
+        if region is not None:
+            centres = (faces_before[:, :2] + faces_before[:, 2:4]) / 2
+            faces_before = faces_before[np.all((centres >= region[:2]) & (centres <= region[2:]), axis=1)]
         leaked = (
             (box_iou(faces_before, faces_after) >= iou).any(axis=1)
             if len(faces_before) and len(faces_after) else np.zeros(len(faces_before), bool)
@@ -93,6 +98,7 @@ def leak_check(
         "anonymized": str(anonymized),
         "detector": detector,
         "iou": iou,
+        "region": list(region) if region is not None else None,
         "frames": frames,
         "totals": {
             "frames": len(frames),

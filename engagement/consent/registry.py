@@ -21,13 +21,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from engagement.consent.status import CONSENTED, NOT_ANALYSED, STATUSES, WITHDRAWN, Status
 from engagement.errors import UserError
+
+if TYPE_CHECKING:
+    from engagement.consent.seatplan import SeatPlan
 
 REGISTRY_ENV = "ENGAGEMENT_REGISTRY"
 POSTGRES_HINT = 'pip install "classroom-engagement[postgres]"'
@@ -86,6 +89,12 @@ session_tracks = sa.Table(
     sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("track_id", sa.Integer, primary_key=True),
     sa.Column("student", sa.String(64), sa.ForeignKey("students.id"), nullable=False),
+)
+seat_plans = sa.Table(
+    "seat_plans", metadata,
+    sa.Column("room", sa.String(64), primary_key=True),
+    sa.Column("plan", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 audit_log = sa.Table(
     "audit_log", metadata,
@@ -395,6 +404,37 @@ class Registry:
         """Every course row, by code."""
         with self._reading() as connection:
             return [dict(row._mapping) for row in connection.execute(sa.select(courses).order_by(courses.c.code))]
+
+    # Seat plans ------------------------------------------------------------------------------------
+
+    def save_seat_plan(self, plan: "SeatPlan") -> None:
+        """Store a room's seat plan, replacing the room's previous one."""
+        text = json.dumps(plan.to_dict())
+        with self._transaction() as connection:
+            values = _checked(seat_plans, room=plan.room, plan=text, updated_at=_now())
+            if connection.execute(sa.select(seat_plans.c.room).where(seat_plans.c.room == plan.room)).first() is None:
+                connection.execute(seat_plans.insert().values(**values))
+            else:
+                connection.execute(seat_plans.update().where(seat_plans.c.room == plan.room).values(**values))
+            self._audit(connection, "seat_plan_saved", plan.room, seats=len(plan.seats),
+                        non_participating=sum(not seat.participating for seat in plan.seats))
+
+    def seat_plan(self, room: str) -> "SeatPlan":
+        """The room's seat plan; an unknown room is a UserError saying how to add one."""
+        from engagement.consent.seatplan import SeatPlan
+
+        with self._reading() as connection:
+            row = connection.execute(sa.select(seat_plans.c.plan).where(seat_plans.c.room == room)).first()
+        if row is None:
+            known = ", ".join(self.rooms()) or "none"
+            raise UserError(f"room {room!r} has no seat plan in the registry (known: {known}); propose one with "
+                            f"'engagement seats propose VIDEO --room {room} --out plan.yaml', then 'engagement seats import plan.yaml'")
+        return SeatPlan.from_dict(json.loads(row.plan), f"seat plan of room {room}")
+
+    def rooms(self) -> list[str]:
+        """The rooms with a seat plan, by name."""
+        with self._reading() as connection:
+            return list(connection.execute(sa.select(seat_plans.c.room).order_by(seat_plans.c.room)).scalars())
 
     def add_approval(
         self, course: str, instructor: str, approver: str, approved_on: dt.date, scope: str, valid_until: dt.date | None = None

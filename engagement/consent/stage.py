@@ -6,8 +6,9 @@ Outcomes, written to ``detections.data``:
   every row is blurred except a confirmed track mapped to a student whose consent is on record (registry
   mode), so without a registry every face is hidden while the tracks are still analysed pseudonymously;
 - ``student_id`` (str | None): the student this track was mapped to, if any;
-- ``consent`` (str): why: ``analyzed``, ``seat`` (anchor in an opted-out seat zone), ``student``
-  (mapped to a student who opted out, withdrew or never consented), ``unknown`` (see below).
+- ``consent`` (str): why: ``analyzed``, ``seat`` (anchor in an opted-out seat zone, or with a seat plan a
+  non-participating, empty or contested seat), ``student`` (mapped to a student who opted out, withdrew or never
+  consented), ``unknown`` (see below), ``pending`` (a seat-plan run's pass 1: see ``place``).
 
 A row is *unknown* when the pipeline cannot place it: untracked (track id -1), a track the tracker
 has not confirmed yet, or, when a registry course is in use, a track not mapped to any student.
@@ -30,6 +31,7 @@ from engagement.detections import UNTRACKED, Detections
 
 if TYPE_CHECKING:
     from engagement.consent.registry import Registry
+    from engagement.consent.seatplan import SeatDecision, SeatPlan
 
 
 # Whose faces each ``consent.blur`` policy hides, in words for closing lines and reports.
@@ -82,6 +84,8 @@ class RegistrySnapshot:
     status_counts: dict[str, int] = field(default_factory=dict)
     form_versions: tuple[str, ...] = ()
     retention_days: int | None = None
+    seat_plan: "SeatPlan | None" = None  # the room's plan, with ``consent.room``
+    roster_seats: tuple[tuple[str, str], ...] = ()  # (seat, student) from the course's consent records
 
     @classmethod
     def read(cls, config: ConsentConfig, registry: "Registry | None" = None) -> "RegistrySnapshot":
@@ -104,6 +108,8 @@ class RegistrySnapshot:
             status_counts=counts,
             form_versions=tuple(sorted({entry.form_version for entry in records if entry.form_version})),
             retention_days=registry.course(config.course).get("retention_days"),
+            seat_plan=registry.seat_plan(config.room) if config.room else None,
+            roster_seats=tuple(sorted((entry.seat, entry.student) for entry in records if entry.seat)),
         )
 
 
@@ -122,6 +128,10 @@ class ConsentStage:
         if self.uses_registry:
             self.snapshot = snapshot if snapshot is not None else RegistrySnapshot.read(config, registry)
         self.consented: frozenset[str] = self.snapshot.consented if self.snapshot is not None else frozenset()
+        self.seat_plan = self.snapshot.seat_plan if self.snapshot is not None else None
+        self.pending = self.seat_plan is not None  # until ``place``: who is who is known after the whole recording
+        self.seat_excluded: set[int] = set()  # tracks in a non-participating, empty or contested seat
+        self.seats: dict[int, str] = {}  # track id -> seat, with a seat plan
         self._excluded: dict[int, str] = {}  # track id -> reason it was first opted out
 
     @property
@@ -137,7 +147,9 @@ class ConsentStage:
         student_ids = [self.track_students.get(int(t)) if t != UNTRACKED else None for t in track_ids]
         mapped = np.array([s is not None for s in student_ids], bool)
 
-        seat = in_seat_zones(detections.anchor, self.config.opted_out_seats)
+        if self.pending:
+            return self._pending(detections, confirmed, student_ids)
+        seat = in_seat_zones(detections.anchor, self.config.opted_out_seats) | np.isin(track_ids, list(self.seat_excluded))
         if self.uses_registry:
             student_out = mapped & np.array([s not in self.consented for s in student_ids], bool)
             unplaced = confirmed & ~mapped
@@ -168,6 +180,35 @@ class ConsentStage:
         }[self.config.blur]
         data = {**detections.data, "opted_out": opted_out, "blur": blur, "student_id": student_ids, "consent": list(reasons)}
         return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)
+
+    @staticmethod
+    def _pending(detections: Detections, confirmed: np.ndarray, student_ids: list) -> Detections:
+        """Pass 1 with a seat plan: every face blurred; confirmed tracks are analysed in memory (features, states)
+        until ``place`` decides who they are; nothing is written before that."""
+        n = len(detections)
+        reasons = np.where(confirmed, "pending", "unknown").astype(object)
+        data = {**detections.data, "opted_out": ~confirmed, "blur": np.ones(n, bool), "student_id": [None] * n,
+                "consent": list(reasons)}
+        return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)
+
+    def place(self, frames: list[tuple[float, Detections]], width: int, height: int) -> dict[int, "SeatDecision"]:
+        """A seat-plan run, after pass 1 (and stitching): give each track its seat and student from the room's plan
+        and the roster, then decide every row of ``frames`` (``(frame index, detections)`` in order, from a
+        ``width`` x ``height`` video) again, in place, as if the track map had been written by hand. Returns each
+        track's seat decision."""
+        from engagement.consent.seatplan import SEAT_OUT_REASONS, decide_seats, occupied_seats
+
+        assert self.snapshot is not None and self.seat_plan is not None
+        plan = self.seat_plan.for_frame(width, height)
+        decisions = decide_seats(occupied_seats(frames, plan), plan, self.snapshot.roster_seats)
+        self.track_students = {t: d.student for t, d in decisions.items() if d.student is not None}
+        self.seat_excluded = {t for t, d in decisions.items() if d.outcome in SEAT_OUT_REASONS}
+        self.seats = {t: d.seat for t, d in decisions.items() if d.seat is not None}
+        self.pending = False
+        self._excluded.clear()
+        for _, detections in frames:
+            detections.data.update(self(detections).data)
+        return decisions
 
 
 def analysable(detections: Detections) -> np.ndarray:

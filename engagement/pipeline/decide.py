@@ -2,8 +2,10 @@
 
 1. Stitch tracklets into one ID per person (``engagement.stitch``) and rewrite the IDs of every analysis frame,
    so the tables, the states and the annotated video all use the final IDs.
-2. Roles: the instructor's tracks are marked and leave the analytics (``engagement.roles``).
-3. Settle the states: with ``classifier.baseline: session`` each student's track is compared with its whole
+2. Seats: with a room's seat plan, each track gets its seat and, through the roster, its student; consent is
+   decided again for every row (``ConsentStage.place``, ``engagement.consent.seatplan``).
+3. Roles: the instructor's tracks are marked and leave the analytics (``engagement.roles``).
+4. Settle the states: with ``classifier.baseline: session`` each student's track is compared with its whole
    (stitched) session, classified and smoothed (``StateStage.settle``); with the running baseline pass 1 already
    did it, and only the instructor's states are dropped.
 """
@@ -19,8 +21,9 @@ from engagement.session import TrackingRecord
 from engagement.stitch import relabel, stitch
 
 
-def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> TrackingRecord:
-    """Apply the track-level decisions to ``keyframes`` in place; returns the stitching record for session.json."""
+def decide(keyframes: dict[int, Detections], analyzer: Analyzer, frame_size: tuple[int, int] | None = None) -> TrackingRecord:
+    """Apply the track-level decisions to ``keyframes`` (from a video of ``frame_size`` (width, height), needed with
+    a seat plan) in place; returns the stitching record for session.json."""
     config = analyzer.config
     frames = [keyframes[index] for index in sorted(keyframes)]
     online = analyzer.tracklets.tracking_record()
@@ -29,6 +32,11 @@ def decide(keyframes: dict[int, Detections], analyzer: Analyzer) -> TrackingReco
         with analyzer.timer("stitch"):
             mapping = stitch(analyzer.tracklets.by_id.values(), config.tracker)
             relabel(frames, mapping)
+    if analyzer.consent.pending:
+        if frame_size is None:
+            raise ValueError("a seat-plan run needs the video's frame size to place its tracks")
+        with analyzer.timer("seats"):
+            analyzer.consent.place(sorted(keyframes.items()), *frame_size)
     instructors = instructor_tracks(frames, config.classifier.instructor, config.classifier.instructor_zone)
     mark_roles(frames, instructors)
     if analyzer.states is not None:

@@ -100,6 +100,9 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
         retention_days=retention_days,
         status_counts=counts,
         retention_until=(datetime.now(timezone.utc) + timedelta(days=retention_days)).date().isoformat(),
+        track_students=dict(analyzer.consent.track_students),
+        room=config.consent.room,
+        track_seats=dict(analyzer.consent.seats) if config.consent.room else None,
     )
 
 
@@ -117,7 +120,7 @@ def register_session(config: PipelineConfig, run_dir: Path, session: SessionReco
             datetime.now(timezone.utc).date(),
             run_dir,
             session.input.sha256,
-            {int(t): s for t, s in config.consent.track_students.items()},
+            session.consent.track_students,
         )
         remove_late_opt_outs(registry, session_id, started)
     delete_source(config.consent.registry, config.consent.course, session.input.path, run_dir)

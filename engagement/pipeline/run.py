@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engagement.config import PipelineConfig
+from engagement.errors import UserError
 from engagement.consent.stage import RegistrySnapshot
 from engagement.files import SESSION_JSON
 from engagement.pipeline.analyse import Analyzer, StageTimer, analyse_frames
@@ -51,6 +52,11 @@ def process_video(
     if config.consent.course is not None and consent is None:
         consent = RegistrySnapshot.read(config.consent)
     two_passes = not source.info.is_live  # a camera or stream cannot be read twice
+    if consent is not None and consent.seat_plan is not None:
+        if not two_passes:
+            raise UserError(f"consent by seat (consent.room {config.consent.room}) needs a recorded video: it places each "
+                            "person after the whole recording; for a camera or stream, map tracks by hand or blur everyone")
+        consent.seat_plan.for_frame(source.info.width, source.info.height)  # another camera's plan: refused before any work
     if not two_passes:
         config = with_running_baseline(config)
     with RunDirectory(out, overwrite=overwrite) as directory:
@@ -70,7 +76,7 @@ def process_video(
                 keyframes = None
                 if two_passes:
                     keyframes = analyse_frames(source, analyzer, progress)
-                    tracking = decide(keyframes, analyzer)
+                    tracking = decide(keyframes, analyzer, (source.info.width, source.info.height))
                     source = FrameSource(video)
                 frames, analysed = run_frames(source, analyzer, renderer, writer, progress, keyframes)
                 if not two_passes:

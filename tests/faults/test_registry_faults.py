@@ -23,7 +23,7 @@ from engagement.consent.outputs import purge_sessions, withdraw_student
 from engagement.consent.registry import Registry, registry_url
 from engagement.errors import UserError
 from engagement.pipeline.record import register_session
-from engagement.session import SessionRecord
+from engagement.session import ConsentRecord, SessionRecord
 
 NAME = "Grace Hopper"  # personal data that no message, traceback or audit entry may hold
 
@@ -195,8 +195,7 @@ def test_a_withdrawal_during_processing_is_applied_before_the_session_is_registe
         assert withdraw_student(registry, "S2") == []  # the session is not registered yet: nothing to clean
     config = PipelineConfig()
     config.consent.registry, config.consent.course = str(registry_location), "CS101"
-    config.consent.track_students = {1: "S1", 2: "S2", 3: "S3"}
-    register_session(config, run_dir, SessionRecord(), started)
+    register_session(config, run_dir, SessionRecord(consent=ConsentRecord(track_students={1: "S1", 2: "S2", 3: "S3"})), started)
     assert sorted(pd.read_parquet(run_dir / "tracks.parquet")["track_id"]) == [1, 3]
     assert "S2" not in (run_dir / "session.json").read_text() and not (run_dir / "annotated.mp4").exists()
     with Registry.open(registry_location) as registry:
