@@ -20,6 +20,7 @@ from engagement.errors import UserError
 
 if TYPE_CHECKING:
     from engagement.consent.seatplan import SeatPlan
+    from engagement.detections import Detections
 
 ANCHOR_INSIDE = (255, 0, 255)  # the zone colour: this person would be opted out
 ANCHOR_OUTSIDE = (255, 255, 255)
@@ -39,18 +40,24 @@ def read_frame(video: str, time_s: float) -> tuple[np.ndarray, float]:
     return frame, fps
 
 
+def blurred_frame(frame: np.ndarray, fps: float, config: PipelineConfig) -> tuple[np.ndarray, "Detections"]:
+    """``frame`` with every face blurred (YuNet faces and pose head regions), and the people found in it."""
+    from engagement.anonymize import Anonymizer
+    from engagement.detector import PoseDetector
+
+    people = PoseDetector(config.detector, config.models_dir)(frame)
+    return Anonymizer(config.anonymizer, fps, config.models_dir).annotate(frame, people, blur_all_faces=True), people
+
+
 def seat_check_image(frame: np.ndarray, fps: float, config: PipelineConfig) -> tuple[np.ndarray, int]:
     """``frame`` with every face blurred, then the opted-out seat zones and each person's anchor drawn on it;
     also the number of people found."""
     import cv2
 
     from engagement.annotate import SeatZoneAnnotator
-    from engagement.anonymize import Anonymizer
     from engagement.consent.stage import in_seat_zones
-    from engagement.detector import PoseDetector
 
-    people = PoseDetector(config.detector, config.models_dir)(frame)
-    image = Anonymizer(config.anonymizer, fps, config.models_dir).annotate(frame, people, blur_all_faces=True)
+    image, people = blurred_frame(frame, fps, config)
     zones = config.consent.opted_out_seats
     image = SeatZoneAnnotator(zones).annotate(image, people)
     radius = max(3, round(min(frame.shape[:2]) / 150))

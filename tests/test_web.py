@@ -271,6 +271,57 @@ def test_live_page_without_a_source(client: Any) -> None:
     assert client.post("/live/start", data={"source": "", "csrf_token": csrf(client, "/live/")}, follow_redirects=True).status_code == 200
 
 
+# --- seat plans ------------------------------------------------------------------------------------------------
+
+SEAT = {"name": "A1", "polygon": [[10, 60], [70, 60], [70, 110], [10, 110]], "participating": True}
+
+
+def saved_plan(registry_path: Path, room: str = "R1") -> dict | None:
+    with Registry.open(registry_path) as registry:
+        return registry.seat_plan(room).to_dict() if room in registry.rooms() else None
+
+
+def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Path) -> None:
+    import cv2
+
+    assert "No seat plans yet" in client.get("/seats/").get_data(as_text=True)
+    assert client.get("/seats/?room=R1").headers["Location"].endswith("/seats/R1")
+    page = client.get("/seats/R1").get_data(as_text=True)
+    assert 'id="seat-canvas"' in page and "session week-01" in page
+    frame = client.get("/seats/R1/frame.png?source=week-01&t=1")
+    assert frame.mimetype == "image/png" and cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+    assert client.get("/seats/R1/frame.png?source=no-such-run").status_code == 404
+    plan = {"width": 160, "height": 120, "seats": [SEAT, {**SEAT, "name": "A2", "participating": False,
+                                                        "polygon": [[80, 60], [150, 60], [150, 110]]}]}
+    saved = client.post("/seats/R1", data={"plan": json.dumps(plan), "csrf_token": csrf(client, "/seats/R1")}, follow_redirects=True)
+    assert "seat plan saved (2 seats, 1 non-participating)" in saved.get_data(as_text=True)
+    assert saved_plan(registry_path)["seats"][1]["participating"] is False
+    listing = client.get("/seats/").get_data(as_text=True)
+    assert "R1" in listing and "A2" in listing
+    exported = client.get("/seats/R1/plan.yaml")
+    assert exported.mimetype == "application/x-yaml" and "A2" in exported.get_data(as_text=True)
+    assert client.get("/seats/R9/plan.yaml").status_code == 404
+
+
+@pytest.mark.parametrize("plan, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"width": 160, "height": 120, "seats": [{**SEAT, "polygon": [[10, 60], [70, 60]]}]}), "at least 3 points"),
+    (json.dumps({"width": 160, "height": 120, "seats": [{**SEAT, "polygon": [[10, 60], [700, 60], [10, 90]]}]}), "outside the 160x120"),
+])
+def test_a_malformed_seat_plan_changes_nothing(client: Any, registry_path: Path, plan: str, message: str) -> None:
+    page = client.post("/seats/R1", data={"plan": plan, "csrf_token": csrf(client, "/seats/R1")}, follow_redirects=True)
+    assert f"not saved: " in page.get_data(as_text=True) and message in page.get_data(as_text=True)
+    assert saved_plan(registry_path) is None
+
+
+def test_a_non_video_upload_is_refused(client: Any) -> None:
+    token = csrf(client, "/seats/R1")
+    page = client.post("/seats/R1/upload", data={"video": (io.BytesIO(b"not a video"), "notes.mp4"), "csrf_token": token},
+                       content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "not used: notes.mp4" in page and "the uploaded video" not in page
+    assert client.get("/seats/R1/frame.png?source=uploaded").status_code == 404
+
+
 # --- a real server and headless Chromium ----------------------------------------------------------------------
 
 
@@ -326,3 +377,25 @@ def test_browser_live_page_shows_frames(server: str, browser: Any, webcam_video:
     assert wait_for(lambda: "fps shown" in browser.find_element("id", "live-stats").text, 10)
     browser.find_element("id", "stop").click()
     assert wait_for(lambda: browser.find_element("id", "live-stats").text == "stopped", 10)
+
+
+def test_browser_draws_a_seat_by_clicks_and_saves_it(server: str, browser: Any, registry_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(server + "/seats/R1?source=week-01")
+    assert wait_for(lambda: browser.execute_script("return document.getElementById('reference').naturalWidth") == 160, 10)
+    browser.set_window_size(1280, 1400)
+    canvas = browser.find_element("id", "seat-canvas")
+    browser.execute_script("arguments[0].scrollIntoView()", canvas)
+    shown = canvas.size["width"] / 160
+    for x, y in ((20, 70), (60, 70), (60, 100), (20, 100)):  # reference-frame pixels, as offsets from the canvas centre
+        ActionChains(browser).move_to_element_with_offset(canvas, round((x - 80) * shown), round((y - 60) * shown)).click().perform()
+    browser.find_element("id", "seat-name").send_keys("A1")
+    browser.find_element("id", "seat-participating").click()  # a non-participating seat
+    browser.find_element("id", "add-seat").click()
+    assert "seat A1 added" in browser.find_element("id", "seat-message").text
+    browser.find_element("id", "save").click()
+    assert wait_for(lambda: "seat plan saved" in browser.page_source, 10)
+    (seat,) = saved_plan(registry_path)["seats"]
+    assert seat["name"] == "A1" and seat["participating"] is False and len(seat["polygon"]) == 4
+    assert np.allclose(seat["polygon"], [[20, 70], [60, 70], [60, 100], [20, 100]], atol=2)

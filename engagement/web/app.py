@@ -23,6 +23,7 @@ from engagement.errors import UserError
 
 TOKEN_HEADER = "Bearer "
 OPEN_ENDPOINTS = {"login", "static"}
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a short video of a room for a seat plan's reference frame; rosters are far smaller
 
 
 def is_loopback(host: str) -> bool:
@@ -63,16 +64,16 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-        MAX_CONTENT_LENGTH=8 * 1024 * 1024, RUNS=runs, TOKEN_HASH=token_hash,
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, RUNS=runs, TOKEN_HASH=token_hash,
     )
     app.extensions["registry"] = Registry.open(registry)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(_require_token)
     app.before_request(_check_csrf)
 
-    from engagement.web import consent, live, sessions
+    from engagement.web import consent, live, seats, sessions
 
-    for blueprint in (sessions.blueprint, consent.blueprint, live.blueprint):
+    for blueprint in (sessions.blueprint, consent.blueprint, seats.blueprint, live.blueprint):
         app.register_blueprint(blueprint)
     app.add_url_rule("/login", "login", _login, methods=["GET", "POST"])
     for code in (400, 401, 404, 405, 413):

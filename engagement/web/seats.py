@@ -1,0 +1,150 @@
+"""Seat plan pages: per room, a reference frame from a camera; the instructor draws seat polygons by clicks, names
+them and marks non-participating seats; the plan is stored in the registry (as ``engagement seats import``).
+
+The reference frame never shows a face: it is a frame of a session's annotated video (already anonymized) or of an
+uploaded video with every face blurred (as ``engagement seats check``), kept in memory only.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from engagement.consent.seatplan import SeatPlan
+from engagement.errors import UserError
+from engagement.files import ANNOTATED_MP4
+from engagement.web.app import registry
+from engagement.web.sessions import run_folder, run_folders
+
+blueprint = Blueprint("seats", __name__, url_prefix="/seats")
+UPLOADED = "uploaded"  # the ``source`` of a reference frame taken from an uploaded video
+
+
+def _room_or_404(room: str) -> str:
+    if not room.strip() or len(room) > 64:
+        abort(404, "a room name is 1 to 64 characters")
+    return room
+
+
+def _plan(room: str) -> SeatPlan | None:
+    return registry().seat_plan(room) if room in registry().rooms() else None
+
+
+@blueprint.get("/")
+def index() -> Any:
+    """The rooms with a seat plan, and where to start a new one (``?room=NAME`` opens that room's page)."""
+    if request.args.get("room"):
+        return redirect(url_for("seats.editor", room=request.args["room"].strip()))
+    plans = [registry().seat_plan(room) for room in registry().rooms()]
+    return render_template("seats.html.j2", plans=plans, sessions=list(run_folders(current_app.config["RUNS"])))
+
+
+@blueprint.get("/<room>")
+def editor(room: str) -> str:
+    """The drawing page of ``room``: its plan so far over a reference frame (``source``: a session key or
+    ``uploaded``; ``t``: seconds into it)."""
+    room = _room_or_404(room)
+    plan = _plan(room)
+    sessions = list(run_folders(current_app.config["RUNS"]))
+    source = request.args.get("source") or (sessions[-1] if sessions else "")
+    time_s = request.args.get("t", "0")
+    return render_template("seat_editor.html.j2", room=room, plan=plan.to_dict() if plan else None, sessions=sessions,
+                           source=source, time_s=time_s, has_upload=room in _uploads())
+
+
+@blueprint.get("/<room>/frame.png")
+def frame(room: str) -> Response:
+    """The reference frame as PNG: a session's annotated video at ``t`` seconds, or the room's uploaded frame."""
+    from engagement.sources import read_frame_at
+
+    room = _room_or_404(room)
+    source = request.args.get("source", "")
+    if source == UPLOADED:
+        if room not in _uploads():
+            abort(404, "no uploaded reference frame for this room: upload a video first")
+        return Response(_uploads()[room], mimetype="image/png")
+    video = run_folder(source) / ANNOTATED_MP4
+    if not video.is_file():
+        abort(404, "this session has no annotated video (deleted on a withdrawal?); pick another session or upload a video")
+    try:
+        image, _, _ = read_frame_at(video, float(request.args.get("t", "0")), last_if_past_end=True)
+    except (UserError, ValueError) as error:
+        abort(404, f"no reference frame: {error}")
+    if image is None:
+        abort(404, "no reference frame at that time")
+    return Response(_png(image), mimetype="image/png")
+
+
+@blueprint.post("/<room>/upload")
+def upload(room: str) -> Any:
+    """A reference frame from an uploaded video, every face blurred; anything that is not a readable video is
+    refused with one message, and nothing changes."""
+    room = _room_or_404(room)
+    sent = request.files.get("video")
+    if sent is None or not sent.filename:
+        flash("choose a video file to take the reference frame from", "error")
+        return redirect(url_for("seats.editor", room=room))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("upload" + Path(sent.filename).suffix.lower()[:8])
+        sent.save(path)
+        try:
+            image = _blurred_frame(path, float(request.form.get("t") or 0))
+        except (UserError, ValueError) as error:
+            flash(f"not used: {error}".replace(str(path), sent.filename), "error")
+            return redirect(url_for("seats.editor", room=room))
+    _uploads()[room] = _png(image)
+    return redirect(url_for("seats.editor", room=room, source=UPLOADED))
+
+
+@blueprint.post("/<room>")
+def save(room: str) -> Any:
+    """Store the drawn plan (a JSON field, checked like a YAML import); a malformed plan changes nothing."""
+    room = _room_or_404(room)
+    try:
+        data = json.loads(request.form.get("plan", ""))
+        if isinstance(data, dict):
+            data["room"] = room
+        plan = SeatPlan.from_dict(data, f"seat plan of room {room}")
+    except json.JSONDecodeError:
+        flash("not saved: the plan is not valid JSON", "error")
+    except UserError as error:
+        flash(f"not saved: {error}", "error")
+    else:
+        registry().save_seat_plan(plan)
+        flash(f"room {room}: seat plan saved ({len(plan.seats)} seats, "
+              f"{sum(not seat.participating for seat in plan.seats)} non-participating)", "info")
+    return redirect(url_for("seats.editor", room=room, source=request.form.get("source", ""), t=request.form.get("t", "0")))
+
+
+@blueprint.get("/<room>/plan.yaml")
+def export(room: str) -> Response:
+    """The room's plan as YAML (``engagement seats import`` reads it)."""
+    import yaml
+
+    plan = _plan(_room_or_404(room))
+    if plan is None:
+        abort(404, f"room {room!r} has no seat plan")
+    return Response(yaml.safe_dump(plan.to_dict(), sort_keys=False, default_flow_style=None), mimetype="application/x-yaml",
+                    headers={"Content-Disposition": f'attachment; filename="{room}.yaml"'})
+
+
+def _uploads() -> dict[str, bytes]:
+    return current_app.extensions.setdefault("seat_frames", {})
+
+
+def _png(image: Any) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def _blurred_frame(path: Path, time_s: float) -> Any:
+    from engagement.config import load_pipeline
+    from engagement.seats import blurred_frame, read_frame
+
+    image, fps = read_frame(str(path), time_s)
+    return blurred_frame(image, fps, load_pipeline("lecture"))[0]
