@@ -6,6 +6,7 @@ frame it is offered and skips the rest, and each shown frame uses the latest ana
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
@@ -28,6 +29,7 @@ from engagement.sinks import VideoWriter, remove_stale_partials
 from engagement.sources import FrameSource
 
 ESCAPE_KEYS = {ord("q"), ord("Q"), 27}
+SCORE_WINDOW_S = 60.0  # the live class score is the mean student score over this much of the latest analysis
 WINDOW = "engagement live"
 NO_WINDOW_HINT = "use --no-window (with --record FILE to keep the view)"
 
@@ -61,6 +63,7 @@ class AnalysisWorker:
         self.latest.data.update(opted_out=np.zeros(0, bool), blur=np.zeros(0, bool), detected=np.zeros(0, bool))
         self.analysed = 0
         self.error: BaseException | None = None
+        self._scores: collections.deque[tuple[float, float]] = collections.deque()  # (time, a student's score)
         self._offer: tuple[np.ndarray, float] | None = None
         self._ready = threading.Condition()
         self._stopped = False
@@ -85,9 +88,23 @@ class AnalysisWorker:
             try:
                 self.latest = self.analyzer(frame, time_s)
                 self.analysed += 1
+                self._keep_scores(self.latest, time_s)
             except BaseException as error:  # surfaced on the display thread
                 self.error = error
                 return
+
+    def _keep_scores(self, detections: Detections, time_s: float) -> None:
+        scores = np.asarray(detections.data.get("score", []), np.float64)
+        self._scores.extend((time_s, float(score)) for score in scores[np.isfinite(scores)])
+        while self._scores and self._scores[0][0] < time_s - SCORE_WINDOW_S:
+            self._scores.popleft()
+
+    @property
+    def class_score(self) -> float | None:
+        """The mean engagement score (0-100) of the analysed students over the last ``SCORE_WINDOW_S`` seconds;
+        None before any student was scored."""
+        scores = [score for _, score in list(self._scores)]
+        return float(np.mean(scores)) if scores else None
 
     def stop(self) -> None:
         with self._ready:
@@ -157,12 +174,52 @@ class LiveView:
             "analysed": self.worker.analysed,
             "analysis_fps": self.analysis_fps,
             "track_ids": self.analyzer.tracklets.tracking_record().confirmed_tracks,
+            "class_score_last_minute": self.worker.class_score,
         }
 
     def close(self) -> None:
         self.worker.stop()
         self.analyzer.close()
         self.frames.close()
+
+
+class Recording:
+    """The anonymized live view written to ``path``: checked before the models load, written beside it under a
+    partial name, moved into place only when the view ended normally (a crash or a full disk keeps nothing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}.mp4")
+        self.writer: VideoWriter | None = None
+        if not path.parent.is_dir():
+            raise UserError(f"cannot record to {path}: folder {path.parent} does not exist")
+        remove_stale_partials(path.parent)
+        try:
+            tempfile.TemporaryFile(dir=path.parent).close()  # a read-only place fails now, before the models load
+        except OSError as error:
+            raise OutputError(f"cannot record to {path}: {os_error_reason(error)}") from None
+
+    def open(self, info: Any, crf: int) -> None:
+        self.writer = VideoWriter(self.partial, info.fps, info.width, info.height, crf, "ultrafast")
+
+    def write(self, image: np.ndarray) -> None:
+        assert self.writer is not None
+        self.writer.write(image)
+
+    def close(self, keep: bool) -> None:
+        if self.writer is None:
+            return
+        try:
+            self.writer.close()
+        except OSError as error:  # a full disk: no half recording is kept
+            self.partial.unlink(missing_ok=True)
+            raise OutputError(f"cannot record to {self.path}: {os_error_reason(error)}; the recording was not kept") from error
+        finally:
+            self.writer = None
+        if keep:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def run_live(
@@ -182,26 +239,17 @@ def run_live(
 
     if window:
         require_display()
-    record_path = Path(record) if record else None
-    partial = record_path.with_name(f".{record_path.name}.partial-{os.getpid()}.mp4") if record_path else None
-    if record_path is not None:
-        if not record_path.parent.is_dir():
-            raise UserError(f"cannot record to {record_path}: folder {record_path.parent} does not exist")
-        remove_stale_partials(record_path.parent)
-        try:
-            tempfile.TemporaryFile(dir=record_path.parent).close()  # a read-only place fails now, before the models load
-        except OSError as error:
-            raise OutputError(f"cannot record to {record_path}: {os_error_reason(error)}") from None
+    recording = Recording(Path(record)) if record else None
     view = LiveView(source, config, realtime)
-    info = view.info
-    recorder = VideoWriter(partial, info.fps, info.width, info.height, config.output.crf, "ultrafast") if partial else None
+    if recording is not None:
+        recording.open(view.info, config.output.crf)
     completed = False
     try:
         for image in view:
             if duration is not None and view.elapsed >= duration:
                 break
-            if recorder is not None:
-                recorder.write(image)
+            if recording is not None:
+                recording.write(image)
             if window and show(image):
                 break
         completed = True
@@ -209,16 +257,8 @@ def run_live(
         completed = True
     finally:
         view.close()
-        if recorder is not None:
-            try:
-                recorder.close()
-            except OSError as error:  # a full disk: no half recording is kept
-                partial.unlink(missing_ok=True)
-                raise OutputError(f"cannot record to {record_path}: {os_error_reason(error)}; the recording was not kept") from error
-            if completed:
-                os.replace(partial, record_path)
-            else:
-                partial.unlink(missing_ok=True)
+        if recording is not None:
+            recording.close(keep=completed)
         if window:
             with contextlib.suppress(cv2.error):  # a window that never opened (see ``show``) cannot be closed either
                 cv2.destroyAllWindows()

@@ -58,3 +58,29 @@ def test_no_display_is_refused_before_anything_opens(monkeypatch: pytest.MonkeyP
         live.require_display()
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     live.require_display()
+
+
+def test_the_live_class_score_is_the_mean_of_the_last_minute():
+    import time
+
+    import numpy as np
+
+    from engagement.detections import Detections
+    from engagement.live import AnalysisWorker
+
+    def analyzer(frame, time_s):  # a fake analysis: two students, the second opted out (no score)
+        people = Detections.from_boxes(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32), track_id=np.array([1, 2]))
+        people.data["score"] = np.array([time_s, np.nan])
+        return people
+
+    worker = AnalysisWorker(analyzer)
+    try:
+        assert worker.class_score is None
+        for time_s, expected in ((10.0, 10.0), (50.0, 30.0), (100.0, 75.0)):  # at 100 s, the row at 10 s is over a minute old
+            worker.offer(np.zeros((4, 4, 3), np.uint8), time_s)
+            deadline = time.monotonic() + 5
+            while worker.class_score != expected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert worker.class_score == expected
+    finally:
+        worker.stop()

@@ -124,6 +124,14 @@ def test_sessions_list_and_session_page(client: Any) -> None:
     assert all(f"/files/week-01/-/{name}" in html for name in ("states.parquet", "tracks.parquet", "summary.json"))
 
 
+def test_course_view_compares_the_course_sessions(client: Any, runs: Path) -> None:
+    make_run(runs / "week-02", seconds=2)
+    assert '/courses/BIO-101"' in client.get("/").get_data(as_text=True)
+    html = client.get("/courses/BIO-101").get_data(as_text=True)
+    assert html.count('href="/sessions/week-0') == 2 and html.count('src="data:image/png;base64,') == 2
+    assert client.get("/courses/NO-SUCH").status_code == 404
+
+
 def test_unknown_session_is_a_404_page(client: Any) -> None:
     page = client.get("/sessions/no-such-week")
     assert page.status_code == 404 and "no session 'no-such-week'" in page.get_data(as_text=True)
@@ -365,18 +373,27 @@ def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -
 
 
 @pytest.mark.slow
-def test_browser_live_page_shows_frames(server: str, browser: Any, webcam_video: Path) -> None:
+def test_browser_live_page_shows_frames_and_records(server: str, browser: Any, webcam_video: Path, runs: Path) -> None:
+    import cv2
+
     browser.get(server + "/live/")
     source = browser.find_element("id", "source")
     source.clear()
     source.send_keys(str(webcam_video))
+    browser.find_element("id", "record").click()
     browser.find_element("id", "start").click()
     assert wait_for(lambda: browser.execute_script(
         "const view = document.getElementById('live-view'); return view !== null && view.naturalWidth > 0"), 120), \
         browser.find_element("id", "live-stats").text
     assert wait_for(lambda: "fps shown" in browser.find_element("id", "live-stats").text, 10)
+    assert wait_for(lambda: "/ 100" in browser.find_element("id", "live-stats").text, 30)  # the class score over the last minute
     browser.find_element("id", "stop").click()
     assert wait_for(lambda: browser.find_element("id", "live-stats").text == "stopped", 10)
+    (recording,) = (runs / "live-recordings").glob("live-*.mp4")
+    capture = cv2.VideoCapture(str(recording))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) > 5
+    capture.release()
+    assert recording.name in browser.find_element("id", "recordings").text
 
 
 def test_browser_draws_a_seat_by_clicks_and_saves_it(server: str, browser: Any, registry_path: Path) -> None:
@@ -399,3 +416,25 @@ def test_browser_draws_a_seat_by_clicks_and_saves_it(server: str, browser: Any, 
     (seat,) = saved_plan(registry_path)["seats"]
     assert seat["name"] == "A1" and seat["participating"] is False and len(seat["polygon"]) == 4
     assert np.allclose(seat["polygon"], [[20, 70], [60, 70], [60, 100], [20, 100]], atol=2)
+
+
+def test_browser_roster_upload_with_a_bad_row_names_it(server: str, browser: Any, registry_path: Path, tmp_path: Path) -> None:
+    roster = tmp_path / "class.csv"
+    roster.write_text("student_id,course,status\nS4,BIO-101,consented\nS5,BIO-101,maybe\n")
+    before = statuses(registry_path)
+    browser.get(server + "/consent/")
+    browser.find_element("css selector", "input[name=roster]").send_keys(str(roster))
+    browser.find_element("css selector", "form[action='/consent/roster'] button").click()
+    assert wait_for(lambda: "nothing imported" in browser.page_source, 10)
+    assert "line 3: status: must be one of" in browser.find_element("tag name", "main").text
+    assert statuses(registry_path) == before
+
+
+def test_browser_withdrawal_removes_the_students_rows(server: str, browser: Any, runs: Path, registry_path: Path) -> None:
+    browser.get(server + "/consent/courses/BIO-101/students/S1/withdraw")
+    assert "week-01" in browser.find_element("id", "affected").text
+    browser.find_element("id", "confirm-withdraw").click()
+    assert wait_for(lambda: "row(s) removed" in browser.page_source, 10)
+    for table in ("states.parquet", "tracks.parquet"):
+        assert set(pd.read_parquet(runs / "week-01" / table)["track_id"]) == {2, 3}
+    assert statuses(registry_path)["S1"] == "withdrawn"

@@ -2,14 +2,18 @@
 
 Frames come from ``engagement.live.LiveView``, so they are anonymized by the Renderer before they are
 encoded; nothing else of the source leaves the process. One analysis runs at a time, on a background thread.
+With *record*, the same anonymized frames are written to ``RUNS/live-recordings/live-<UTC time>.mp4`` (kept when the
+view stops or its source ends; a failed analysis keeps nothing).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any, Iterator
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from engagement.report.charts import STATE_COLOURS
 from engagement.report.run import readable_name
@@ -17,6 +21,7 @@ from engagement.report.run import readable_name
 blueprint = Blueprint("live", __name__, url_prefix="/live")
 BOUNDARY = "frame"
 JPEG_QUALITY = 80
+RECORDINGS = "live-recordings"  # under the runs folder
 
 
 class LiveStream:
@@ -36,12 +41,16 @@ class LiveStream:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, source: str) -> None:
-        """Analyse ``source`` (camera index, stream URL or video file) instead of whatever ran before."""
+    def start(self, source: str, record: Path | None = None) -> None:
+        """Analyse ``source`` (camera index, stream URL or video file) instead of whatever ran before; with
+        ``record``, also write the anonymized view to that file."""
+        from engagement.live import Recording
+
         self.stop()
         self._stop.clear()
+        recording = Recording(record) if record is not None else None
         self.jpeg, self.stats, self.error, self.source = None, {}, None, source
-        self._thread = threading.Thread(target=self._run, args=(source,), name="live", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(source, recording), name="live", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -50,29 +59,41 @@ class LiveStream:
             self._thread.join()
         self._thread = None
 
-    def _run(self, source: str) -> None:
+    def _run(self, source: str, recording: Any) -> None:
         import cv2
 
         from engagement.config import load_pipeline
         from engagement.live import LiveView
 
+        config = load_pipeline("webcam")
         try:
-            view = LiveView(source, load_pipeline("webcam"))
+            view = LiveView(source, config)
+            if recording is not None:
+                recording.open(view.info, config.output.crf)
         except Exception as error:  # a bad source or missing models: shown on the page
             self._fail(error)
             return
+        completed = False
         try:
             for image in view:
                 if self._stop.is_set():
                     break
+                if recording is not None:
+                    recording.write(image)
                 jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
                 with self._changed:
                     self.jpeg, self.sequence, self.stats = jpeg, self.sequence + 1, view.stats()
                     self._changed.notify_all()
+            completed = True
         except Exception as error:
             self._fail(error)
         finally:
             view.close()
+            if recording is not None:
+                try:
+                    recording.close(keep=completed)
+                except Exception as error:
+                    self._fail(error)
             with self._changed:
                 self._changed.notify_all()
 
@@ -99,21 +120,45 @@ def _stream() -> LiveStream:
     return current_app.extensions.setdefault("live", LiveStream())
 
 
+def _recordings() -> Path:
+    return current_app.config["RUNS"] / RECORDINGS
+
+
 @blueprint.get("/")
 def page() -> str:
-    """The stream, its measured rates, the legend of states, and start/stop."""
+    """The stream, its measured rates and class score, the legend of states, start/stop/record and the recordings."""
     legend = [{"label": readable_name(state), "colour": colour} for state, colour in STATE_COLOURS.items()]
-    return render_template("live.html.j2", live=_stream(), legend=legend)
+    folder = _recordings()
+    recordings = sorted(path.name for path in folder.glob("live-*.mp4")) if folder.is_dir() else []
+    return render_template("live.html.j2", live=_stream(), legend=legend, recordings=recordings)
 
 
 @blueprint.post("/start")
 def start() -> Any:
+    from engagement.errors import UserError
+
     source = request.form.get("source", "").strip()
     if not source:
         flash("give a camera index (0), a stream URL or a video file", "error")
-    else:
-        _stream().start(source)
+        return redirect(url_for("live.page"))
+    record = None
+    if request.form.get("record"):
+        _recordings().mkdir(mode=0o700, exist_ok=True)
+        record = _recordings() / f"live-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}.mp4"
+    try:
+        _stream().start(source, record)
+    except UserError as error:
+        flash(str(error), "error")
     return redirect(url_for("live.page"))
+
+
+@blueprint.get("/recordings/<name>")
+def recording(name: str) -> Any:
+    """A recorded live view (already anonymized)."""
+    path = (_recordings() / name).resolve()
+    if not name.startswith("live-") or path.parent != _recordings().resolve() or not path.is_file():
+        abort(404, "no such recording")
+    return send_file(path, conditional=True)
 
 
 @blueprint.post("/stop")

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, render_template, send_file
 
 from engagement.errors import UserError
-from engagement.report.builder import session_context
+from engagement.report.builder import comparison_context, session_context
 from engagement.report.run import Run, load_run
 
 blueprint = Blueprint("sessions", __name__)
@@ -58,6 +58,24 @@ def index() -> str:
             unreadable.append(str(error))
     rows.sort(key=lambda row: (row["date"], row["key"]), reverse=True)
     return render_template("sessions.html.j2", rows=rows, unreadable=unreadable)
+
+
+@blueprint.get("/courses/<code>")
+def course(code: str) -> str:
+    """The course view of ``engagement report --compare``: every session of the course, their scores and states."""
+    runs = []
+    for key, folder in run_folders(current_app.config["RUNS"]).items():
+        try:
+            run = load_run(folder, tables=False)
+        except UserError:
+            continue  # the sessions list names unreadable runs
+        if run.course == code:
+            runs.append((key, run))
+    if not runs:
+        abort(404, f"no session of course {code!r} under the runs folder")
+    runs.sort(key=lambda item: item[1].session.created)
+    context = comparison_context([run for _, run in runs])
+    return render_template("course_view.html.j2", code=code, report=context, keys=[key for key, _ in runs])
 
 
 @blueprint.get("/sessions/<path:key>")
