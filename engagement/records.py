@@ -9,6 +9,7 @@ for sections that a run writes only when it has them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -27,9 +28,15 @@ def from_json(cls: type[T], data: Any, where: str = "") -> T:
     label = where or cls.__name__
     if not isinstance(data, dict):
         raise UserError(f"{label}: expected a JSON object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     return cls(**{field.name: _value(hints[field.name], data[field.name], f"{label}.{field.name}")
                   for field in dataclasses.fields(cls) if field.name in data})
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a dataclass: resolving them is most of the time a read takes, and they never change."""
+    return typing.get_type_hints(cls)
 
 
 def _value(hint: Any, value: Any, where: str) -> Any:

@@ -119,7 +119,12 @@ def test_sessions_list_and_session_page(client: Any) -> None:
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert '<video id="annotated"' in html and "/files/week-01/-/annotated.mp4" in html
-    assert html.count('src="data:image/png;base64,') == 3  # timeline, state shares, students over time
+    charts = re.findall(r'src="(/charts/week-01/-/\w+\.png)"', html)
+    assert len(charts) == 3  # timeline, state shares, students over time: drawn on their own requests
+    for chart in charts:
+        image = client.get(chart)
+        assert image.mimetype == "image/png" and image.data.startswith(b"\x89PNG")
+    assert client.get("/charts/week-01/-/nothing.png").status_code == 404
     assert 'id="state-shares"' in html and "#3" in html
     assert all(f"/files/week-01/-/{name}" in html for name in ("states.parquet", "tracks.parquet", "summary.json"))
 
@@ -128,7 +133,9 @@ def test_course_view_compares_the_course_sessions(client: Any, runs: Path) -> No
     make_run(runs / "week-02", seconds=2)
     assert '/courses/BIO-101"' in client.get("/").get_data(as_text=True)
     html = client.get("/courses/BIO-101").get_data(as_text=True)
-    assert html.count('href="/sessions/week-0') == 2 and html.count('src="data:image/png;base64,') == 2
+    assert html.count('href="/sessions/week-0') == 2
+    charts = re.findall(r'src="(/courses/BIO-101/charts/\w+\.png)"', html)
+    assert len(charts) == 2 and all(client.get(chart).data.startswith(b"\x89PNG") for chart in charts)
     assert client.get("/courses/NO-SUCH").status_code == 404
 
 
@@ -245,6 +252,7 @@ def test_roster_with_one_bad_row_changes_nothing(client: Any, registry_path: Pat
 
 def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: Path, registry_path: Path) -> None:
     run = runs / "week-01"
+    heatmap = client.get("/charts/week-01/-/heatmap.png").data  # drawn and kept in memory before the withdrawal
     confirm = client.get("/consent/courses/BIO-101/students/S1/withdraw").get_data(as_text=True)
     assert "session 1 held 2026-10-05 (week-01)" in confirm
     assert set(pd.read_parquet(run / "states.parquet")["track_id"]) == {1, 2, 3}  # nothing happens on GET
@@ -254,6 +262,7 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
         assert set(pd.read_parquet(run / table)["track_id"]) == {2, 3}
     assert statuses(registry_path)["S1"] == "withdrawn"
     assert "Ada Example" not in client.get("/consent/courses/BIO-101").get_data(as_text=True)
+    assert client.get("/charts/week-01/-/heatmap.png").data != heatmap  # drawn again without the student's rows
 
 
 def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:

@@ -98,36 +98,53 @@ def session_context(run: Run) -> dict[str, Any]:
     return context
 
 
-def comparison_context(runs: list[Run]) -> dict[str, Any]:
-    """The course view: one row per session, a score line and state-share bars across sessions."""
-    rows = []
-    for run in runs:
-        share = _summary_shares(run.summary)
-        dominant = max(share, key=share.get) if share else None
-        rows.append({
-            "label": _session_label(run),
-            "date": run.session.created[:10] or "unknown",
-            "duration": _duration(run.duration_s),
-            "students": len(run.students),
-            "excluded": run.people_excluded,
-            "score": _round(run.summary.get("session_score")),
-            "dominant": readable_name(dominant) if dominant else "no data",
-            "share": share,
-        })
+def comparison_context(runs: list[Run], draw_charts: bool = True) -> dict[str, Any]:
+    """The course view: one row per session, a score line and state-share bars across sessions (drawn as data URIs
+    when ``draw_charts``; ``comparison_charts`` draws them on their own)."""
+    rows = [_comparison_row(run) for run in runs]
     courses = sorted({run.course for run in runs} - {None, ""})
-    labels = [row["label"] for row in rows]
-    shares = pd.DataFrame([row["share"] for row in rows], index=labels, columns=SHARE_COLUMNS).fillna(0.0)
-    context_charts = {"scores": _data_uri(charts.session_scores_chart(labels, [row["score"] for row in rows]), "image/png")}
-    if shares.to_numpy().sum() > 0:
-        context_charts["states"] = _data_uri(charts.state_share_chart(shares), "image/png")
     scored = [row["score"] for row in rows if row["score"] is not None]
+    drawn = {name: _data_uri(png, "image/png") for name, png in _comparison_pngs(rows).items()} if draw_charts else {}
     return {
         "title": ", ".join(courses) if courses else "Course",
         "generated": _now(),
         "rows": rows,
-        "charts": context_charts,
+        "charts": drawn,
+        "chart_names": ["scores"] + (["states"] if _comparison_shares(rows).to_numpy().sum() > 0 else []),
         "mean_score": _round(sum(scored) / len(scored)) if scored else None,
     }
+
+
+def comparison_charts(runs: list[Run]) -> dict[str, bytes]:
+    """The course view's charts as PNG bytes by name: ``scores`` and, when any state was seen, ``states``."""
+    return _comparison_pngs([_comparison_row(run) for run in runs])
+
+
+def _comparison_row(run: Run) -> dict[str, Any]:
+    share = _summary_shares(run.summary)
+    dominant = max(share, key=share.get) if share else None
+    return {
+        "label": _session_label(run),
+        "date": run.session.created[:10] or "unknown",
+        "duration": _duration(run.duration_s),
+        "students": len(run.students),
+        "excluded": run.people_excluded,
+        "score": _round(run.summary.get("session_score")),
+        "dominant": readable_name(dominant) if dominant else "no data",
+        "share": share,
+    }
+
+
+def _comparison_shares(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([row["share"] for row in rows], index=[row["label"] for row in rows], columns=SHARE_COLUMNS).fillna(0.0)
+
+
+def _comparison_pngs(rows: list[dict[str, Any]]) -> dict[str, bytes]:
+    pngs = {"scores": charts.session_scores_chart([row["label"] for row in rows], [row["score"] for row in rows])}
+    shares = _comparison_shares(rows)
+    if shares.to_numpy().sum() > 0:
+        pngs["states"] = charts.state_share_chart(shares)
+    return pngs
 
 
 def _status(run: Run, timeline: pd.DataFrame) -> tuple[str, str]:
@@ -175,21 +192,56 @@ def _period_scores(run: Run, time_axis: TimeAxis) -> tuple[pd.DataFrame, pd.Data
     return scores, timeline.dropna(subset=["score"]).sort_values("bin").reset_index(drop=True)
 
 
-def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: TimeAxis) -> dict[str, Any]:
-    # Top moments come from periods with at least half the class in view: a minute with two early arrivals
-    # says little about the lecture.
+def _ranked(timeline: pd.DataFrame) -> tuple[pd.DataFrame, int, int | None]:
+    """Periods by score, best first, and the highest and lowest one. Top moments come from periods with at least
+    half the class in view: a minute with two early arrivals says little about the lecture."""
     well_attended = timeline[timeline["n_students"] >= MOMENT_MIN_PRESENT * timeline["n_students"].max()]
     ranked = well_attended.sort_values(["score", "bin"], ascending=[False, True])
-    high = int(ranked.iloc[0]["bin"])
-    low = int(ranked.iloc[-1]["bin"]) if len(ranked) > 1 else None
-    result_charts = {
-        "timeline": _data_uri(charts.timeline_chart(timeline, time_axis, run.duration_s, high, low), "image/png"),
-    }
+    return ranked, int(ranked.iloc[0]["bin"]), int(ranked.iloc[-1]["bin"]) if len(ranked) > 1 else None
+
+
+def _chart_pngs(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: TimeAxis) -> dict[str, bytes]:
+    _, high, low = _ranked(timeline)
+    pngs = {"timeline": charts.timeline_chart(timeline, time_axis, run.duration_s, high, low)}
     period_shares = _state_shares(run, time_axis)
     if not period_shares.empty:
-        result_charts["states"] = _data_uri(charts.state_share_chart(period_shares), "image/png")
+        pngs["states"] = charts.state_share_chart(period_shares)
     if not scores.empty:
-        result_charts["heatmap"] = _data_uri(charts.heatmap_chart(scores, time_axis), "image/png")
+        pngs["heatmap"] = charts.heatmap_chart(scores, time_axis)
+    return pngs
+
+
+def session_charts(run: Run) -> dict[str, bytes]:
+    """The session's charts as PNG bytes by name (``timeline``, ``states``, ``heatmap``): the report's, drawn on their
+    own for the web app; none when the session has no results to chart."""
+    time_axis = _time_axis(run)
+    scores, timeline = _period_scores(run, time_axis)
+    if _status(run, timeline)[0] != "ok":
+        return {}
+    return _chart_pngs(run, scores, timeline, time_axis)
+
+
+def session_overview(run: Run) -> dict[str, Any]:
+    """What the web app's session page shows besides its charts, without drawing them: the facts, the score, the
+    status, the state shares and which charts ``session_charts`` draws."""
+    time_axis = _time_axis(run)
+    scores, timeline = _period_scores(run, time_axis)
+    status, status_message = _status(run, timeline)
+    chart_names: list[str] = []
+    if status == "ok":
+        chart_names = ["timeline"] + (["states"] if not _state_shares(run, time_axis).empty else []) + (["heatmap"] if not scores.empty else [])
+    return {"facts": _facts(run), "session_score": _round(run.summary.get("session_score")), "status_message": status_message,
+            "state_table": _state_table(run) if status == "ok" else [], "period": time_axis.period, "chart_names": chart_names}
+
+
+def _state_table(run: Run) -> list[dict[str, Any]]:
+    overall = _summary_shares(run.summary)
+    return [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %") for entry in _state_legend()]
+
+
+def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: TimeAxis) -> dict[str, Any]:
+    ranked, _, low = _ranked(timeline)
+    result_charts = {name: _data_uri(png, "image/png") for name, png in _chart_pngs(run, scores, timeline, time_axis).items()}
     moments = [_moment(run, ranked.iloc[0], time_axis, "Highest engagement")]
     if low is not None:
         moments.append(_moment(run, ranked.iloc[-1], time_axis, "Lowest engagement"))
@@ -198,9 +250,7 @@ def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: 
                                             for row in rows.itertuples())}
         for kind, rows in (("highest", ranked.head(MOMENTS_LISTED)), ("lowest", ranked.tail(MOMENTS_LISTED)[::-1]))
     ]
-    overall = _summary_shares(run.summary)
-    state_table = [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %") for entry in _state_legend()]
-    return {"charts": result_charts, "moments": moments, "moment_rows": moment_rows, "state_table": state_table,
+    return {"charts": result_charts, "moments": moments, "moment_rows": moment_rows, "state_table": _state_table(run),
             "period": time_axis.period}
 
 

@@ -1,22 +1,28 @@
-"""Sessions pages: every run under the runs folder, one run's video, charts and tables, and its files.
+"""Sessions pages: every run under the runs folder, one run's video, charts and tables, and its files, and the
+course view across a course's sessions.
 
-A run is a folder holding ``session.json``; its URL key is its path relative to the runs folder.
+A run is a folder holding ``session.json``; its URL key is its path relative to the runs folder. Pages answer
+without drawing: charts are separate PNG requests, drawn once per version of the run's tables and kept in memory
+(``CHART_CACHE`` entries; a withdrawal rewrites the tables, so its charts are drawn again).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from flask import Blueprint, abort, current_app, render_template, send_file
+from flask import Blueprint, Response, abort, current_app, render_template, send_file
 
 from engagement.errors import UserError
-from engagement.report.builder import comparison_context, session_context
+from engagement.report.builder import comparison_charts, comparison_context, session_charts, session_overview
 from engagement.report.run import Run, load_run
 
 blueprint = Blueprint("sessions", __name__)
 DOWNLOADS = ("*.csv", "*.parquet", "*.json", "report.html", "report.pdf")
 INLINE = {".mp4", ".html"}  # shown in the page or a tab; other files download
+CHART_CACHE = 64  # chart sets kept in memory (one per session or course version)
+TABLE_SUFFIXES = {".json", ".parquet", ".csv"}
 
 
 def run_folders(runs: Path) -> dict[str, Path]:
@@ -36,6 +42,39 @@ def run_folder(key: str) -> Path:
     if folder is None:
         abort(404, f"no session {key!r} under the runs folder")
     return folder
+
+
+def _version(folders: list[Path]) -> tuple:
+    """Name, size and modification time of every table and record in ``folders``: what the charts are drawn from."""
+    files = [path for folder in folders for path in sorted(folder.iterdir()) if path.suffix in TABLE_SUFFIXES]
+    return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+
+
+def _cached_chart(key: tuple, name: str, draw: Callable[[], dict[str, bytes]]) -> Response:
+    """Chart ``name`` of the set ``draw`` makes, drawn once per ``key`` (a set of folders and their version)."""
+    cache: OrderedDict = current_app.extensions.setdefault("charts", OrderedDict())
+    if key not in cache:
+        cache[key] = draw()
+        while len(cache) > CHART_CACHE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+    if name not in cache[key]:
+        abort(404, f"no {name} chart here")
+    return Response(cache[key][name], mimetype="image/png", headers={"Cache-Control": "no-cache"})
+
+
+def _course_runs(code: str) -> list[tuple[str, Run]]:
+    runs = []
+    for key, folder in run_folders(current_app.config["RUNS"]).items():
+        try:
+            run = load_run(folder, tables=False)
+        except UserError:
+            continue  # the sessions list names unreadable runs
+        if run.course == code:
+            runs.append((key, run))
+    if not runs:
+        abort(404, f"no session of course {code!r} under the runs folder")
+    return sorted(runs, key=lambda item: item[1].session.created)
 
 
 def _row(key: str, run: Run) -> dict[str, Any]:
@@ -63,19 +102,16 @@ def index() -> str:
 @blueprint.get("/courses/<code>")
 def course(code: str) -> str:
     """The course view of ``engagement report --compare``: every session of the course, their scores and states."""
-    runs = []
-    for key, folder in run_folders(current_app.config["RUNS"]).items():
-        try:
-            run = load_run(folder, tables=False)
-        except UserError:
-            continue  # the sessions list names unreadable runs
-        if run.course == code:
-            runs.append((key, run))
-    if not runs:
-        abort(404, f"no session of course {code!r} under the runs folder")
-    runs.sort(key=lambda item: item[1].session.created)
-    context = comparison_context([run for _, run in runs])
+    runs = _course_runs(code)
+    context = comparison_context([run for _, run in runs], draw_charts=False)
     return render_template("course_view.html.j2", code=code, report=context, keys=[key for key, _ in runs])
+
+
+@blueprint.get("/courses/<code>/charts/<name>.png")
+def course_chart(code: str, name: str) -> Response:
+    runs = _course_runs(code)
+    folders = [run.path for _, run in runs]
+    return _cached_chart(("course", code, _version(folders)), name, lambda: comparison_charts([run for _, run in runs]))
 
 
 @blueprint.get("/sessions/<path:key>")
@@ -84,12 +120,26 @@ def session_page(key: str) -> str:
     folder = run_folder(key)
     try:
         run = load_run(folder)
-        context = session_context(run)
+        context = session_overview(run)
     except UserError as error:
         abort(404, str(error))
     downloads = sorted({path.name for pattern in DOWNLOADS for path in folder.glob(pattern) if path.is_file()})
     return render_template("session.html.j2", key=key, run=run, report=context, downloads=downloads,
                            row=_row(key, run), students=run.students)
+
+
+@blueprint.get("/charts/<path:key>/-/<name>.png")
+def session_chart(key: str, name: str) -> Response:
+    """One chart of a session's page (``timeline``, ``states``, ``heatmap``)."""
+    folder = run_folder(key)
+
+    def draw() -> dict[str, bytes]:
+        try:
+            return session_charts(load_run(folder))
+        except UserError as error:
+            abort(404, str(error))
+
+    return _cached_chart(("session", str(folder), _version([folder])), name, draw)
 
 
 @blueprint.get("/files/<path:key>/-/<path:name>")
