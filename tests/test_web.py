@@ -339,6 +339,25 @@ def test_a_non_video_upload_is_refused(client: Any) -> None:
     assert client.get("/seats/R1/frame.png?source=uploaded").status_code == 404
 
 
+@pytest.mark.slow
+def test_an_uploaded_video_gives_a_reference_frame_with_no_face(client: Any, classroom_video: Path, classroom_frame: np.ndarray) -> None:
+    import cv2
+
+    from engagement.anonymize import FaceDetector
+    from engagement.config import AnonymizerConfig
+    from engagement.privacy import LEAK_CONFIDENCE
+
+    token = csrf(client, "/seats/R1")
+    with classroom_video.open("rb") as video:
+        page = client.post("/seats/R1/upload", data={"video": (video, "room.mp4"), "t": "0", "csrf_token": token},
+                           content_type="multipart/form-data", follow_redirects=True).get_data(as_text=True)
+    assert "the uploaded video" in page and "source=uploaded" in page
+    image = cv2.imdecode(np.frombuffer(client.get("/seats/R1/frame.png?source=uploaded").data, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == classroom_frame.shape
+    detector = FaceDetector(AnonymizerConfig().face_model, LEAK_CONFIDENCE, backend="opencv")
+    assert len(detector(classroom_frame)) >= 3 and len(detector(image)) == 0
+
+
 # --- a real server and headless Chromium ----------------------------------------------------------------------
 
 
