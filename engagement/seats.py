@@ -67,11 +67,11 @@ def seat_check_image(frame: np.ndarray, fps: float, config: PipelineConfig) -> t
     return image, len(people)
 
 
-def png_path(out: str) -> Path:
-    """``--out`` checked before any work: a .png file in an existing folder."""
+def out_path(out: str, kind: str, suffixes: tuple[str, ...]) -> Path:
+    """``--out`` checked before any work: a file with one of ``suffixes`` (a ``kind`` file) in an existing folder."""
     path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise UserError(f"--out {path}: must be a .png file")
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"--out {path}: must be a {kind} file")
     if not path.parent.is_dir():
         raise UserError(f"--out {path}: folder {path.parent} does not exist")
     return path
@@ -82,7 +82,7 @@ def _check(args: argparse.Namespace) -> int:
     from engagement.sinks import write_png
 
     config = config_from_args(args)
-    out = png_path(args.out)
+    out = out_path(args.out, ".png", (".png",))
     frame, fps = read_frame(args.video, args.frame_time)
     image, people = seat_check_image(frame, fps, config)
     write_png(out, image)
@@ -120,21 +120,11 @@ def propose_plan(video: str, room: str, config: PipelineConfig, seconds: float) 
     return propose_seats(tracked, source.info.width, source.info.height, room)
 
 
-def yaml_path(out: str) -> Path:
-    """``--out`` checked before any work: a .yaml file in an existing folder."""
-    path = Path(out)
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        raise UserError(f"--out {path}: must be a .yaml file")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {path}: folder {path.parent} does not exist")
-    return path
-
-
 def _propose(args: argparse.Namespace) -> int:
     from engagement.pipeline_cli import config_from_args
 
     config = config_from_args(args)
-    out = yaml_path(args.out)
+    out = out_path(args.out, ".yaml", (".yaml", ".yml"))
     plan = propose_plan(args.video, args.room, config, args.seconds)
     plan.write(out)
     print(f"{out}: {len(plan.seats)} seats proposed for room {plan.room} on a {plan.width}x{plan.height} frame "
@@ -157,7 +147,7 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from engagement.consent.registry import Registry
 
-    out = yaml_path(args.out)
+    out = out_path(args.out, ".yaml", (".yaml", ".yml"))
     with Registry.open(args.registry) as registry:
         plan = registry.seat_plan(args.room)
     plan.write(out)
