@@ -123,10 +123,15 @@ def test_seat_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     assert main(["seats", "import", str(tmp_path / "missing.yaml"), "--registry", registry]) == 2
     assert main(["seats", "export", "R9", "--out", str(tmp_path / "x.yaml"), "--registry", registry]) == 2
     assert main(["seats", "export", "R9", "--out", str(tmp_path / "x.txt"), "--registry", registry]) == 2
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml")]) == 2
+    assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml"), "--seconds", "0"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 4 and "at least 3 points" in errors[0] and "cannot read" in errors[1]
+    assert len(errors) == 6 and "at least 3 points" in errors[0] and "cannot read" in errors[1]
     assert "room 'R9' has no seat plan" in errors[2] and "must be a .yaml file" in errors[3]
-    assert not (tmp_path / "x.yaml").exists()
+    assert "notes.mp4" in errors[4] and "--seconds must be positive" in errors[5]
+    assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "p.yaml").exists()
 
 
 def test_a_room_without_a_plan_or_a_course_is_refused_before_any_work(tmp_path: Path) -> None:
