@@ -75,6 +75,16 @@ def test_tracks_get_the_seat_they_sit_in_most_and_fail_closed_otherwise() -> Non
     assert {d.outcome for d in decide_seats(together, plan, roster).values()} == {"contested"}
 
 
+def test_a_seat_is_contested_only_by_the_time_spent_in_it() -> None:
+    plan = SeatPlan.from_dict(PLAN)
+    # Track 1 sits in A1 on frames 0-3 and leaves; track 2 crosses A2 on frame 0 and sits in A1 from frame 4.
+    frames = [(i, _people({**({1: IN_A1} if i < 4 else {}), 2: IN_A2 if i == 0 else IN_A1 if i >= 4 else NOWHERE})) for i in range(10)]
+    occupied = occupied_seats(frames, plan)
+    assert occupied[1] == ("A1", 0, 3) and occupied[2] == ("A1", 4, 9)  # its time in A1, not its whole time seated
+    decided = decide_seats(occupied, plan, [("A1", "S1")])
+    assert decided[1].outcome == decided[2].outcome == "student"  # one after the other: the seat's student both times
+
+
 def _snapshot(consented: set[str], roster: list[tuple[str, str]]) -> RegistrySnapshot:
     return RegistrySnapshot(consented=frozenset(consented), seat_plan=SeatPlan.from_dict(PLAN), roster_seats=tuple(roster))
 

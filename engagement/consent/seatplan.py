@@ -151,10 +151,9 @@ class SeatDecision:
 
 @dataclass
 class _Occupancy:
-    seats: Counter = field(default_factory=Counter)
+    seats: Counter = field(default_factory=Counter)  # seat -> seated frames in it
+    spans: dict = field(default_factory=dict)  # seat -> [first, last] position seated in it
     seated: int = 0
-    first: float = math.inf
-    last: float = -math.inf
 
 
 def occupied_seats(frames: Iterable[tuple[float, Detections]], plan: SeatPlan) -> dict[int, tuple[str | None, float, float]]:
@@ -179,12 +178,14 @@ def occupied_seats(frames: Iterable[tuple[float, Detections]], plan: SeatPlan) -
             entry = seen[track_id]
             entry.seated += 1
             if hits.any():
-                entry.seats[plan.seats[int(np.argmax(hits))].name] += 1
-                entry.first, entry.last = min(entry.first, position), max(entry.last, position)
-    found = {}
+                seat = plan.seats[int(np.argmax(hits))].name
+                entry.seats[seat] += 1
+                span = entry.spans.setdefault(seat, [position, position])
+                span[0], span[1] = min(span[0], position), max(span[1], position)
+    found: dict[int, tuple[str | None, float, float]] = {}
     for track_id, entry in seen.items():
         seat, count = entry.seats.most_common(1)[0] if entry.seats else (None, 0)
-        found[track_id] = (seat, entry.first, entry.last) if count >= SEATED_SHARE * entry.seated else (None, 0.0, 0.0)
+        found[track_id] = (seat, *entry.spans[seat]) if seat is not None and count >= SEATED_SHARE * entry.seated else (None, 0.0, 0.0)
     return found
 
 
