@@ -119,6 +119,9 @@ class LiveView:
     shown and analysed since the start. Shared by ``engagement live`` and the web app's live page."""
 
     def __init__(self, source: str, config: PipelineConfig, realtime: bool = True) -> None:
+        if config.consent.room is not None:
+            raise UserError(f"consent by seat (consent.room {config.consent.room}) needs a recorded video: it places each "
+                            "person after the whole recording; a live view cannot wait for that (map tracks by hand or blur everyone)")
         self.frames = FrameSource(source, buffer=2)
         self.info = self.frames.info
         config = with_running_baseline(config)  # a live view shows states as it goes

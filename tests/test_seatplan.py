@@ -44,6 +44,7 @@ IN_A1, IN_A2, IN_B1, NOWHERE = [50, 100, 150, 190], [250, 100, 350, 190], [100, 
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [900, 0], [0, 10]]}]}, "outside the 400x200"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": "no"}]}, "true or false"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]]}] * 2}, "repeated: A1"),
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [10**400, 0], [0, 9]]}]}, "at least 3 points"),
 ])
 def test_a_malformed_plan_is_refused_naming_the_field(change: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
@@ -62,7 +63,7 @@ def test_tracks_get_the_seat_they_sit_in_most_and_fail_closed_otherwise() -> Non
     frames = [(i, _people({1: IN_A1, 2: IN_B1, 3: IN_A2 if i < 5 else NOWHERE, 4: NOWHERE, 5: IN_A2 if i >= 5 else NOWHERE}))
               for i in range(10)]
     occupied = occupied_seats(frames, plan)
-    assert {t: seat for t, (seat, *_) in occupied.items()} == {1: "A1", 2: "B1", 3: "A2", 4: None, 5: "A2"}
+    assert {t: place.seat for t, place in occupied.items()} == {1: "A1", 2: "B1", 3: "A2", 4: None, 5: "A2"}
     roster = [("A1", "S1"), ("A2", "S2"), ("B1", "S3")]
     decided = decide_seats(occupied, plan, roster)
     assert decided[1].student == "S1" and decided[1].outcome == "student"
@@ -80,9 +81,64 @@ def test_a_seat_is_contested_only_by_the_time_spent_in_it() -> None:
     # Track 1 sits in A1 on frames 0-3 and leaves; track 2 crosses A2 on frame 0 and sits in A1 from frame 4.
     frames = [(i, _people({**({1: IN_A1} if i < 4 else {}), 2: IN_A2 if i == 0 else IN_A1 if i >= 4 else NOWHERE})) for i in range(10)]
     occupied = occupied_seats(frames, plan)
-    assert occupied[1] == ("A1", 0, 3) and occupied[2] == ("A1", 4, 9)  # its time in A1, not its whole time seated
+    assert (occupied[1].seat, occupied[1].first, occupied[1].last) == ("A1", 0, 3)
+    assert (occupied[2].seat, occupied[2].first, occupied[2].last) == ("A1", 4, 9)  # its time in A1, not its whole time seated
     decided = decide_seats(occupied, plan, [("A1", "S1")])
     assert decided[1].outcome == decided[2].outcome == "student"  # one after the other: the seat's student both times
+
+
+def test_a_track_in_two_seats_or_in_overlapping_seats_is_contested() -> None:
+    plan = SeatPlan.from_dict(PLAN)
+    switched = [(i, _people({1: IN_A1 if i < 6 else IN_A2})) for i in range(10)]  # an ID switch between neighbours
+    assert decide_seats(occupied_seats(switched, plan), plan, [("A1", "S1"), ("A2", "S2")])[1].outcome == "contested"
+    overlapping = SeatPlan.from_dict({**PLAN, "seats": [*PLAN["seats"], {"name": "X", "polygon": [[0, 150], [120, 150], [120, 200], [0, 200]],
+                                                                         "participating": False}]})
+    corner = [0, 100, 100, 190]  # anchor (50, 190): inside A1 and inside the non-participating X drawn over it
+    outcome = decide_seats(occupied_seats([(i, _people({1: corner})) for i in range(4)], overlapping), overlapping, [("A1", "S1")])
+    assert outcome[1].outcome in ("contested", "non_participating")
+
+
+def test_a_row_outside_its_own_seat_is_hidden_and_a_non_participating_seat_excludes_the_track() -> None:
+    stage = ConsentStage(ConsentConfig(course="C1"), snapshot=_snapshot({"S1", "S2"}, [("A1", "S1"), ("A2", "S2")]))
+    # Track 1 sits in A1 but is in A2's seat on frame 9 (a swap, or a visit); track 2 sits in A2, then in B1.
+    frames = [(i, stage(_people({1: IN_A1 if i < 9 else IN_A2, 2: IN_A2 if i < 8 else IN_B1}))) for i in range(10)]
+    stage.place(frames, 400, 200)
+    consent = [people.data["consent"] for _, people in frames]
+    assert [row[0] for row in consent] == ["analyzed"] * 9 + ["seat"]  # only the frame in another seat
+    assert frames[9][1].data["blur"][0] and not frames[8][1].data["blur"][0]
+    assert [row[1] for row in consent] == ["seat"] * 10  # B1 is non-participating: the whole track, earlier frames too
+    assert 2 in stage.excluded_track_ids and 1 not in stage.excluded_track_ids
+
+
+def test_stitching_joins_only_tracklets_of_one_seat() -> None:
+    from engagement.config import TrackerConfig
+    from engagement.stitch import Tracklets, stitch
+
+    config = TrackerConfig(stitch_max_shift=5.0)  # close enough in space and time to be joined on looks alone
+
+    def tracklets_of(keep_apart: bool) -> dict[int, int]:
+        stage = ConsentStage(ConsentConfig(course="C1"), snapshot=_snapshot({"S1"}, [("A1", "S1")]))
+        log = Tracklets()
+        frames = []
+        for i in range(10):  # S1 in A1 on frames 0-5; a neighbour in non-participating B1 from frame 6
+            people = stage(_people({1: IN_A1} if i < 6 else {2: IN_B1}))
+            log.add(float(i), people)
+            frames.append((i, people))
+        if keep_apart:
+            stage.keep_seats_apart(log, frames, 400, 200)
+        return stitch(log.by_id.values(), config)
+
+    assert tracklets_of(keep_apart=False) == {1: 1, 2: 1}  # pass 1 alone keeps nobody apart
+    assert tracklets_of(keep_apart=True) == {1: 1, 2: 2}
+
+
+def test_live_refuses_consent_by_seat(tmp_path: Path) -> None:
+    from engagement.config import load_pipeline
+    from engagement.live import LiveView
+
+    config = load_pipeline("webcam", ["consent.course=C1", "consent.room=R1"])
+    with pytest.raises(UserError, match="needs a recorded video"):
+        LiveView(str(tmp_path / "never-opened.mp4"), config)
 
 
 def _snapshot(consented: set[str], roster: list[tuple[str, str]]) -> RegistrySnapshot:
@@ -131,6 +187,9 @@ def test_seat_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     bad.write_text("room: R1\nwidth: 10\nheight: 10\nseats: [{name: A1, polygon: [[0, 0], [5, 5]]}]\n")
     assert main(["seats", "import", str(bad), "--registry", registry]) == 2
     assert main(["seats", "import", str(tmp_path / "missing.yaml"), "--registry", registry]) == 2
+    binary = tmp_path / "video.yaml"
+    binary.write_bytes(b"\xff\xd8\xff\x00")
+    assert main(["seats", "import", str(binary), "--registry", registry]) == 2
     assert main(["seats", "export", "R9", "--out", str(tmp_path / "x.yaml"), "--registry", registry]) == 2
     assert main(["seats", "export", "R9", "--out", str(tmp_path / "x.txt"), "--registry", registry]) == 2
     not_a_video = tmp_path / "notes.mp4"
@@ -138,9 +197,9 @@ def test_seat_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml")]) == 2
     assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml"), "--seconds", "0"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 6 and "at least 3 points" in errors[0] and "cannot read" in errors[1]
-    assert "room 'R9' has no seat plan" in errors[2] and "must be a .yaml file" in errors[3]
-    assert "notes.mp4" in errors[4] and "--seconds must be positive" in errors[5]
+    assert len(errors) == 7 and "at least 3 points" in errors[0] and "cannot read" in errors[1] and "not UTF-8" in errors[2]
+    assert "room 'R9' has no seat plan" in errors[3] and "must be a .yaml file" in errors[4]
+    assert "notes.mp4" in errors[5] and "--seconds must be positive" in errors[6]
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "p.yaml").exists()
 
 

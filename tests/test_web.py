@@ -308,6 +308,8 @@ def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Pat
     frame = client.get("/seats/R1/frame.png?source=week-01&t=1")
     assert frame.mimetype == "image/png" and cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
     assert client.get("/seats/R1/frame.png?source=no-such-run").status_code == 404
+    assert client.get("/seats/R1/frame.png?source=week-01&t=inf").status_code == 404
+    assert client.get("/seats/%20R1").status_code == 404  # would save over R1's plan once stripped
     plan = {"width": 160, "height": 120, "seats": [SEAT, {**SEAT, "name": "A2", "participating": False,
                                                         "polygon": [[80, 60], [150, 60], [150, 110]]}]}
     saved = client.post("/seats/R1", data={"plan": json.dumps(plan), "csrf_token": csrf(client, "/seats/R1")}, follow_redirects=True)
@@ -388,6 +390,16 @@ def wait_for(condition: Any, seconds: float) -> Any:
     return value
 
 
+def element_text(browser: Any, element_id: str) -> str:
+    """The element's text, or "" while the page is being replaced (a form's redirect)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return browser.find_element("id", element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -> None:
     browser.get(server + "/")
     assert browser.title == "Sessions - classroom engagement"
@@ -412,16 +424,16 @@ def test_browser_live_page_shows_frames_and_records(server: str, browser: Any, w
     browser.find_element("id", "start").click()
     assert wait_for(lambda: browser.execute_script(
         "const view = document.getElementById('live-view'); return view !== null && view.naturalWidth > 0"), 120), \
-        browser.find_element("id", "live-stats").text
-    assert wait_for(lambda: "fps shown" in browser.find_element("id", "live-stats").text, 10)
-    assert wait_for(lambda: "/ 100" in browser.find_element("id", "live-stats").text, 30)  # the class score over the last minute
+        element_text(browser, "live-stats")
+    assert wait_for(lambda: "fps shown" in element_text(browser, "live-stats"), 10)
+    assert wait_for(lambda: "/ 100" in element_text(browser, "live-stats"), 30)  # the class score over the last minute
     browser.find_element("id", "stop").click()
-    assert wait_for(lambda: browser.find_element("id", "live-stats").text == "stopped", 10)
+    assert wait_for(lambda: element_text(browser, "live-stats") == "stopped", 10)
     (recording,) = (runs / "live-recordings").glob("live-*.mp4")
     capture = cv2.VideoCapture(str(recording))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) > 5
     capture.release()
-    assert recording.name in browser.find_element("id", "recordings").text
+    assert wait_for(lambda: recording.name in element_text(browser, "recordings"), 10)
 
 
 def test_browser_draws_a_seat_by_clicks_and_saves_it(server: str, browser: Any, registry_path: Path) -> None:

@@ -24,6 +24,7 @@ from engagement.detections import Detections
 from engagement.errors import UserError
 
 SEATED_SHARE = 0.5  # a track's seat must hold its anchor on at least this share of its seated analysis frames
+OTHER_SEAT_SHARE = 0.2  # ...and no other seat more than this share, else the seat is contested
 ASPECT_TOLERANCE = 0.02  # a video whose aspect ratio differs more from the plan's reference is another camera
 SEAT_OUT_REASONS = ("non_participating", "empty", "contested")
 
@@ -81,6 +82,8 @@ class SeatPlan:
             data = yaml.safe_load(Path(path).read_text())
         except OSError as error:
             raise UserError(f"cannot read the seat plan {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not a seat plan (not UTF-8 text)") from None
         except yaml.YAMLError as error:
             raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         return cls.from_dict(data, str(path))
@@ -118,7 +121,7 @@ def _seat(item: Any, where: str, width: int, height: int) -> Seat:
     if isinstance(polygon, list):
         for point in polygon:
             if not (isinstance(point, (list, tuple)) and len(point) == 2
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in point)):
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in point)):
                 points = []
                 break
             points.append((float(point[0]), float(point[1])))
@@ -132,6 +135,13 @@ def _seat(item: Any, where: str, width: int, height: int) -> Seat:
     if not isinstance(participating, bool):
         raise UserError(f"{where} ({name}): participating must be true or false")
     return Seat(name.strip(), tuple(points), participating)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _area(points: list[tuple[float, float]]) -> float:
@@ -149,6 +159,18 @@ class SeatDecision:
     student: str | None = None
 
 
+@dataclass(frozen=True)
+class Occupancy:
+    """A track's seat (None: seated in no seat most of the time), the span of positions it sat in it, and whether
+    it also sat in another seat for more than ``OTHER_SEAT_SHARE`` of its seated frames (an ID switch between
+    neighbours, or seats drawn overlapping: contested)."""
+
+    seat: str | None
+    first: float = 0.0
+    last: float = 0.0
+    mixed: bool = False
+
+
 @dataclass
 class _Occupancy:
     seats: Counter = field(default_factory=Counter)  # seat -> seated frames in it
@@ -156,57 +178,66 @@ class _Occupancy:
     seated: int = 0
 
 
-def occupied_seats(frames: Iterable[tuple[float, Detections]], plan: SeatPlan) -> dict[int, tuple[str | None, float, float]]:
-    """Per track over ``(position, detections)`` analysis frames (position: a frame index or a time): the seat its
-    anchor is in on at least ``SEATED_SHARE`` of the frames where it is seated (None otherwise), and the span of
-    positions it was seen in it."""
+def seat_hits(points: np.ndarray, plan: SeatPlan) -> np.ndarray:
+    """(N, seats) bool: which seats' polygons hold each point (several where polygons overlap)."""
     from engagement.consent.stage import points_in_polygon
+
+    if not plan.seats:
+        return np.zeros((len(points), 0), bool)
+    return np.stack([points_in_polygon(points, np.asarray(seat.polygon, np.float64)) for seat in plan.seats], axis=1)
+
+
+def occupied_seats(frames: Iterable[tuple[float, Detections]], plan: SeatPlan) -> dict[int, Occupancy]:
+    """Per track over ``(position, detections)`` analysis frames (position: a frame index or a time): the seat its
+    anchor is in on at least ``SEATED_SHARE`` of the frames where it is seated, counting every seat a point lies in."""
     from engagement.roles import standing
 
-    polygons = [np.asarray(seat.polygon, np.float64) for seat in plan.seats]
     seen: dict[int, _Occupancy] = defaultdict(_Occupancy)
     for position, detections in frames:
         tracked = detections[detections.track_id >= 0]
         if not len(tracked):
             continue
         seated = ~standing(tracked)
-        inside = np.stack([points_in_polygon(tracked.anchor, polygon) for polygon in polygons], axis=1) \
-            if polygons else np.zeros((len(tracked), 0), bool)
-        for track_id, is_seated, hits in zip(tracked.track_id.tolist(), seated, inside):
+        for track_id, is_seated, hits in zip(tracked.track_id.tolist(), seated, seat_hits(tracked.anchor, plan)):
             if not is_seated:
                 continue
             entry = seen[track_id]
             entry.seated += 1
-            if hits.any():
-                seat = plan.seats[int(np.argmax(hits))].name
+            for index in np.flatnonzero(hits):
+                seat = plan.seats[int(index)].name
                 entry.seats[seat] += 1
                 span = entry.spans.setdefault(seat, [position, position])
                 span[0], span[1] = min(span[0], position), max(span[1], position)
-    found: dict[int, tuple[str | None, float, float]] = {}
+    found: dict[int, Occupancy] = {}
     for track_id, entry in seen.items():
-        seat, count = entry.seats.most_common(1)[0] if entry.seats else (None, 0)
-        found[track_id] = (seat, *entry.spans[seat]) if seat is not None and count >= SEATED_SHARE * entry.seated else (None, 0.0, 0.0)
+        ranked = entry.seats.most_common(2)
+        seat, count = ranked[0] if ranked else (None, 0)
+        if seat is None or count < SEATED_SHARE * entry.seated:
+            found[track_id] = Occupancy(None)
+            continue
+        mixed = len(ranked) > 1 and ranked[1][1] > OTHER_SEAT_SHARE * entry.seated
+        found[track_id] = Occupancy(seat, *entry.spans[seat], mixed=mixed)
     return found
 
 
-def decide_seats(occupied: dict[int, tuple[str | None, float, float]], plan: SeatPlan,
-                 roster: Iterable[tuple[str, str]]) -> dict[int, SeatDecision]:
+def decide_seats(occupied: dict[int, Occupancy], plan: SeatPlan, roster: Iterable[tuple[str, str]]) -> dict[int, SeatDecision]:
     """Each track's outcome from the seat it occupied (``occupied_seats``) and the roster's ``(seat, student)`` pairs."""
     students_of: dict[str, set[str]] = defaultdict(set)
     for seat, student in roster:
         students_of[seat].add(student)
     participating = {seat.name: seat.participating for seat in plan.seats}
     by_seat: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for seat, first, last in occupied.values():
-        if seat is not None:
-            by_seat[seat].append((first, last))
+    for place in occupied.values():
+        if place.seat is not None:
+            by_seat[place.seat].append((place.first, place.last))
     decisions = {}
-    for track_id, (seat, first, last) in occupied.items():
+    for track_id, place in occupied.items():
+        seat = place.seat
         if seat is None:
             decisions[track_id] = SeatDecision(None, "no_seat")
         elif not participating[seat]:
             decisions[track_id] = SeatDecision(seat, "non_participating")
-        elif _overlaps((first, last), by_seat[seat]) or len(students_of[seat]) > 1:
+        elif place.mixed or _overlaps((place.first, place.last), by_seat[seat]) or len(students_of[seat]) > 1:
             decisions[track_id] = SeatDecision(seat, "contested")
         elif not students_of[seat]:
             decisions[track_id] = SeatDecision(seat, "empty")

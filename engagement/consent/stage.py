@@ -32,6 +32,7 @@ from engagement.detections import UNTRACKED, Detections
 if TYPE_CHECKING:
     from engagement.consent.registry import Registry
     from engagement.consent.seatplan import SeatDecision, SeatPlan
+    from engagement.stitch import Tracklets
 
 
 # Whose faces each ``consent.blur`` policy hides, in words for closing lines and reports.
@@ -132,6 +133,7 @@ class ConsentStage:
         self.pending = self.seat_plan is not None  # until ``place``: who is who is known after the whole recording
         self.seat_excluded: set[int] = set()  # tracks in a non-participating, empty or contested seat
         self.seats: dict[int, str] = {}  # track id -> seat, with a seat plan
+        self._placed_plan: "SeatPlan | None" = None  # the plan in the video's pixels, once ``place`` ran
         self._excluded: dict[int, str] = {}  # track id -> reason it was first opted out
 
     @property
@@ -150,6 +152,10 @@ class ConsentStage:
         if self.pending:
             return self._pending(detections, confirmed, student_ids)
         seat = in_seat_zones(detections.anchor, self.config.opted_out_seats) | np.isin(track_ids, list(self.seat_excluded))
+        elsewhere = np.zeros(n, bool)
+        if self._placed_plan is not None:
+            seat |= self._in_non_participating_seat(detections)
+            elsewhere = self._outside_own_seat(detections)
         if self.uses_registry:
             student_out = mapped & np.array([s not in self.consented for s in student_ids], bool)
             unplaced = confirmed & ~mapped
@@ -170,6 +176,7 @@ class ConsentStage:
             self._excluded.setdefault(int(track_ids[row]), str(reasons[row]))
         for row in np.flatnonzero(tracked):
             reasons[row] = self._excluded.get(int(track_ids[row]), reasons[row])
+        reasons[elsewhere] = "seat"  # this frame only: a person in someone else's seat is not who the track says
         opted_out = reasons != "analyzed"
 
         blur = {
@@ -202,13 +209,50 @@ class ConsentStage:
         plan = self.seat_plan.for_frame(width, height)
         decisions = decide_seats(occupied_seats(frames, plan), plan, self.snapshot.roster_seats)
         self.track_students = {t: d.student for t, d in decisions.items() if d.student is not None}
+        self._placed_plan = plan
         self.seat_excluded = {t for t, d in decisions.items() if d.outcome in SEAT_OUT_REASONS}
+        for _, detections in frames:  # once in a non-participating seat, the whole track, earlier frames included
+            self.seat_excluded.update(detections.track_id[self._in_non_participating_seat(detections) & (detections.track_id >= 0)].tolist())
         self.seats = {t: d.seat for t, d in decisions.items() if d.seat is not None}
         self.pending = False
         self._excluded.clear()
         for _, detections in frames:
             detections.data.update(self(detections).data)
         return decisions
+
+
+    def keep_seats_apart(self, tracklets: "Tracklets", frames: list[tuple[float, Detections]], width: int, height: int) -> None:
+        """Before a seat-plan run's tracklets are stitched: each tracklet's consent key becomes the seat it sat in,
+        so stitching joins only tracklets of one seat, never a neighbour to a student, and none seated nowhere or
+        in several seats (pass 1 gives everyone the same ``pending`` outcome, which would keep nobody apart)."""
+        from engagement.consent.seatplan import occupied_seats
+
+        assert self.seat_plan is not None
+        occupied = occupied_seats(frames, self.seat_plan.for_frame(width, height))
+        for track_id, tracklet in tracklets.by_id.items():
+            place = occupied.get(track_id)
+            alone = place is None or place.seat is None or place.mixed
+            tracklet.consent = {("seat", f"unplaced:{track_id}" if alone else place.seat)}
+
+    def _in_non_participating_seat(self, detections: Detections) -> np.ndarray:
+        """Rows whose anchor lies in a non-participating seat (like an opted-out seat zone: sticky for the track)."""
+        from engagement.consent.seatplan import seat_hits
+
+        plan = self._placed_plan
+        hits = seat_hits(detections.anchor, plan)
+        return hits[:, [not seat.participating for seat in plan.seats]].any(axis=1)
+
+    def _outside_own_seat(self, detections: Detections) -> np.ndarray:
+        """Rows in a seat that is not their track's seat (a seated person the tracker swapped with a neighbour, or
+        a student visiting another seat): excluded for that frame."""
+        from engagement.consent.seatplan import seat_hits
+
+        plan = self._placed_plan
+        hits = seat_hits(detections.anchor, plan)
+        column = {seat.name: index for index, seat in enumerate(plan.seats)}
+        own = np.array([self.seats.get(int(t)) for t in detections.track_id], dtype=object)
+        in_own = np.array([seat is not None and bool(row[column[seat]]) for seat, row in zip(own, hits)], bool)
+        return hits.any(axis=1) & ~in_own
 
 
 def analysable(detections: Detections) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Track-level decisions over a whole recording, between the two passes: pure functions of the analysis frames.
 
 1. Stitch tracklets into one ID per person (``engagement.stitch``) and rewrite the IDs of every analysis frame,
-   so the tables, the states and the annotated video all use the final IDs.
+   so the tables, the states and the annotated video all use the final IDs; with a seat plan, only tracklets
+   that sat in the same seat are joined.
 2. Seats: with a room's seat plan, each track gets its seat and, through the roster, its student; consent is
    decided again for every row (``ConsentStage.place``, ``engagement.consent.seatplan``).
 3. Roles: the instructor's tracks are marked and leave the analytics (``engagement.roles``).
@@ -28,13 +29,16 @@ def decide(keyframes: dict[int, Detections], analyzer: Analyzer, frame_size: tup
     frames = [keyframes[index] for index in sorted(keyframes)]
     online = analyzer.tracklets.tracking_record()
     mapping: dict[int, int] = {}
+    by_seat = analyzer.consent.pending
+    if by_seat and frame_size is None:
+        raise ValueError("a seat-plan run needs the video's frame size to place its tracks")
     if config.tracker.stitch:
         with analyzer.timer("stitch"):
+            if by_seat:
+                analyzer.consent.keep_seats_apart(analyzer.tracklets, sorted(keyframes.items()), *frame_size)
             mapping = stitch(analyzer.tracklets.by_id.values(), config.tracker)
             relabel(frames, mapping)
-    if analyzer.consent.pending:
-        if frame_size is None:
-            raise ValueError("a seat-plan run needs the video's frame size to place its tracks")
+    if by_seat:
         with analyzer.timer("seats"):
             analyzer.consent.place(sorted(keyframes.items()), *frame_size)
     instructors = instructor_tracks(frames, config.classifier.instructor, config.classifier.instructor_zone)

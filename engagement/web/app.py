@@ -23,7 +23,9 @@ from engagement.errors import UserError
 
 TOKEN_HEADER = "Bearer "
 OPEN_ENDPOINTS = {"login", "static"}
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024  # a short video of a room for a seat plan's reference frame; rosters are far smaller
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # forms and roster CSVs
+MAX_VIDEO_UPLOAD_BYTES = 256 * 1024 * 1024  # a short video of a room for a seat plan's reference frame (that route only)
+VIDEO_UPLOAD_ENDPOINTS = {"seats.upload"}
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +66,7 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, RUNS=runs, TOKEN_HASH=token_hash,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES, RUNS=runs, TOKEN_HASH=token_hash,
     )
     app.extensions["registry"] = Registry.open(registry)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -94,6 +96,8 @@ def csrf_token() -> str:
 
 
 def _check_csrf() -> None:
+    if request.endpoint in VIDEO_UPLOAD_ENDPOINTS:  # signed in already (_require_token runs first)
+        request.max_content_length = MAX_VIDEO_UPLOAD_BYTES  # before the form is parsed below
     if request.method == "POST":
         sent = request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):

@@ -65,16 +65,16 @@ class LiveStream:
         from engagement.config import load_pipeline
         from engagement.live import LiveView
 
-        config = load_pipeline("webcam")
         try:
+            config = load_pipeline("webcam")
             view = LiveView(source, config)
-            if recording is not None:
-                recording.open(view.info, config.output.crf)
-        except Exception as error:  # a bad source or missing models: shown on the page
+        except Exception as error:  # a bad source, configuration or missing models: shown on the page
             self._fail(error)
             return
         completed = False
         try:
+            if recording is not None:
+                recording.open(view.info, config.output.crf)
             for image in view:
                 if self._stop.is_set():
                     break

@@ -8,6 +8,8 @@ uploaded video with every face blurred (as ``engagement seats check``), kept in 
 from __future__ import annotations
 
 import json
+import math
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,20 @@ UPLOADED = "uploaded"  # the ``source`` of a reference frame taken from an uploa
 
 
 def _room_or_404(room: str) -> str:
-    if not room.strip() or len(room) > 64:
-        abort(404, "a room name is 1 to 64 characters")
+    if not room.strip() or len(room) > 64 or room != room.strip() or any(ord(c) < 32 for c in room):
+        abort(404, "a room name is 1 to 64 characters, without spaces at either end or control characters")
     return room
+
+
+def _seconds(value: str | None) -> float:
+    """A time in a video from a form or query; anything that is not a finite number of seconds is a UserError."""
+    try:
+        seconds = float(value or 0)
+    except ValueError:
+        raise UserError(f"not a time in seconds: {value!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UserError(f"not a time in seconds: {value!r}")
+    return seconds
 
 
 def _plan(room: str) -> SeatPlan | None:
@@ -71,8 +84,8 @@ def frame(room: str) -> Response:
     if not video.is_file():
         abort(404, "this session has no annotated video (deleted on a withdrawal?); pick another session or upload a video")
     try:
-        image, _, _ = read_frame_at(video, float(request.args.get("t", "0")), last_if_past_end=True)
-    except (UserError, ValueError) as error:
+        image, _, _ = read_frame_at(video, _seconds(request.args.get("t")), last_if_past_end=True)
+    except UserError as error:
         abort(404, f"no reference frame: {error}")
     if image is None:
         abort(404, "no reference frame at that time")
@@ -92,8 +105,8 @@ def upload(room: str) -> Any:
         path = Path(folder) / ("upload" + Path(sent.filename).suffix.lower()[:8])
         sent.save(path)
         try:
-            image = _blurred_frame(path, float(request.form.get("t") or 0))
-        except (UserError, ValueError) as error:
+            image = _blurred_frame(path, _seconds(request.form.get("t")))
+        except UserError as error:
             flash(f"not used: {error}".replace(str(path), sent.filename), "error")
             return redirect(url_for("seats.editor", room=room))
     _uploads()[room] = _png(image)
@@ -128,8 +141,9 @@ def export(room: str) -> Response:
     plan = _plan(_room_or_404(room))
     if plan is None:
         abort(404, f"room {room!r} has no seat plan")
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", room)
     return Response(yaml.safe_dump(plan.to_dict(), sort_keys=False, default_flow_style=None), mimetype="application/x-yaml",
-                    headers={"Content-Disposition": f'attachment; filename="{room}.yaml"'})
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.yaml"'})
 
 
 def _uploads() -> dict[str, bytes]:

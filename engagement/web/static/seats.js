@@ -77,9 +77,18 @@
   const ready = () => {
     canvas.width = image.naturalWidth;
     canvas.height = image.naturalHeight;
-    if (saved.width && saved.width !== image.naturalWidth) {  // the same camera at another resolution
-      const sx = image.naturalWidth / saved.width, sy = image.naturalHeight / saved.height;
-      for (const seat of seats) seat.polygon = seat.polygon.map(([x, y]) => [Math.round(x * sx), Math.round(y * sy)]);
+    const width = image.naturalWidth, height = image.naturalHeight;
+    if (saved.width && (saved.width !== width || saved.height !== height)) {
+      const savedShape = saved.width / saved.height;
+      if (Math.abs(width / height - savedShape) <= 0.02 * savedShape) {  // the same camera at another resolution
+        const sx = width / saved.width, sy = height / saved.height;
+        for (const seat of seats) seat.polygon = seat.polygon.map(([x, y]) => [Math.round(x * sx), Math.round(y * sy)]);
+      } else {  // another camera or framing: the saved seats would land in the wrong places
+        seats.length = 0;
+        message.textContent = `the saved plan was drawn on a ${saved.width}x${saved.height} frame, another camera or framing: ` +
+          "draw the seats again on this one (saving replaces the plan)";
+        list();
+      }
     }
     draw();
   };
