@@ -270,3 +270,5 @@ def test_a_seat_plan_run_on_the_classroom_video(classroom_video: Path, tmp_path:
     withdrawn = min(students)
     assert main(["consent", "withdraw", students[withdrawn], "--registry", registry]) == 0
     assert withdrawn not in set(pd.read_parquet(run / "tracks.parquet").track_id)
+    after = json.loads((run / "session.json").read_text())["consent"]
+    assert str(withdrawn) not in after["track_students"] and str(withdrawn) not in after["track_seats"]  # nor their seat

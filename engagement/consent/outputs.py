@@ -55,6 +55,8 @@ def _scrub_json(path: Path, student: str, track_ids: set[int]) -> int:
     """Remove every mention of ``student`` (and, in ``summary.json``, their tracks' entries); returns how many."""
     data = json.loads(path.read_text())
     removed = _drop_summary_tracks(data, track_ids, path.parent / STATES_PARQUET) if path.name == SUMMARY_JSON else 0
+    if path.name == SESSION_JSON:
+        removed += _drop_track_seats(data, track_ids)
     data, mentions = _without(data, student)
     if removed or mentions:
         write_atomic(path, lambda stream: stream.write(json.dumps(data, indent=2).encode()))
@@ -78,6 +80,15 @@ def _without(value: Any, student: str) -> tuple[Any, int]:
         items = [_without(item, student) for item in value if item != student]
         return [item for item, _ in items], len(value) - len(items) + sum(inner for _, inner in items)
     return value, 0
+
+
+def _drop_track_seats(session: dict[str, Any], track_ids: set[int]) -> int:
+    """Drop the tracks' seats from a session record in place (with the roster, a seat names its student)."""
+    seats = (session.get("consent") or {}).get("track_seats") or {}
+    gone = [key for key in seats if int(key) in track_ids]
+    for key in gone:
+        del seats[key]
+    return len(gone)
 
 
 def _drop_summary_tracks(summary: dict[str, Any], track_ids: set[int], states_path: Path) -> int:
