@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engagement.config import ConsentConfig, SeatZone
+from engagement.consent.seatplan import seat_hits
 from engagement.detections import UNTRACKED, Detections
 
 if TYPE_CHECKING:
@@ -150,12 +151,13 @@ class ConsentStage:
         mapped = np.array([s is not None for s in student_ids], bool)
 
         if self.pending:
-            return self._pending(detections, confirmed, student_ids)
+            return self._pending(detections, confirmed)
         seat = in_seat_zones(detections.anchor, self.config.opted_out_seats) | np.isin(track_ids, list(self.seat_excluded))
         elsewhere = np.zeros(n, bool)
         if self._placed_plan is not None:
-            seat |= self._in_non_participating_seat(detections)
-            elsewhere = self._outside_own_seat(detections)
+            hits = seat_hits(detections.anchor, self._placed_plan)
+            seat |= self._in_non_participating_seat(hits)
+            elsewhere = self._outside_own_seat(detections.track_id, hits)
         if self.uses_registry:
             student_out = mapped & np.array([s not in self.consented for s in student_ids], bool)
             unplaced = confirmed & ~mapped
@@ -189,7 +191,7 @@ class ConsentStage:
         return Detections(detections.xyxy, detections.confidence, detections.track_id, detections.keypoints, data)
 
     @staticmethod
-    def _pending(detections: Detections, confirmed: np.ndarray, student_ids: list) -> Detections:
+    def _pending(detections: Detections, confirmed: np.ndarray) -> Detections:
         """Pass 1 with a seat plan: every face blurred; confirmed tracks are analysed in memory (features, states)
         until ``place`` decides who they are; nothing is written before that."""
         n = len(detections)
@@ -212,14 +214,14 @@ class ConsentStage:
         self._placed_plan = plan
         self.seat_excluded = {t for t, d in decisions.items() if d.outcome in SEAT_OUT_REASONS}
         for _, detections in frames:  # once in a non-participating seat, the whole track, earlier frames included
-            self.seat_excluded.update(detections.track_id[self._in_non_participating_seat(detections) & (detections.track_id >= 0)].tolist())
+            inside = self._in_non_participating_seat(seat_hits(detections.anchor, plan))
+            self.seat_excluded.update(detections.track_id[inside & (detections.track_id >= 0)].tolist())
         self.seats = {t: d.seat for t, d in decisions.items() if d.seat is not None}
         self.pending = False
         self._excluded.clear()
         for _, detections in frames:
             detections.data.update(self(detections).data)
         return decisions
-
 
     def keep_seats_apart(self, tracklets: "Tracklets", frames: list[tuple[float, Detections]], width: int, height: int) -> None:
         """Before a seat-plan run's tracklets are stitched: each tracklet's consent key becomes the seat it sat in,
@@ -234,23 +236,15 @@ class ConsentStage:
             alone = place is None or place.seat is None or place.mixed
             tracklet.consent = {("seat", f"unplaced:{track_id}" if alone else place.seat)}
 
-    def _in_non_participating_seat(self, detections: Detections) -> np.ndarray:
-        """Rows whose anchor lies in a non-participating seat (like an opted-out seat zone: sticky for the track)."""
-        from engagement.consent.seatplan import seat_hits
+    def _in_non_participating_seat(self, hits: np.ndarray) -> np.ndarray:
+        """Rows whose anchor lies in a non-participating seat, from their ``seat_hits``."""
+        return hits[:, [not seat.participating for seat in self._placed_plan.seats]].any(axis=1)
 
-        plan = self._placed_plan
-        hits = seat_hits(detections.anchor, plan)
-        return hits[:, [not seat.participating for seat in plan.seats]].any(axis=1)
-
-    def _outside_own_seat(self, detections: Detections) -> np.ndarray:
+    def _outside_own_seat(self, track_ids: np.ndarray, hits: np.ndarray) -> np.ndarray:
         """Rows in a seat that is not their track's seat (a seated person the tracker swapped with a neighbour, or
-        a student visiting another seat): excluded for that frame."""
-        from engagement.consent.seatplan import seat_hits
-
-        plan = self._placed_plan
-        hits = seat_hits(detections.anchor, plan)
-        column = {seat.name: index for index, seat in enumerate(plan.seats)}
-        own = np.array([self.seats.get(int(t)) for t in detections.track_id], dtype=object)
+        a student visiting another seat), from their ``seat_hits``: excluded for that frame."""
+        column = {seat.name: index for index, seat in enumerate(self._placed_plan.seats)}
+        own = [self.seats.get(int(t)) for t in track_ids]
         in_own = np.array([seat is not None and bool(row[column[seat]]) for seat, row in zip(own, hits)], bool)
         return hits.any(axis=1) & ~in_own
 
