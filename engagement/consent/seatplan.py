@@ -88,13 +88,17 @@ class SeatPlan:
             raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         return cls.from_dict(data, str(path))
 
-    def write(self, path: str | Path) -> Path:
-        """Write the plan as YAML, atomically."""
+    def to_yaml(self) -> str:
+        """The plan as YAML text, each corner on one line (``read`` and ``engagement seats import`` take it)."""
         import yaml
 
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def write(self, path: str | Path) -> Path:
+        """Write the plan as YAML, atomically."""
         from engagement.files import write_atomic
 
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        text = self.to_yaml()
         return write_atomic(Path(path), lambda stream: stream.write(text.encode()))
 
     def for_frame(self, width: int, height: int) -> "SeatPlan":

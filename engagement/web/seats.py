@@ -136,13 +136,11 @@ def save(room: str) -> Any:
 @blueprint.get("/<room>/plan.yaml")
 def export(room: str) -> Response:
     """The room's plan as YAML (``engagement seats import`` reads it)."""
-    import yaml
-
     plan = _plan(_room_or_404(room))
     if plan is None:
         abort(404, f"room {room!r} has no seat plan")
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", room)
-    return Response(yaml.safe_dump(plan.to_dict(), sort_keys=False, default_flow_style=None), mimetype="application/x-yaml",
+    return Response(plan.to_yaml(), mimetype="application/x-yaml",
                     headers={"Content-Disposition": f'attachment; filename="{filename}.yaml"'})
 
 
