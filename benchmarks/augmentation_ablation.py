@@ -29,7 +29,7 @@ import numpy as np
 
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
-from engagement.classifier.train import evaluate, fit_on, minority_f1, split_webcam, with_baseline
+from engagement.classifier.train import evaluate, fit_on, minority_f1, split_persons, with_baseline
 from engagement.features import FRAME_FEATURES
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
@@ -87,7 +87,7 @@ def main() -> None:
     webcam = featurizer.featurize(args.webcam)
     if args.no_relative:
         cctv_train, cctv_test, webcam = map(without_relative, (cctv_train, cctv_test, webcam))
-    webcam_train, webcam_test = split_webcam(webcam, args.test_persons.split(","))
+    webcam_train, webcam_test = split_persons(webcam, args.test_persons.split(","))
     if args.split == "validation":
         folds = validation_folds(cctv_train, webcam_train)
     elif args.split == "persons":

@@ -21,7 +21,7 @@ import numpy as np
 from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import STREAM_SEED, DatasetFeaturizer, person_streams
-from engagement.classifier.train import dataset_states, fit_on, metrics, split_webcam
+from engagement.classifier.train import dataset_states, fit_on, metrics, split_persons
 from engagement.states import StateSmoother
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     cctv_train = featurizer.featurize(args.cctv, split="train")
     webcam = featurizer.featurize(args.webcam)
     streams = person_streams(webcam.groups, webcam.clips, STREAM_SEED)  # the order the relative features saw
-    webcam_train, _ = split_webcam(webcam, args.test_persons.split(","))
+    webcam_train, _ = split_persons(webcam, args.test_persons.split(","))
     labels = dataset_states(webcam.dataset)
     scores: dict[float, list[tuple[float, float]]] = {tau: [] for tau in args.taus}
     for seed in args.seeds:

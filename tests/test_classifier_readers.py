@@ -197,12 +197,19 @@ def test_levels_set_gives_the_ranking_of_the_engagement_score(
     monkeypatch.setattr(StateClassifier, "predict_proba", predict_proba)
     code, report, err = evaluate(capsys, str(folder), "--persons", "7", "--cache-dir", str(tmp_path / "cache"))
     assert code == 0 and "format levels" in err
-    assert report["format"] == "levels" and "model" not in report  # no state mapping: the ranking only
+    assert report["format"] == "levels"
     assert report["level_auc"] == pytest.approx(0.75)  # engaged 40, 60 against disengaged 10, 50
     assert report["level_mean_score"]["engaged"] == pytest.approx(50.0)
     assert report["level_spearman"] == pytest.approx(spearmanr([10, 50, 30, 40, 60], [0, 0, 1, 2, 2]).correlation)
     assert report["level_counts"] == {"disengaged": 2, "partially_engaged": 1, "engaged": 2}
     assert "level_auc" in report["level_rules"]
+    # the packaged map also scores the two ends as states (engaged: attentive, disengaged: distracted)
+    assert report["states"] == ["attentive", "distracted"]
+    assert sum(map(sum, report["model"]["confusion_matrix"]["counts"])) == 4  # partially engaged: no state
+    label_map = tmp_path / "levels_only.yaml"
+    label_map.write_text("engaged: null\ndisengaged: null\npartially_engaged: null\n")
+    code, ranking_only, _ = evaluate(capsys, str(folder), "--label-map", str(label_map), "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0 and "model" not in ranking_only and ranking_only["level_auc"] == pytest.approx(0.75)
 
 
 def test_predict_an_image_with_nobody_gets_one_row_saying_so(
@@ -254,5 +261,6 @@ def test_evaluate_real_classroom_and_level_sets(assets: Path, tmp_path: Path, ca
     assert report["coverage"] > 0.5 and {"majority", "rules"} <= set(report)
     code, report, _ = evaluate(capsys, str(assets / "datasets" / "engagement_levels"), "--limit", "4",
                                "--cache-dir", str(tmp_path))
-    assert code == 0 and report["format"] == "levels" and "model" not in report
+    assert code == 0 and report["format"] == "levels" and "level_auc" in report
     assert 0 < report["level_rows"] == sum(report["level_counts"].values()) <= 4  # the first person's first crops
+    assert report["states"] == ["attentive", "distracted"] and report["model"]["n_samples"] == 2  # two engaged crops

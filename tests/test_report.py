@@ -179,6 +179,9 @@ def test_report_shows_the_augmentation_of_the_packaged_card(tmp_path: Path, reco
     method = _model_card()["augment"]  # class_weight in the shipped weights
     assert f"<b>Augmentation:</b> {method.replace('_', ' ')}." in html and "not available" not in html
     assert "persons 1,2 held out" in html  # the card's splits, as the training data
+    level_auc = _model_card()["held_out"]["engagement_levels"]["level_auc"]
+    assert "engagement levels</" in html and f"{level_auc:.3f}" in html  # the ranking on unseen people's faces
+    assert "engagement levels / model" not in html  # its state part stays in the model card: the pages are few
 
 
 def test_html_is_self_contained_with_every_section(full_report: dict[str, Path]) -> None:

@@ -15,7 +15,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `engagement` parser."""
-    from engagement.classifier.train import AUGMENTATIONS
+    from engagement.classifier.train import AUGMENTATIONS, LEVEL_TEST_PERSONS
 
     parser = subparsers.add_parser("classifier", help="train and evaluate the engagement-state classifier")
     commands = parser.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--clabehavior", help="clabehavior folder (COCO classroom set): both rooms fit too (tried, not "
                        "shipped: the cctv val figure fell, MODEL_CARD.md; one-room-out validation: "
                        "benchmarks/retrain_validation.py)")
-    train.add_argument("--levels", help="engagement_levels folder: never fitted, scored into the card (level_auc)")
+    train.add_argument("--levels", help="engagement_levels folder: its engaged and disengaged faces fit, except the "
+                       "--levels-test-persons, whose crops are scored into the card (level_auc)")
+    train.add_argument("--levels-test-persons", default=",".join(LEVEL_TEST_PERSONS),
+                       help=f"engagement_levels persons held out (default {','.join(LEVEL_TEST_PERSONS)})")
     train.add_argument("--test-persons", default="1,2", help="webcam persons held out (default 1,2)")
     train.add_argument("--augment", choices=AUGMENTATIONS, default="class_weight",
                        help="balancing of under-represented states (default: class_weight, tied best on validation)")
@@ -78,30 +81,38 @@ def _train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
-    from engagement.classifier.train import data_card, default_baseline, export_training_rows, fit_on, split_webcam
+    from engagement.classifier.train import (
+        data_card, default_baseline, export_training_rows, fit_on, level_training_rows, split_persons,
+    )
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
     cctv_test = featurizer.featurize(args.cctv, split="val")
-    webcam_train, webcam_test = split_webcam(featurizer.featurize(args.webcam), _names(args.test_persons))
-    classroom = [featurizer.featurize(args.clabehavior)] if args.clabehavior else []
-    held_out = [cctv_test, webcam_test] + ([featurizer.featurize(args.levels)] if args.levels else [])
-    model, counts = fit_on([cctv_train, webcam_train, *classroom], args.augment, args.seed)
+    webcam_train, webcam_test = split_persons(featurizer.featurize(args.webcam), _names(args.test_persons))
+    fitted = [cctv_train, webcam_train] + ([featurizer.featurize(args.clabehavior)] if args.clabehavior else [])
+    held_out = [cctv_test, webcam_test]
+    if args.levels:
+        levels_train, levels_test = split_persons(featurizer.featurize(args.levels), _names(args.levels_test_persons))
+        fitted.append(level_training_rows(levels_train))
+        held_out.append(levels_test)
+    model, counts = fit_on(fitted, args.augment, args.seed)
     threshold = _threshold(None)
     model.card = replace(
         model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold,
-        data=data_card([fs.dataset for fs in (cctv_train, webcam_train, *classroom)], [fs.dataset for fs in held_out[2:]]),
+        data=data_card([fs.dataset for fs in fitted]),
         splits={"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
                 "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)",
-                **{fs.dataset: "both rooms fit (one-room-out figures: validation, in MODEL_CARD.md)" for fs in classroom},
-                **({held_out[-1].dataset: "held out whole (never fitted)"} if args.levels else {})},
+                **{fs.dataset: "both rooms fit (one-room-out figures: validation, in MODEL_CARD.md)"
+                   for fs in fitted[2:] if fs.dataset == "clabehavior"},
+                **({"engagement_levels": f"persons {args.levels_test_persons} held out; the others' engaged and "
+                    "disengaged crops with a face fit (by person)"} if args.levels else {})},
         held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), 0.0) for fs in held_out},
         held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running", 0.0)},
         held_out_with_uncertain={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), threshold) for fs in held_out[:2]},
     )
     model.save(args.out)
     if args.export_features:
-        export_training_rows(args.export_features, [cctv_train, webcam_train], model)
+        export_training_rows(args.export_features, fitted, model)
     reports = {**model.card.held_out, f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM],
                **{f"{name} (uncertain below {threshold})": r for name, r in model.card.held_out_with_uncertain.items()}}
     print(json.dumps({name: {"coverage": r["coverage"], **{key: r[key] for key in ("level_auc",) if key in r},

@@ -14,6 +14,7 @@ from engagement.session import SessionRecord
 
 log = logging.getLogger(__name__)
 
+LEVEL_KEYS = ("coverage", "level_auc", "level_rules")
 HEADLINE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "f1", "auc", "level_auc", "uncertain_share", "coverage")
 SKIPPED_KEYS = {"per_class", "confusion_matrix", "majority_state", "model_own_labels"}  # own labels: within 0.01 of "model"
 MAX_ROWS = 24
@@ -49,10 +50,13 @@ def summarize_card(card: ModelCard, source: str) -> CardSummary:
     """The report's view of a model card: held-out figures, then the same held-out data against the running
     baseline (as a live view sees it) and with low-probability rows called uncertain (counted as wrong); the
     augmentation, the data (licences, label maps) and how it was split."""
-    # The two further views show the model's row only (its baselines are the held-out table's).
+    # The two further views show the model's row only (its baselines are the held-out table's). An engagement-level
+    # set shows its ranking only: its two fitted ends as states are in the model card, and the pages are few.
+    held_out = {name: {key: value for key, value in report.items() if key in LEVEL_KEYS} if "level_auc" in report
+                else report for name, report in card.held_out.items()}
     running = {f"{name} (running baseline)": {"model": report["model"]} for name, report in card.held_out_running_baseline.items()}
     uncertain = {f"{name} (uncertain counted wrong)": {"model": report["model"]} for name, report in card.held_out_with_uncertain.items()}
-    columns, rows = _figure_table({**card.held_out, **running, **uncertain})
+    columns, rows = _figure_table({**held_out, **running, **uncertain})
     splits = "; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items())
     return CardSummary(
         source=source,
