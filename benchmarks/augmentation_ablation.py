@@ -29,7 +29,7 @@ import numpy as np
 
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
-from engagement.classifier.train import evaluate, fit_on, minority_f1, split_persons, with_baseline
+from engagement.classifier.train import ENSEMBLE_SIZE, evaluate, fit_on, minority_f1, split_persons, with_baseline
 from engagement.features import FRAME_FEATURES
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--split", choices=["validation", "held-out", "persons"], default="validation")
     parser.add_argument("--methods", nargs="+", default=["none", "class_weight", "smote", "cvae", "ddpm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE, help="MLPs averaged per fit (the card's "
+                        "augmentation tables: 1)")
     parser.add_argument("--no-relative", action="store_true", help="drop the track-relative features")
     parser.add_argument("--baseline", choices=["running", "session"], default="running",
                         help="baseline of the scored webcam rows' relative features")
@@ -99,7 +101,8 @@ def main() -> None:
         for seed in args.seeds:
             started = time.perf_counter()
             try:
-                fold_rows = [fold_result(fit_sets, scored_as(eval_sets, args.baseline), method, seed, not args.no_relative)
+                fold_rows = [fold_result(fit_sets, scored_as(eval_sets, args.baseline), method, seed, not args.no_relative,
+                                         args.ensemble_size)
                              for fit_sets, eval_sets in folds]
             except Exception as error:  # a generator that fails is reported, not hidden
                 results.append({"method": method, "seed": seed, "error": f"{type(error).__name__}: {error}"})
@@ -123,9 +126,9 @@ def scored_as(eval_sets: list[FeatureSet], baseline: str) -> list[FeatureSet]:
 
 
 def fold_result(fit_sets: list[FeatureSet], eval_sets: list[FeatureSet], method: str, seed: int,
-                settled_baselines: bool) -> dict:
+                settled_baselines: bool, ensemble_size: int) -> dict:
     """Fit on ``fit_sets``; macro-F1 and minority F1 on each of ``eval_sets``."""
-    model, counts = fit_on(fit_sets, method, seed, settled_baselines=settled_baselines)
+    model, counts = fit_on(fit_sets, method, seed, settled_baselines=settled_baselines, ensemble_size=ensemble_size)
     row = {"synthetic_rows": counts["synthetic"]}
     for features in eval_sets:
         report = evaluate(model, features)

@@ -41,8 +41,8 @@ from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
 from engagement.classifier.model import StateClassifier
 from engagement.classifier.train import (
-    HIDDEN_UNITS, L2_ALPHA, LEVEL_TEST_PERSONS, evaluate, fit_on, level_report, level_training_rows, split_persons,
-    with_baseline,
+    ENSEMBLE_SIZE, HIDDEN_UNITS, L2_ALPHA, LEVEL_TEST_PERSONS, evaluate, fit_on, level_report, level_training_rows,
+    split_persons, with_baseline,
 )
 from engagement.states import STATES
 
@@ -121,6 +121,8 @@ def main() -> None:
                         "faces (as the label map says)")
     parser.add_argument("--folds", nargs="+", choices=["room", "person", "levels"], default=["room", "person"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE,
+                        help=f"MLPs averaged per fit (default {ENSEMBLE_SIZE}; 1: the one-MLP rows of the card)")
     parser.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--json", help="also write the raw results here")
@@ -151,7 +153,8 @@ def main() -> None:
             if fold.split(":")[0] not in args.folds:
                 continue
             started = time.perf_counter()
-            model, _ = fit_on(fit_sets, "class_weight", args.seed, hidden_units=units, alpha=alpha)
+            model, _ = fit_on(fit_sets, "class_weight", args.seed, hidden_units=units, alpha=alpha,
+                              ensemble_size=args.ensemble_size)
             row = {"variant": variant, "fold": fold, "fit_s": round(time.perf_counter() - started, 1),
                    "scores": {label: scored(model, rows, labels_of, tuple(args.thresholds))
                               for label, rows, labels_of in scored_sets}}

@@ -21,7 +21,7 @@ import numpy as np
 from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import STREAM_SEED, DatasetFeaturizer, person_streams
-from engagement.classifier.train import dataset_states, fit_on, metrics, split_persons
+from engagement.classifier.train import ENSEMBLE_SIZE, dataset_states, fit_on, metrics, split_persons
 from engagement.states import StateSmoother
 
 
@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--test-persons", default="1,2", help="held-out persons, never used here")
     parser.add_argument("--taus", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0, 3.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE, help="MLPs averaged per fit (the card's "
+                        "smoothing table: 1)")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the played session")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = parser.parse_args()
@@ -58,7 +60,7 @@ def main() -> None:
     scores: dict[float, list[tuple[float, float]]] = {tau: [] for tau in args.taus}
     for seed in args.seeds:
         for fit_sets, eval_sets in validation_folds(cctv_train, webcam_train):
-            model, _ = fit_on(fit_sets, "class_weight", seed)
+            model, _ = fit_on(fit_sets, "class_weight", seed, ensemble_size=args.ensemble_size)
             person = str(eval_sets[1].groups[0])
             rows = streams[person][webcam.covered[streams[person]]]  # every webcam frame has a person so far
             probs = model.predict_proba(webcam.X[rows])

@@ -36,6 +36,9 @@ def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) 
             assert report[model]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
     levels = card.held_out["engagement_levels"]
     assert levels["level_auc"] > 0.75 > levels["level_rules"]["level_auc"]  # 0.770 against 0.527, 4 unseen people
+    # scored on persons 1, 6, 12, 19 only (their crop counts in labels.csv), which the fit never saw
+    assert levels["level_counts"] == {"disengaged": 109, "partially_engaged": 476, "engaged": 184}
+    assert card.splits["engagement_levels"].startswith("persons 1,6,12,19 held out")
     assert card.uncertain_below == 0.45 and set(card.held_out_with_uncertain) == {"cctv_headstate", "webcam_behaviour"}
 
 
@@ -173,6 +176,9 @@ def test_level_training_rows_are_faces_with_a_state_of_persons_not_held_out() ->
     levels.covered[3] = False
     train, test = split_persons(levels, ["1"])
     assert set(test.groups) == {"person1"} and "person1" not in set(train.groups)
+    assert set(split_persons(levels, ["person1"])[1].groups) == {"person1"}
+    with pytest.raises(UserError, match="test persons not in engagement_levels: person9"):
+        split_persons(levels, ["1", "9"])  # a typo must not leave a test person in training
     fitted = level_training_rows(train)
     expected = [i for i in range(12) if i % 4 != 1 and i not in (0, 1, 2, 3)]
     np.testing.assert_array_equal(fitted.X, levels.X[expected])

@@ -210,6 +210,14 @@ def test_levels_set_gives_the_ranking_of_the_engagement_score(
     label_map.write_text("engaged: null\ndisengaged: null\npartially_engaged: null\n")
     code, ranking_only, _ = evaluate(capsys, str(folder), "--label-map", str(label_map), "--cache-dir", str(tmp_path / "cache"))
     assert code == 0 and "model" not in ranking_only and ranking_only["level_auc"] == pytest.approx(0.75)
+    # a user's map on a folder named like the training set: the model's own outputs for that set and its training
+    # majority mean other states, so neither is used
+    renamed = write_labels(tmp_path / "engagement_levels", rows)
+    other_map = tmp_path / "other.yaml"
+    other_map.write_text("engaged: taking_notes\ndisengaged: bored\npartially_engaged: null\n")
+    code, remapped, _ = evaluate(capsys, str(renamed), "--label-map", str(other_map), "--cache-dir", str(tmp_path / "cache"))
+    assert code == 0 and remapped["dataset"] == "engagement_levels" and "model_own_labels" not in remapped
+    assert remapped["states"] == ["bored", "taking_notes"] and remapped["majority_state"] in ("bored", "taking_notes")
 
 
 def test_predict_an_image_with_nobody_gets_one_row_saying_so(

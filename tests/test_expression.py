@@ -24,9 +24,11 @@ def test_packaged_weights_give_the_recorded_logits() -> None:
 
 def test_batches_match_single_faces() -> None:
     rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (3, INPUT_PX, INPUT_PX), dtype=np.uint8)
+    faces = rng.integers(0, 256, (260, INPUT_PX, INPUT_PX), dtype=np.uint8)  # more than one chunk of 256
     model = ExpressionModel.load()
-    np.testing.assert_allclose(model(faces), np.concatenate([model(face[None]) for face in faces]), atol=1e-4)
+    logits = model(faces)
+    assert logits.shape == (260, 7) and not np.allclose(logits[0], logits[1])
+    np.testing.assert_allclose(logits[[0, 255, 256, 259]], model(faces[[0, 255, 256, 259]]), atol=1e-4)
 
 
 def test_face_input_is_the_models_size() -> None:
@@ -42,8 +44,16 @@ def test_missing_or_broken_model_file_is_one_line(tmp_path: Path) -> None:
         ExpressionModel.load(broken)
 
 
-def test_converter_refuses_a_file_that_is_not_a_keras_model(tmp_path: Path) -> None:
-    pytest.importorskip("h5py")
+def test_converter_reads_a_keras_file_and_refuses_one_that_is_not(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    from safetensors.numpy import load_file
+
+    good = tmp_path / "tiny.hdf5"  # the layout Keras writes: model_weights/LAYER/LAYER/WEIGHT:0
+    with h5py.File(good, "w") as model:
+        model.create_dataset("model_weights/conv2d_1/conv2d_1/kernel:0", data=np.ones((3, 3, 1, 2), np.float32))
+        model.create_dataset("model_weights/batch_normalization_1/batch_normalization_1/gamma:0", data=np.ones(2))
+    assert subprocess.run([sys.executable, "-m", "engagement.expression", str(good), str(tmp_path / "tiny.st")]).returncode == 0
+    assert sorted(load_file(str(tmp_path / "tiny.st"))) == ["batch_normalization_1/gamma", "conv2d_1/kernel"]
     bad = tmp_path / "model.hdf5"
     bad.write_bytes(b"not hdf5")
     result = subprocess.run([sys.executable, "-m", "engagement.expression", str(bad), str(tmp_path / "out")],

@@ -59,6 +59,7 @@ class FixedModel:
     """Returns the given probabilities whatever the features (a stand-in classifier)."""
 
     output_labels: list[str] = []
+    output_states = np.empty(0, np.int64)
     card: dict = {}
 
     def __init__(self, probs: np.ndarray) -> None:

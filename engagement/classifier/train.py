@@ -177,11 +177,16 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
     if not len(stated.y):
         return report
     labels = list(features.states) or dataset_states(features.dataset)
+    # The model's own outputs for this dataset, and its training majority, describe these rows only when the rows'
+    # labels mean the same states as in training (a user's --label-map on a folder of that name may not).
+    trained_states = dict(zip(model.output_labels, model.output_states.tolist()))
+    same_map = all(trained_states.get(f"{features.dataset}:{label}") == state
+                   for label, state in set(zip(stated.labels.tolist(), stated.y.tolist())))
     if majority_state is None:
-        majority_state = model.card.majority_state.get(
-            features.dataset, int(np.bincount(stated.y, minlength=len(STATES)).argmax()))
+        row_majority = int(np.bincount(stated.y, minlength=len(STATES)).argmax())
+        majority_state = model.card.majority_state.get(features.dataset, row_majority) if same_map else row_majority
     contenders = {"model": model, "majority": MajorityClassifier(int(majority_state)), "rules": RuleBasedClassifier()}
-    if any(label.startswith(f"{features.dataset}:") for label in model.output_labels):
+    if same_map:
         contenders["model_own_labels"] = model.only_labels_of(features.dataset)
     return report | {
         "state_coverage": float(stated.covered.mean()),
@@ -239,10 +244,15 @@ def minority_f1(report: dict[str, Any]) -> float:
 
 
 def split_persons(features: FeatureSet, test_persons: list[str] | tuple[str, ...]) -> tuple[FeatureSet, FeatureSet]:
-    """Train / held-out by person (a webcam or engagement-level set): no person appears on both sides."""
-    test = np.isin(features.groups, [f"person{p}" for p in test_persons])
+    """Train / held-out by person (a webcam or engagement-level set): no person appears on both sides. ``1`` also
+    names ``person1``; a name that matches no row is an error (a typo must not put a test person into training)."""
+    names = [name if str(name).startswith("person") else f"person{name}" for name in test_persons]
+    missing = [name for name in names if name not in set(features.groups.tolist())]
+    if missing:
+        raise UserError(f"test persons not in {features.dataset}: {', '.join(missing)}")
+    test = np.isin(features.groups, names)
     if not test.any() or test.all():
-        raise UserError(f"test persons {test_persons} leave an empty side of the split")
+        raise UserError(f"test persons {', '.join(names)} leave an empty side of the split")
     return features.subset(~test), features.subset(test)
 
 
@@ -284,7 +294,8 @@ def with_baseline(features: FeatureSet, baseline: str) -> FeatureSet:
 
 
 def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled_baselines: bool = True,
-           hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA) -> tuple[StateClassifier, dict[str, int]]:
+           hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA,
+           ensemble_size: int = ENSEMBLE_SIZE) -> tuple[StateClassifier, dict[str, int]]:
     """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
@@ -292,7 +303,7 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed,
-                                     hidden_units=hidden_units, alpha=alpha)
+                                     hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size)
     model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
