@@ -45,7 +45,8 @@ DATASET_NOTES = {
     CCTV: "CC BY 4.0, 'cctv-accurate dataset, Roboflow Universe'; one ceiling-camera lecture room",
     WEBCAM: "no licence stated; identifiable people: tests and training only",
     "clabehavior": "no licence stated; real primary-school lessons (minors): tests and training only",
-    "engagement_levels": "no licence stated; identifiable faces: tests and training only; levels, also scored as a ranking (level_auc)",
+    "engagement_levels": "no licence stated; identifiable faces: tests and training only; levels, also scored as a "
+                         "ranking (level_auc)",
 }
 
 
@@ -247,7 +248,8 @@ def split_persons(features: FeatureSet, test_persons: list[str] | tuple[str, ...
     """Train / held-out by person (a webcam or engagement-level set): no person appears on both sides. ``1`` also
     names ``person1``; a name that matches no row is an error (a typo must not put a test person into training)."""
     names = [name if str(name).startswith("person") else f"person{name}" for name in test_persons]
-    missing = [name for name in names if name not in set(features.groups.tolist())]
+    present = set(features.groups.tolist())
+    missing = [name for name in names if name not in present]
     if missing:
         raise UserError(f"test persons not in {features.dataset}: {', '.join(missing)}")
     test = np.isin(features.groups, names)
