@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def test_detected_frames_batches_analysis_frames_in_order():
     assert calls == [[0, 3, 6], [9]]
     assert [(i, d.xyxy[0, 2]) for i, _, d in out if d is not None] == [(0, 0), (3, 3), (6, 6), (9, 9)]
     assert all(d is None for i, _, d in out if i % 3)
+
+
+def test_detected_frames_detects_the_next_batch_while_the_caller_works():
+    second_batch = threading.Event()
+
+    def detect(frames):
+        if int(frames[0][0, 0]) == 3:
+            second_batch.set()
+        return [Detections.empty() for _ in frames]
+
+    frames = [(i, np.full((2, 2), i)) for i in range(6)]
+    found = detected_frames(frames, iter([i % 3 == 0 for i in range(6)]), detect, batch=1)
+    assert next(found)[0] == 0  # the caller now holds frame 0 and asks for nothing more
+    assert second_batch.wait(timeout=10)  # frame 3 is detected meanwhile
+    assert [index for index, _, _ in found] == [1, 2, 3, 4, 5]
 
 
 def test_render_worker_pairs_each_frame_with_its_own_faces():
@@ -287,6 +303,8 @@ def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
+        # The default ultrafast preset would write Constrained Baseline; X264_PARAMS turns CABAC and B-frames on.
+        assert stream.codec_context.profile == "Main"
         assert sum(1 for _ in container.decode(stream)) == 20
         assert float(stream.average_rate) == pytest.approx(12.5)
 

@@ -8,7 +8,9 @@ frame index, for ``decide`` and then ``render``.
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -26,10 +28,11 @@ if TYPE_CHECKING:
 
 
 class StageTimer:
-    """Wall time per stage, summed over the run."""
+    """Wall time per stage, summed over the run (stages may run on several threads)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -37,7 +40,8 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
 def timed_iter(items: Any, timer: StageTimer, stage: str) -> Iterator[Any]:
@@ -143,21 +147,32 @@ def detected_frames(
 ) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
     """Frames in order, each with its detections if ``schedule`` makes it an analysis frame, else ``None``.
 
-    The detector runs on ``batch`` analysis frames at a time, so up to that many analysis frames and the
-    frames between them are held in memory.
+    The detector runs on ``batch`` analysis frames at a time, on a thread of its own and one batch ahead: while
+    the caller tracks and classifies the people of one batch, the next is being detected (on two cores, pass 1
+    otherwise keeps one core idle). Up to two batches of analysis frames and the frames between them are held.
     """
-    held: list[tuple[int, np.ndarray, bool]] = []
-    for index, image in frames:
-        held.append((index, image, next(schedule)))
-        if sum(is_key for *_, is_key in held) == batch:
-            yield from _with_detections(held, detect)
-            held = []
-    yield from _with_detections(held, detect)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect") as detector:
+        ahead: tuple[list[tuple[int, np.ndarray, bool]], Future] | None = None
+        held: list[tuple[int, np.ndarray, bool]] = []
+        for index, image in frames:
+            held.append((index, image, next(schedule)))
+            if sum(is_key for *_, is_key in held) == batch:
+                submitted = (held, detector.submit(_detect_keyframes, held, detect))
+                if ahead is not None:
+                    yield from _with_detections(*ahead)
+                ahead, held = submitted, []
+        if ahead is not None:
+            yield from _with_detections(*ahead)
+        yield from _with_detections(held, detector.submit(_detect_keyframes, held, detect))
 
 
-def _with_detections(held: list[tuple[int, np.ndarray, bool]], detect: Callable[[list[np.ndarray]], list[Detections]]) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
+def _detect_keyframes(held: list[tuple[int, np.ndarray, bool]], detect: Callable[[list[np.ndarray]], list[Detections]]) -> list[Detections]:
     keyframes = [image for _, image, is_key in held if is_key]
-    found = iter(detect(keyframes) if keyframes else [])
+    return detect(keyframes) if keyframes else []
+
+
+def _with_detections(held: list[tuple[int, np.ndarray, bool]], detections: Future) -> Iterator[tuple[int, np.ndarray, Detections | None]]:
+    found = iter(detections.result())
     for index, image, is_key in held:
         yield index, image, next(found) if is_key else None
 
