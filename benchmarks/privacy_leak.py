@@ -10,6 +10,13 @@ registry, so every face must be hidden), then `engagement.privacy.leak_check` co
         ../shared/videos/classroom_front_class110.mp4 ../shared/videos/webcam_session_p2.mp4 --out /tmp/leaks.json
 
 Prints one Markdown table row per video and variant; exits 1 if any face leaked.
+
+``--faces-only`` checks the anonymizer's safety net alone, as if the pose model had found nobody: each frame goes
+through ``Anonymizer.annotate`` with no people and is written losslessly (x264 crf 0), so only the face detector's
+boxes hide faces and no compression softens what is left. This is how ``anonymizer.face_every`` was chosen:
+
+    ENGAGEMENT_MODELS=../shared/models python benchmarks/privacy_leak.py ../shared/videos/classroom_front_class110.mp4 \
+        --faces-only --detectors yunet --set anonymizer.face_every=6
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from engagement.config import load_pipeline
+from engagement.anonymize import Anonymizer
+from engagement.config import PipelineConfig, load_pipeline
+from engagement.detections import Detections
 from engagement.files import ANNOTATED_MP4
 from engagement.pipeline import process_video
 from engagement.privacy import LEAK_DETECTORS, leak_check
+from engagement.sinks import VideoWriter
 from engagement.sources import FrameSource
 
 X264 = ["-c:v", "libx264", "-crf", "18", "-preset", "veryfast"]
@@ -56,6 +66,20 @@ def make_variant(video: Path, variant: str, seconds: float, target: Path) -> Pat
     return source.replace(target)
 
 
+def anonymize_faces_only(clip: Path, run: Path, config: PipelineConfig) -> None:
+    """``run``/annotated.mp4: every frame of ``clip`` with only the faces the anonymizer's face detector finds
+    hidden (no people), written losslessly."""
+    source = FrameSource(str(clip))
+    anonymizer = Anonymizer(config.anonymizer, source.info.fps, config.models_dir)
+    run.mkdir()
+    writer = VideoWriter(run / ANNOTATED_MP4, source.info.fps, source.info.width, source.info.height, crf=0)
+    try:
+        for index, frame in source:
+            writer.write(anonymizer.annotate(frame, Detections.empty(), blur_all_faces=True), source.time_of(index))
+    finally:
+        writer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="+", type=Path)
@@ -65,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="pipeline override (default: none)")
     parser.add_argument("--detectors", default=",".join(LEAK_DETECTORS))
     parser.add_argument("--out", type=Path, help="write the totals of every row as JSON")
+    parser.add_argument("--faces-only", action="store_true", help="the face detector alone, as if the pose model found "
+                        "nobody, output lossless (see above)")
     args = parser.parse_args(argv)
 
     variants = args.variants.split(",")
@@ -82,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                 clip = make_variant(video, variant, args.seconds, Path(workdir) / f"{video.stem}.{variant}.mp4")
                 run = Path(workdir) / f"{video.stem}.{variant}.run"
                 started = time.perf_counter()
-                process_video(str(clip), run, config, quiet=True, report=False)
+                if args.faces_only:
+                    anonymize_faces_only(clip, run, config)
+                else:
+                    process_video(str(clip), run, config, quiet=True, report=False)
                 seconds = time.perf_counter() - started
                 info = FrameSource(str(clip)).info
                 row = {"video": video.name, "variant": variant, "width": info.width, "height": info.height, "fps": round(info.fps, 2),

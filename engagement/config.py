@@ -107,7 +107,7 @@ class AnonymizerConfig:
     method: Literal["blur", "pixelate", "fill"] = "blur"
     mask_scale: float = 2.0  # mask size relative to the face box (at least METHOD_MIN_SCALE[method])
     hold_s: float = 1.0  # keep a mask this long after the face was last seen
-    face_every: int = 3  # face detector at full resolution on every k-th output frame...
+    face_every: int = 5  # face detector at full resolution on every k-th output frame...
     face_input_width: int = 640  # ...and downscaled to this width on the others (0: always full resolution)
     # Every this many seconds the face detector also looks at the frame turned by 90, 180 and 270 degrees (a phone
     # held sideways, a video turned without rotation metadata); a turn in which it finds faces is then searched on
@@ -166,8 +166,9 @@ class OutputConfig:
     video: bool = True
     keep_audio: bool = False
     crf: int = 23
-    # x264 preset: superfast costs 12 CPU-ms per 720p frame, veryfast 20 ms for 0.6x the file size (docs/benchmarks.md)
-    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = "superfast"
+    # x264 preset, with CABAC, B-frames and deblocking always on (``engagement.sinks.X264_PARAMS``): ultrafast then
+    # costs a third less CPU than superfast for a quarter more bytes at the same PSNR (docs/benchmarks.md)
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = "ultrafast"
     csv: bool = True  # CSV copies of the Parquet tables
     report: bool = True
 
