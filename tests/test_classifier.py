@@ -186,6 +186,47 @@ def test_level_training_rows_are_faces_with_a_state_of_persons_not_held_out() ->
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
+def test_train_command_fits_level_faces_and_scores_only_the_held_out_people(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from engagement.classifier.data import LEVELS, DatasetFeaturizer
+
+    webcam = synthetic_set(100, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
+                                                      "engaged_in_discussion"], 1)
+    webcam.groups = webcam.clips = np.array([f"person{i % 5}" for i in range(100)])
+    levels = synthetic_set(64, "engagement_levels", ["attentive", "distracted"], 2)
+    levels.format = LEVELS
+    levels.groups = np.array([f"person{i % 8}" for i in range(64)])
+    levels.labels = np.where(levels.y == STATE_INDEX["attentive"], "engaged", "disengaged").astype("<U20")
+    partial = np.arange(64) % 16 == 0
+    levels.y[partial], levels.labels[partial] = -1, "partially_engaged"
+    levels.X[:, FRAME_FEATURES.index("has_face")] = 1.0
+    sets = {("cctv", "train"): synthetic_set(90, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0),
+            ("cctv", "val"): synthetic_set(30, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 3),
+            ("webcam", None): webcam, ("levels", None): levels}
+    monkeypatch.setattr(DatasetFeaturizer, "featurize", lambda self, path, split=None: sets[Path(path).name, split])
+
+    weights = tmp_path / "weights.npz"
+    assert main(["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam"),
+                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,6",
+                 "--out", str(weights), "--cache-dir", str(tmp_path / "cache")]) == 0
+    card = StateClassifier.load(weights).card
+    held_out_people = np.isin(levels.groups, ["person1", "person6"])
+    fitted_faces = int((~held_out_people & (levels.y >= 0)).sum())
+    webcam_fitted = int((~np.isin(webcam.groups, ["person1", "person2"])).sum())
+    assert card.rows["real"] == 90 + webcam_fitted + fitted_faces
+    scored = card.held_out["engagement_levels"]
+    assert sum(scored["level_counts"].values()) == int(held_out_people.sum())
+    assert scored["level_auc"] is not None and "1,6" in card.splits["engagement_levels"]
+    assert "engagement_levels (" in card.data and "engaged -> attentive" in card.data
+    assert "level_auc" in json.loads(capsys.readouterr().out)["engagement_levels"]
+    weights.unlink()
+    assert main(["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam"),
+                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,66", "--out", str(weights)]) == 2
+    assert "test persons not in engagement_levels: person66" in capsys.readouterr().err  # a typo is not fitted
+    assert not weights.exists()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
 def test_exported_training_rows_train_a_generator(tmp_path: Path) -> None:
     from engagement.classifier.train import export_training_rows
 
