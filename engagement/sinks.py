@@ -155,7 +155,7 @@ class RunDirectory:
 
 
 # Set over every x264 preset (the slower ones have them already): ultrafast turns off CABAC, B-frames and deblocking,
-# which cost little CPU and save a third of the bytes at the same PSNR (docs/benchmarks.md).
+# which cost little CPU and save nearly half of its bytes at the same PSNR (docs/benchmarks.md).
 X264_PARAMS = "cabac=1:bframes=3:deblock=1"
 
 
