@@ -12,8 +12,8 @@ registry, so every face must be hidden), then `engagement.privacy.leak_check` co
 Prints one Markdown table row per video and variant; exits 1 if any face leaked.
 
 ``--faces-only`` checks the anonymizer's safety net alone, as if the pose model had found nobody: each frame goes
-through ``Anonymizer.annotate`` with no people and is written losslessly (x264 crf 0), so only the face detector's
-boxes hide faces and no compression softens what is left. This is how ``anonymizer.face_every`` was chosen:
+through ``Anonymizer.annotate`` with no people and is written at x264 crf 0 (lossless but for the chroma
+subsampling), so only the face detector's boxes hide faces and no compression softens what is left. This is how ``anonymizer.face_every`` was chosen:
 
     ENGAGEMENT_MODELS=../shared/models python benchmarks/privacy_leak.py ../shared/videos/classroom_front_class110.mp4 \
         --faces-only --detectors yunet --set anonymizer.face_every=6
@@ -68,7 +68,7 @@ def make_variant(video: Path, variant: str, seconds: float, target: Path) -> Pat
 
 def anonymize_faces_only(clip: Path, run: Path, config: PipelineConfig) -> None:
     """``run``/annotated.mp4: every frame of ``clip`` with only the faces the anonymizer's face detector finds
-    hidden (no people), written losslessly."""
+    hidden (no people), written at crf 0."""
     source = FrameSource(str(clip))
     anonymizer = Anonymizer(config.anonymizer, source.info.fps, config.models_dir)
     run.mkdir()
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", default=",".join(LEAK_DETECTORS))
     parser.add_argument("--out", type=Path, help="write the totals of every row as JSON")
     parser.add_argument("--faces-only", action="store_true", help="the face detector alone, as if the pose model found "
-                        "nobody, output lossless (see above)")
+                        "nobody, output at crf 0 (see above)")
     args = parser.parse_args(argv)
 
     variants = args.variants.split(",")

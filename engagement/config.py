@@ -166,7 +166,7 @@ class OutputConfig:
     video: bool = True
     keep_audio: bool = False
     crf: int = 23
-    # x264 preset, with CABAC, B-frames and deblocking always on (``engagement.sinks.X264_PARAMS``): ultrafast then
+    # x264 preset; ultrafast gets CABAC, B-frames and deblocking back (``engagement.sinks.X264_PARAMS``) and then
     # costs a third less CPU than superfast for a quarter more bytes at the same PSNR (docs/benchmarks.md)
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"] = "ultrafast"
     csv: bool = True  # CSV copies of the Parquet tables

@@ -154,8 +154,8 @@ class RunDirectory:
             os.replace(self.path, self.final)
 
 
-# Set over every x264 preset (the slower ones have them already): ultrafast turns off CABAC, B-frames and deblocking,
-# which cost little CPU and save nearly half of its bytes at the same PSNR (docs/benchmarks.md).
+# Set over the ultrafast preset, which turns off CABAC, B-frames and deblocking: they cost little CPU and save nearly
+# half of its bytes at a PSNR as high as superfast's (docs/benchmarks.md). The slower presets have them already.
 X264_PARAMS = "cabac=1:bframes=3:deblock=1"
 
 
@@ -171,7 +171,8 @@ class VideoWriter:
         self._stream.width = width - width % 2
         self._stream.height = height - height % 2
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset, "x264-params": X264_PARAMS, "movflags": "+faststart"}
+        self._stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart",
+                                **({"x264-params": X264_PARAMS} if preset == "ultrafast" else {})}
         # Frames carry their own presentation times (a variable-frame-rate input keeps its timing), in a clock fine
         # enough for any frame rate.
         self._stream.codec_context.time_base = TIME_BASE

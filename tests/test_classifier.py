@@ -207,7 +207,7 @@ def test_train_command_fits_level_faces_and_scores_only_the_held_out_people(
 
     weights = tmp_path / "weights.npz"
     assert main(["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam"),
-                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,6",
+                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,6", "--test-persons", "1,2",
                  "--out", str(weights), "--cache-dir", str(tmp_path / "cache")]) == 0
     card = StateClassifier.load(weights).card
     held_out_people = np.isin(levels.groups, ["person1", "person6"])
@@ -221,7 +221,8 @@ def test_train_command_fits_level_faces_and_scores_only_the_held_out_people(
     assert "level_auc" in json.loads(capsys.readouterr().out)["engagement_levels"]
     weights.unlink()
     assert main(["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam"),
-                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,66", "--out", str(weights)]) == 2
+                 "--levels", str(tmp_path / "levels"), "--levels-test-persons", "1,66", "--out", str(weights),
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
     assert "test persons not in engagement_levels: person66" in capsys.readouterr().err  # a typo is not fitted
     assert not weights.exists()
 

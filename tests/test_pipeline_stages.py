@@ -90,13 +90,29 @@ def test_detected_frames_batches_analysis_frames_in_order():
         calls.append([int(f[0, 0]) for f in frames])
         return [Detections.from_boxes(np.array([[0, 0, f[0, 0], 1]], np.float32)) for f in frames]
 
-    frames = [(i, np.full((2, 2), i)) for i in range(10)]
-    schedule = iter([i % 3 == 0 for i in range(10)])  # analysis frames 0, 3, 6, 9
+    frames = [(i, np.full((2, 2), i)) for i in range(20)]
+    schedule = iter([i % 3 == 0 for i in range(20)])  # analysis frames 0, 3, ..., 18
     out = list(detected_frames(frames, schedule, detect, batch=3))
-    assert [index for index, _, _ in out] == list(range(10))
-    assert calls == [[0, 3, 6], [9]]
-    assert [(i, d.xyxy[0, 2]) for i, _, d in out if d is not None] == [(0, 0), (3, 3), (6, 6), (9, 9)]
+    assert [index for index, _, _ in out] == list(range(20))
+    assert calls == [[0, 3, 6], [9, 12, 15], [18]]
+    assert [(i, d.xyxy[0, 2]) for i, _, d in out if d is not None] == [(i, i) for i in range(0, 20, 3)]
     assert all(d is None for i, _, d in out if i % 3)
+
+
+def test_detected_frames_raise_the_detectors_error_and_stop_when_closed():
+    def detect(frames):
+        if int(frames[0][0, 0]) == 3:
+            raise RuntimeError("out of memory")
+        return [Detections.empty() for _ in frames]
+
+    frames = [(i, np.full((2, 2), i)) for i in range(9)]
+    found = detected_frames(frames, iter([i % 3 == 0 for i in range(9)]), detect, batch=1)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(found)
+    found = detected_frames(frames, iter([i % 3 == 0 for i in range(9)]), lambda f: [Detections.empty()] * len(f), batch=1)
+    next(found)
+    found.close()
+    assert not any(thread.name.startswith("detect") for thread in threading.enumerate())
 
 
 def test_detected_frames_detects_the_next_batch_while_the_caller_works():
@@ -303,7 +319,8 @@ def test_video_writer_writes_h264_with_every_frame(tmp_path: Path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264" and stream.format.name == "yuv420p"
-        # The default ultrafast preset would write Constrained Baseline; X264_PARAMS turns CABAC and B-frames on.
+        # The default ultrafast preset alone writes Constrained Baseline; X264_PARAMS turns CABAC and B-frames on
+        # (a default preset with 8x8 transforms, superfast and slower, would write High).
         assert stream.codec_context.profile == "Main"
         assert sum(1 for _ in container.decode(stream)) == 20
         assert float(stream.average_rate) == pytest.approx(12.5)

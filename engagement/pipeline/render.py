@@ -246,5 +246,6 @@ def run_frames(
         for pending_index, pending_image in pending:
             output.submit(pending_index, when(pending_index), pending_image, interpolate(previous, None, pending_index))
     finally:
+        found.close()  # stops the detector's look-ahead thread on an error too
         output.close()
     return frames, analysed
