@@ -63,7 +63,7 @@ def main() -> None:
             model, _ = fit_on(fit_sets, "class_weight", seed, ensemble_size=args.ensemble_size)
             person = str(eval_sets[1].groups[0])
             rows = streams[person][webcam.covered[streams[person]]]  # every webcam frame has a person so far
-            probs = model.predict_proba(webcam.X[rows])
+            probs = model.for_view("webcam").predict_proba(webcam.X[rows])
             for tau in args.taus:
                 states = smoothed_states(probs, tau, args.fps)
                 scores[tau].append((metrics(webcam.y[rows], states, labels)["macro_f1"],

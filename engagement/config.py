@@ -123,6 +123,8 @@ class AnonymizerConfig:
         return self
 
 
+CameraView = Literal["ceiling", "front", "webcam"]
+CAMERA_VIEWS: tuple[CameraView, ...] = typing.get_args(CameraView)
 UNCERTAIN_BELOW = 0.45  # default of classifier.uncertain_below, chosen on validation (MODEL_CARD.md)
 
 
@@ -144,6 +146,10 @@ class ClassifierConfig:
     # Restrict the classifier's outputs to one training dataset's labels: "webcam_behaviour" for a person at a
     # webcam (no ceiling-camera labels, so no "taking notes"); None keeps every label (classroom cameras).
     labels_of: str | None = None
+    # Where the camera looks from: "front" (a classroom filmed from the front or back, as clabehavior), "ceiling" (a
+    # high CCTV camera looking down, as cctv_headstate) or "webcam" (one person at a laptop). The classifier takes the
+    # view as an input (MODEL_CARD.md), so the same pose means what it means from that camera.
+    view: CameraView = "front"
     # Baseline of the relative features. "running": each track against its history so far (causal; always so
     # in `engagement live`). "session": for recorded videos, two passes, each track against its whole session
     # (what the running baseline converges to; measured better on unseen people, see the model card). The first

@@ -44,7 +44,7 @@ def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) 
 
 def test_predictions_are_probabilities_and_missing_values_are_tolerated(packaged: StateClassifier) -> None:
     rows = np.full((3, len(FEATURE_NAMES)), np.nan, np.float32)
-    probs = packaged.predict_proba(rows)
+    probs = packaged.for_view("front").predict_proba(rows)
     assert probs.shape == (3, len(STATES))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -54,7 +54,9 @@ def test_weights_roundtrip_and_bad_files(tmp_path: Path, packaged: StateClassifi
     packaged.save(path)
     rows = np.random.default_rng(0).normal(size=(4, len(FEATURE_NAMES))).astype(np.float32)
     loaded = StateClassifier.load(path)
-    np.testing.assert_allclose(loaded.predict_proba(rows), packaged.predict_proba(rows))
+    assert loaded.views == packaged.views == ("ceiling", "front", "webcam")
+    front = packaged.for_view("front")
+    np.testing.assert_allclose(loaded.for_view("front").predict_proba(rows), front.predict_proba(rows))
     assert loaded.output_labels == packaged.output_labels and "webcam_behaviour:tilt" in loaded.output_labels
     assert loaded.model_card() == packaged.model_card()
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -85,14 +87,14 @@ def test_outputs_restricted_to_one_datasets_labels(packaged: StateClassifier) ->
     from engagement.classifier.model import load_classifier
     from engagement.config import ClassifierConfig
 
-    webcam = load_classifier(ClassifierConfig(labels_of="webcam_behaviour"))
+    webcam = load_classifier(ClassifierConfig(labels_of="webcam_behaviour", view="webcam"))
     assert webcam.output_labels == [label for label in packaged.output_labels if label.startswith("webcam_behaviour:")]
     rows = np.random.default_rng(0).normal(size=(6, len(FEATURE_NAMES))).astype(np.float32)
     probs = webcam.predict_proba(rows)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert not probs[:, STATE_INDEX["taking_notes"]].any()  # a label of the classroom data only
-    assert not np.allclose(probs, packaged.predict_proba(rows))
-    with pytest.raises(UserError, match="trained on: cctv_headstate, engagement_levels, webcam_behaviour"):
+    assert not np.allclose(probs, packaged.for_view("webcam").predict_proba(rows))
+    with pytest.raises(UserError, match="trained on: cctv_headstate, clabehavior, engagement_levels, webcam_behaviour"):
         load_classifier(ClassifierConfig(labels_of="webcam"))
 
 
@@ -121,7 +123,8 @@ def synthetic_set(n: int, dataset: str, states: list[str], seed: int) -> Feature
     X[:, 0] = y * 2.0  # a learnable signal
     labels = np.array([STATES[i] for i in y])
     groups = np.array([f"g{i % 5}" for i in range(n)])
-    return FeatureSet(X, y, labels, groups, groups, np.ones(n, bool), dataset)
+    fmt = {"cctv_headstate": "cctv_yolo", "clabehavior": "coco"}.get(dataset, dataset)  # the reader's name
+    return FeatureSet(X, y, labels, groups, groups, np.ones(n, bool), dataset, fmt)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -161,6 +164,51 @@ def test_averaged_logits_are_the_mean_of_the_members_logits() -> None:
     assert hidden.shape == (5, 12)
     with pytest.raises(ValueError, match="one-hidden-layer"):
         averaged_logits([members[0] + [np.eye(3)]], [biases[0] + [np.zeros(3)]])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
+def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path) -> None:
+    from engagement.classifier.model import standardize
+
+    cctv = synthetic_set(80, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0)
+    webcam = synthetic_set(80, "webcam_behaviour", ["attentive", "distracted", "confused", "bored",
+                                                     "engaged_in_discussion"], 1)
+    model, _ = fit_on([cctv, webcam], "class_weight", seed=0, ensemble_size=1)
+    assert model.views == ("ceiling", "webcam") and len(model.mean) == len(FEATURE_NAMES) + 2
+    rows = cctv.X[:5]
+    with pytest.raises(ValueError, match="for_view"):
+        model.predict_proba(rows)
+
+    def unfolded(view_inputs: np.ndarray) -> np.ndarray:  # the network on the features plus the view inputs
+        hidden = standardize(np.hstack([rows, np.tile(view_inputs, (len(rows), 1))]), model.mean, model.scale)
+        logits = np.maximum(hidden @ model.weights[0] + model.biases[0], 0) @ model.weights[1] + model.biases[1]
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return probs / probs.sum(axis=1, keepdims=True) @ np.eye(len(STATES))[model.output_states]
+
+    ceiling, at_webcam = model.for_view("ceiling"), model.for_view("webcam")
+    assert ceiling.views == () and len(ceiling.mean) == len(FEATURE_NAMES)
+    np.testing.assert_allclose(ceiling.predict_proba(rows), unfolded(np.array([1, 0])), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(at_webcam.predict_proba(rows), unfolded(np.array([0, 1])), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(ceiling.predict_proba(rows), at_webcam.predict_proba(rows))
+    # a view the training data never showed: its inputs at their training means, i.e. no view information
+    unseen = model.for_view("front").predict_proba(rows)
+    np.testing.assert_allclose(unseen, unfolded(model.mean[-2:]), rtol=1e-4, atol=1e-6)
+    with pytest.raises(UserError, match="unknown camera view 'side'; valid: ceiling, front, webcam"):
+        model.for_view("side")
+    assert evaluate(model, cctv)["view"] == "ceiling" and evaluate(model, cctv, view="webcam")["view"] == "webcam"
+    model.save(tmp_path / "views.npz")
+    loaded = StateClassifier.load(tmp_path / "views.npz")
+    assert loaded.views == model.views
+    np.testing.assert_allclose(loaded.for_view("ceiling").predict_proba(rows), ceiling.predict_proba(rows))
+    ceiling.save(tmp_path / "plain.npz")  # weights of format 2 (no view inputs) still load
+    with np.load(tmp_path / "plain.npz") as data:
+        legacy = {key: data[key] for key in data.files if key != "views"} | {"format_version": 2}
+    np.savez(tmp_path / "legacy.npz", **legacy)
+    assert StateClassifier.load(tmp_path / "legacy.npz").for_view("front").views == ()
+    legacy["format_version"] = 1
+    np.savez(tmp_path / "old.npz", **legacy)
+    with pytest.raises(UserError, match="weights format 1, this version reads 2, 3"):
+        StateClassifier.load(tmp_path / "old.npz")
 
 
 def test_level_training_rows_are_faces_with_a_state_of_persons_not_held_out() -> None:
@@ -217,7 +265,8 @@ def test_train_command_fits_level_faces_and_scores_only_the_held_out_people(
     scored = card.held_out["engagement_levels"]
     assert sum(scored["level_counts"].values()) == int(held_out_people.sum())
     assert scored["level_auc"] is not None and "1,6" in card.splits["engagement_levels"]
-    assert "engagement_levels (" in card.data and "engaged -> attentive" in card.data
+    assert "engagement_levels (" in card.data
+    assert "attentive: engaged; distracted: disengaged; left out: partially_engaged" in card.data
     assert "level_auc" in json.loads(capsys.readouterr().out)["engagement_levels"]
     weights.unlink()
     assert main(["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam"),
@@ -239,7 +288,10 @@ def test_exported_training_rows_train_a_generator(tmp_path: Path) -> None:
     model, _ = fit_on([cctv, webcam], "class_weight", seed=0)
     export_training_rows(tmp_path / "rows.npz", [cctv, webcam], model)
     with np.load(tmp_path / "rows.npz") as rows:
-        assert rows["X"].shape == (110, len(FEATURE_NAMES)) and np.isfinite(rows["X"]).all()
+        assert model.views == ("ceiling", "webcam")  # one input per camera view in the training data
+        assert rows["X"].shape == (110, len(FEATURE_NAMES) + 2) and np.isfinite(rows["X"]).all()
+        ceiling = rows["X"][:50, -2]  # the 50 covered cctv rows come first: the ceiling column is high there
+        assert (ceiling > 0).all() and (rows["X"][50:, -2] < 0).all()
         assert list(rows["classes"]) == list(STATES)
     out = tmp_path / "cvae"
     assert main(["generate", "train", "cvae", "--data", str(tmp_path / "rows.npz"), "--out", str(out), "--steps", "2"]) == 0

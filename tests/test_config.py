@@ -14,6 +14,7 @@ def test_shipped_pipelines_load_and_round_trip(tmp_path: Path):
         copy.write_text(dump_pipeline(config))
         assert load_pipeline(str(copy)) == config
     assert load_pipeline("webcam").name == "webcam"
+    assert load_pipeline("webcam").classifier.view == "webcam" and load_pipeline("lecture").classifier.view == "front"
 
 
 def test_overrides_parse_yaml_values():
@@ -41,6 +42,7 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path):
         ("detector:\n  batch: -2\n", "detector.batch must be 0"),
         ("detector:\n  threads: -1\n", "detector.threads must be 0"),
         ("output:\n  preset: fastest\n", "expected one of ultrafast"),
+        ("classifier:\n  view: side\n", "classifier.view: expected one of ceiling, front, webcam"),
         ("detector: {model: [\n", "not valid YAML"),
         ("consent:\n  opted_out_seats: [{name: door, polygon: [[0, 0], [5, 5]]}]\n", r"\('door'\): a polygon needs at least 3 points"),
         ("consent:\n  opted_out_seats: [{polygon: [[0, 0], [5, 5, 5], [0, 5]]}]\n", "each point must be two finite numbers"),

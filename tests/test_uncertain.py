@@ -65,6 +65,9 @@ class FixedModel:
     def __init__(self, probs: np.ndarray) -> None:
         self.probs = probs
 
+    def for_view(self, view: str) -> "FixedModel":
+        return self
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return self.probs[: len(features)]
 

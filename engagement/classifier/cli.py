@@ -16,6 +16,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `engagement` parser."""
     from engagement.classifier.train import AUGMENTATIONS, LEVEL_TEST_PERSONS
+    from engagement.config import CAMERA_VIEWS
 
     parser = subparsers.add_parser("classifier", help="train and evaluate the engagement-state classifier")
     commands = parser.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
@@ -23,9 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train on the classroom and webcam datasets, write weights")
     train.add_argument("--cctv", required=True, help="cctv_headstate folder (train/ is fitted, val/ is held out)")
     train.add_argument("--webcam", required=True, help="webcam_behaviour folder (labels.csv)")
-    train.add_argument("--clabehavior", help="clabehavior folder (COCO classroom set): both rooms fit too (tried, not "
-                       "shipped: the cctv val figure fell, MODEL_CARD.md; one-room-out validation: "
-                       "benchmarks/retrain_validation.py)")
+    train.add_argument("--clabehavior", help="clabehavior folder (COCO classroom set, front view): both rooms fit too, "
+                       "as in the shipped weights (one-room-out validation: benchmarks/retrain_validation.py)")
     train.add_argument("--levels", help="engagement_levels folder: its engaged and disengaged faces fit, except the "
                        "--levels-test-persons, whose crops are scored into the card (level_auc)")
     train.add_argument("--levels-test-persons", default=",".join(LEVEL_TEST_PERSONS),
@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
                                "pipeline does for a recording (classroom rows: running, they are single frames)")
+    evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
+                          "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
                           "state probability is below this (default: the pipelines' classifier.uncertain_below)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
@@ -67,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
                          "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
     predict.add_argument("--weights", help="weights file (default: the packaged weights)")
+    predict.add_argument("--view", choices=CAMERA_VIEWS, default="front", help="camera view (classifier.view): front "
+                         "(a class filmed from the front, the lecture pipeline's default), ceiling or webcam (one "
+                         "person at a laptop); default front")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
                          "below this (default: the pipelines' classifier.uncertain_below)")
     predict.set_defaults(handler=_predict)
@@ -100,12 +105,12 @@ def _train(args: argparse.Namespace) -> int:
     model.card = replace(
         model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold,
         data=data_card([fs.dataset for fs in fitted]),
-        splits={"cctv_headstate": "train split -> fit, val split -> held out (by frame)",
-                "webcam_behaviour": f"persons {args.test_persons} held out, the others fit (by person)",
-                **{fs.dataset: "both rooms fit (one-room-out figures: validation, in MODEL_CARD.md)"
+        splits={"cctv_headstate": "val split held out (by frame)",
+                "webcam_behaviour": f"persons {args.test_persons} held out (by person)",
+                **{fs.dataset: "both rooms fit (one-room-out figures: MODEL_CARD.md)"
                    for fs in fitted[2:] if fs.dataset == "clabehavior"},
-                **({"engagement_levels": f"persons {args.levels_test_persons} held out; the others' engaged and "
-                    "disengaged crops with a face fit (by person)"} if args.levels else {})},
+                **({"engagement_levels": f"persons {args.levels_test_persons} held out (by person); the others' "
+                    "engaged and disengaged faces fit"} if args.levels else {})},
         held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), 0.0) for fs in held_out},
         held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running", 0.0)},
         held_out_with_uncertain={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), threshold) for fs in held_out[:2]},
@@ -135,9 +140,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
     report = _scored(model, features, args.baseline or default_baseline(features.dataset),
-                     _threshold(args.uncertain_below))
-    print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {len(features.y)} labelled "
-          f"rows, coverage {report['coverage']:.3f}", file=sys.stderr)
+                     _threshold(args.uncertain_below), args.view)
+    print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {report['view']} view, "
+          f"{len(features.y)} labelled rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -172,7 +177,7 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below))
+    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view)
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
@@ -191,9 +196,11 @@ def _threshold(value: float | None) -> float:
     return value
 
 
-def _scored(model: Any, features: Any, baseline: str, uncertain_below: float) -> dict[str, Any]:
+def _scored(model: Any, features: Any, baseline: str, uncertain_below: float,
+            view: str | None = None) -> dict[str, Any]:
     """``evaluate`` on the rows with relative features against the given ``baseline``, which it records, with
-    rows below ``uncertain_below`` called uncertain (wrong)."""
+    rows below ``uncertain_below`` called uncertain (wrong), seen from ``view`` (default: the format's)."""
     from engagement.classifier.train import evaluate, with_baseline
 
-    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below)}
+    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below,
+                                             view=view)}

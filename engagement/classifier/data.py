@@ -46,6 +46,9 @@ CCTV, WEBCAM = "cctv_headstate", "webcam_behaviour"
 CCTV_YOLO, COCO, LABELS_CSV, LEVELS = "cctv_yolo", "coco", "labels_csv", "levels"
 # The packaged label map's section for each format, used when no --label-map is given.
 FORMAT_SECTIONS = {CCTV_YOLO: CCTV, WEBCAM: WEBCAM, COCO: "clabehavior", LEVELS: "engagement_levels", LABELS_CSV: None}
+# The camera view of each format's images (``classifier.view``): cctv_headstate is a ceiling camera, COCO classroom
+# sets such as clabehavior film the class from the front, the csv formats show one person at a webcam.
+FORMAT_VIEWS = {CCTV_YOLO: "ceiling", COCO: "front", WEBCAM: "webcam", LEVELS: "webcam", LABELS_CSV: "webcam"}
 CROWD_FORMATS = (CCTV_YOLO, COCO)  # many small people per frame: detected on tiles, matched by head
 ENGAGEMENT_LEVELS = ("disengaged", "partially_engaged", "engaged")  # in rank order (0, 1, 2)
 MATCH_RADIUS = 1.0  # a head matches a person whose head centre lies within one labelled head size
@@ -333,6 +336,11 @@ class DatasetFeaturizer:
         y = np.array([STATE_INDEX[mapping[label]] if mapping.get(label) else NO_STATE for label in rows_label])
         states = tuple(sorted({STATE_INDEX[state] for state in mapping.values() if state is not None}))
         return FeatureSet(X, y, np.array(rows_label), groups, clips, np.array(rows_covered), dataset, fmt, states)
+
+
+def view_of(features: FeatureSet) -> str:
+    """The camera view of a dataset's rows, from the reader that read them (webcam when unknown)."""
+    return FORMAT_VIEWS.get(features.format, "webcam")
 
 
 def person_streams(persons: np.ndarray, clips: np.ndarray, seed: int, ordered: bool = False) -> dict[str, np.ndarray]:

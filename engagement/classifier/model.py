@@ -6,6 +6,10 @@ compact region of feature space, so the network learns each label and a label's 
 state's. Weights live in one ``.npz`` file (no pickle, so loading a file cannot run code): the feature means
 and scales, one weight matrix and bias per layer, the output labels and their states, the feature names the
 model was trained on, and a JSON model card with the held-out figures. Inference is a few numpy matrix products.
+
+The camera view (``engagement.config.CAMERA_VIEWS``) is an input too: one one-hot column per view seen in training,
+after the features. A pipeline knows its view, so ``for_view`` folds those constant inputs into the first layer's
+bias and gives a model of the features alone.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from engagement.classifier.card import ModelCard
-from engagement.config import ClassifierConfig
+from engagement.config import CAMERA_VIEWS, ClassifierConfig
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FEATURE_NAMES
 from engagement.states import STATE_INDEX, STATES
 
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights.npz")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: camera-view inputs (``views``); 2 (no views) is still read
+READABLE_VERSIONS = (2, 3)
 CLIP_Z = 8.0  # standardised values beyond this are clipped: one wild feature must not dominate
 
 
@@ -54,7 +59,7 @@ class StateClassifier:
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                  output_labels: list[str], output_states: np.ndarray, card: ModelCard | None = None,
-                 feature_names: tuple[str, ...] = FEATURE_NAMES) -> None:
+                 feature_names: tuple[str, ...] = FEATURE_NAMES, views: tuple[str, ...] = ()) -> None:
         if len(weights) != len(biases) or not weights:
             raise ValueError("need one bias per weight matrix and at least one layer")
         output_states = np.asarray(output_states, np.int64)
@@ -70,6 +75,9 @@ class StateClassifier:
         self._label_to_state = np.eye(len(STATES), dtype=np.float32)[output_states]  # (labels, states)
         self.card = card or ModelCard()
         self.feature_names = tuple(feature_names)
+        self.views = tuple(views)
+        if not set(self.views) <= set(CAMERA_VIEWS):
+            raise ValueError(f"views must be among {CAMERA_VIEWS}, got {self.views}")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "StateClassifier":
@@ -80,14 +88,16 @@ class StateClassifier:
         try:
             with np.load(path, allow_pickle=False) as data:
                 version = int(data["format_version"])
-                if version != FORMAT_VERSION:
-                    raise UserError(f"{path}: weights format {version}, this version reads {FORMAT_VERSION}")
+                if version not in READABLE_VERSIONS:
+                    raise UserError(f"{path}: weights format {version}, this version reads "
+                                    f"{', '.join(map(str, READABLE_VERSIONS))}")
                 n_layers = int(data["n_layers"])
                 model = cls(
                     mean=data["mean"], scale=data["scale"],
                     weights=[data[f"W{i}"] for i in range(n_layers)], biases=[data[f"b{i}"] for i in range(n_layers)],
                     output_labels=list(data["output_labels"]), output_states=data["output_states"],
                     card=ModelCard.from_json(json.loads(str(data["card"]))), feature_names=tuple(str(n) for n in data["feature_names"]),
+                    views=tuple(str(v) for v in data["views"]) if "views" in data.files else (),
                 )
         except (OSError, KeyError, ValueError) as error:
             raise UserError(f"{path}: not a classifier weights file ({error})") from None
@@ -106,7 +116,26 @@ class StateClassifier:
         return StateClassifier(self.mean, self.scale, [*self.weights[:-1], self.weights[-1][:, keep]],
                                [*self.biases[:-1], self.biases[-1][keep]],
                                [label for label, kept in zip(self.output_labels, keep) if kept],
-                               self.output_states[keep], card=self.card, feature_names=self.feature_names)
+                               self.output_states[keep], card=self.card, feature_names=self.feature_names,
+                               views=self.views)
+
+    def for_view(self, view: str) -> "StateClassifier":
+        """The model for one camera view, as a model of the features alone: the view's one-hot inputs are constant,
+        so they fold into the first layer's bias (exact). A model without view inputs comes back as it is; a view
+        it never saw in training gets its view inputs at their training means, i.e. no view information."""
+        if not self.views:
+            return self
+        if view not in CAMERA_VIEWS:
+            raise UserError(f"unknown camera view {view!r}; valid: {', '.join(CAMERA_VIEWS)}")
+        n = len(self.feature_names)
+        inputs = np.zeros(len(self.views), np.float32)
+        if view in self.views:
+            one_hot = np.array([[float(v == view) for v in self.views]], np.float32)
+            inputs = standardize(one_hot, self.mean[n:], self.scale[n:])[0]
+        first_bias = self.biases[0] + inputs @ self.weights[0][n:]
+        return StateClassifier(self.mean[:n], self.scale[:n], [self.weights[0][:n], *self.weights[1:]],
+                               [first_bias, *self.biases[1:]], self.output_labels, self.output_states, card=self.card,
+                               feature_names=self.feature_names)
 
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` atomically (temp file in the same folder, then rename)."""
@@ -115,12 +144,15 @@ class StateClassifier:
         arrays = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
         write_atomic(path, lambda stream: np.savez_compressed(
             stream, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
-            feature_names=np.array(self.feature_names), output_labels=np.array(self.output_labels),
+            feature_names=np.array(self.feature_names), views=np.array(self.views, dtype=str),
+            output_labels=np.array(self.output_labels),
             output_states=self.output_states, card=json.dumps(self.card.to_json()), **arrays,
         ))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """(N, 6) probabilities in ``STATES`` order for (N, F) raw feature rows (NaN = missing)."""
+        if self.views:
+            raise ValueError("this model takes the camera view as an input: predict with model.for_view(view)")
         features = np.asarray(features, np.float32).reshape(-1, len(self.mean))
         hidden = standardize(features, self.mean, self.scale)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -138,9 +170,9 @@ class StateClassifier:
 
 
 def load_classifier(config: ClassifierConfig) -> StateClassifier:
-    """The classifier a pipeline runs: ``config.weights`` (or the packaged ones), restricted to the labels of
-    ``config.labels_of`` when set."""
-    model = StateClassifier.load(config.weights)
+    """The classifier a pipeline runs: ``config.weights`` (or the packaged ones) for ``config.view``, restricted to
+    the labels of ``config.labels_of`` when set."""
+    model = StateClassifier.load(config.weights).for_view(config.view)
     return model.only_labels_of(config.labels_of) if config.labels_of else model
 
 

@@ -54,14 +54,14 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
 
 
 def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = None,
-                  tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0) -> pd.DataFrame:
+                  tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0, view: str = "front") -> pd.DataFrame:
     """One row per detected person (``COLUMNS``): box, six state probabilities, state (``uncertain`` below
     ``uncertain_below``), engagement score, and whether a person and a face were found; one row without a state
-    for a frame with neither."""
+    for a frame with neither. The classifier is told the camera ``view`` (``classifier.view``)."""
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
 
-    model = StateClassifier.load(weights)
+    model = StateClassifier.load(weights).for_view(view)
     featurizer = DatasetFeaturizer(tile_grid=tiles)
     has_face = FRAME_FEATURES.index("has_face")
     rows = []

@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from engagement.classifier.data import CCTV, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map
+from engagement.classifier.data import (
+    CCTV, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map, view_of,
+)
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
+from engagement.config import CAMERA_VIEWS
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, session_relative
@@ -40,25 +43,31 @@ MISSED = -1  # prediction for a label whose person was not detected
 UNSURE = -2  # prediction below the uncertainty threshold: shown as "uncertain", scored as wrong
 
 
-# Licence and caveat of each packaged dataset (../shared/README.md), for the card the report shows.
+# Licence and caveat of each packaged dataset (../shared/README.md), for the card the report shows (short: the
+# report has three pages). A set without a licence is for tests and training only (``data_card`` says so once).
+UNLICENSED = "no licence stated"
 DATASET_NOTES = {
     CCTV: "CC BY 4.0, 'cctv-accurate dataset, Roboflow Universe'; one ceiling-camera lecture room",
-    WEBCAM: "no licence stated; identifiable people: tests and training only",
-    "clabehavior": "no licence stated; real primary-school lessons (minors): tests and training only",
-    "engagement_levels": "no licence stated; identifiable faces: tests and training only; levels, also scored as a "
-                         "ranking (level_auc)",
+    WEBCAM: f"{UNLICENSED}; identifiable people",
+    "clabehavior": f"{UNLICENSED}; primary-school lessons (minors), two rooms filmed from the front",
+    "engagement_levels": f"{UNLICENSED}; identifiable faces; also scored as a ranking (level_auc)",
 }
 
 
 def data_card(fitted: list[str]) -> str:
-    """The report's one-paragraph account of the data: each set's licence, caveat and label -> state map."""
+    """The report's one-paragraph account of the data: each set's licence, caveat and labels by state."""
     label_map = load_label_map()
 
     def described(dataset: str) -> str:
-        mapping = ", ".join(f"{label} -> {state or 'left out'}" for label, state in label_map.get(dataset, {}).items())
-        return f"{dataset} ({DATASET_NOTES.get(dataset, 'licence not recorded')}{'; ' + mapping if mapping else ''})"
+        by_state: dict[str, list[str]] = {}
+        for label, state in label_map.get(dataset, {}).items():
+            by_state.setdefault(state.replace("_", " ") if state else "left out", []).append(label)
+        mapping = "; ".join(f"{state}: {', '.join(labels)}" for state, labels in by_state.items())
+        return f"{dataset} ({DATASET_NOTES.get(dataset, 'licence not recorded')}{'. ' + mapping if mapping else ''})"
 
-    return f"fitted: {'; '.join(described(d) for d in fitted)}"
+    unlicensed = " Sets with no licence stated: tests and training only." if any(
+        DATASET_NOTES.get(d, "").startswith(UNLICENSED) for d in fitted) else ""
+    return f"fitted: {'; '.join(described(d) for d in fitted)}.{unlicensed}"
 
 
 def dataset_states(dataset: str) -> list[int]:
@@ -98,10 +107,12 @@ def augment(
 
 def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
                      hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA,
-                     ensemble_size: int = ENSEMBLE_SIZE) -> tuple[StateClassifier, dict[str, int]]:
+                     ensemble_size: int = ENSEMBLE_SIZE,
+                     views: np.ndarray | None = None) -> tuple[StateClassifier, dict[str, int]]:
     """Fit standardisation on the real rows, augment, fit ``ensemble_size`` MLPs (``hidden_units`` ReLU units, L2
     ``alpha``, seeds ``seed``, ``seed + 1``, ...) on the ``labels`` (each mapped to its state index in ``y``) and
-    average their logits; returns the model and row counts."""
+    average their logits; returns the model and row counts. ``views``, each row's camera view, become one-hot
+    inputs after the features (one per view present)."""
     from sklearn.neural_network import MLPClassifier
 
     output_labels, targets = np.unique(labels, return_inverse=True)
@@ -110,14 +121,23 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
         raise UserError("a label maps to more than one state in the training data")
     if sorted(set(output_states.tolist())) != list(range(len(STATES))):
         raise UserError("training data must contain every state at least once")
+    present = tuple(view for view in CAMERA_VIEWS if views is not None and view in set(views.tolist()))
+    X = with_view_inputs(X, views, present)
     mean, scale = fit_standardizer(X)
     Z, targets_fit, sample_weights, synthetic = augment(standardize(X, mean, scale), targets, augment_method, seed)
     members = [MLPClassifier(hidden_layer_sizes=(hidden_units,), alpha=alpha, learning_rate_init=1e-3, max_iter=300,
                              batch_size=128, random_state=seed + k).fit(Z, targets_fit, sample_weight=sample_weights)
                for k in range(ensemble_size)]
     layers, biases = averaged_logits([mlp.coefs_ for mlp in members], [mlp.intercepts_ for mlp in members])
-    model = StateClassifier(mean, scale, layers, biases, list(output_labels), output_states)
+    model = StateClassifier(mean, scale, layers, biases, list(output_labels), output_states, views=present)
     return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
+
+
+def with_view_inputs(X: np.ndarray, views: np.ndarray | None, model_views: tuple[str, ...]) -> np.ndarray:
+    """The rows with a one-hot column per ``model_views`` entry appended (each row's camera view in ``views``)."""
+    if not model_views:
+        return X
+    return np.concatenate([X, (np.asarray(views)[:, None] == np.array(model_views)[None]).astype(np.float32)], axis=1)
 
 
 def averaged_logits(weights: list[list[np.ndarray]], biases: list[list[np.ndarray]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -162,15 +182,18 @@ def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.
 
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None,
-             uncertain_below: float = 0.0) -> dict[str, Any]:
+             uncertain_below: float = 0.0, view: str | None = None) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
     with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
     ``labels_of`` runs it); a model row whose top probability is below ``uncertain_below`` is ``uncertain``,
     counted as wrong (the baselines are always sure). The majority baseline is the training majority when the
     model knows the dataset, else the most frequent state of the evaluated rows themselves (the strongest
     constant guess). An engagement-level set also gets ``level_figures``; rows whose label has no state stay out
-    of the state part."""
-    report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None,
+    of the state part. The model sees the rows as from ``view``, by default the camera view of their format
+    (``view_of``)."""
+    view = view or view_of(features)
+    model = model.for_view(view)
+    report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None, "view": view,
                               "coverage": float(features.covered.mean())}
     if features.format == LEVELS:
         report |= level_report(model, features)
@@ -224,6 +247,7 @@ def level_report(model: Any, features: FeatureSet) -> dict[str, Any]:
     image with neither a person nor a face has no score), and the same for the rules baseline."""
     from engagement.scoring import engagement_score
 
+    model = model.for_view(view_of(features))
     rows = features.subset(features.covered & np.isin(features.labels, ENGAGEMENT_LEVELS))
     if not len(rows.y):
         raise UserError("no image of the engagement-level set showed a person or a face: nothing to score")
@@ -304,8 +328,9 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled
     fitted = covered + settled
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
+    views = np.concatenate([np.full(len(fs.y), view_of(fs)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed,
-                                     hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size)
+                                     hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size, views=views)
     model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
@@ -314,8 +339,11 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled
 
 def export_training_rows(path: str | os.PathLike, train_sets: list[FeatureSet], model: StateClassifier) -> None:
     """Write the covered training rows as ``X``/``y``/``classes`` .npz in the model's standardised space (missing
-    values 0), the space its augmentation works in, so ``engagement generate train --data`` can learn from them."""
+    values 0, camera-view inputs included), the space its augmentation works in, so ``engagement generate train
+    --data`` can learn from them."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
-    rows = standardize(np.concatenate([fs.X for fs in covered]), model.mean, model.scale)
+    views = np.concatenate([np.full(len(fs.y), view_of(fs)) for fs in covered])
+    rows = standardize(with_view_inputs(np.concatenate([fs.X for fs in covered]), views, model.views), model.mean,
+                       model.scale)
     labels = np.concatenate([fs.y for fs in covered])
     write_atomic(path, lambda stream: np.savez_compressed(stream, X=rows, y=labels, classes=np.array(STATES)))

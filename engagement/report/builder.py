@@ -352,7 +352,8 @@ def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
         },
         {
             "stage": "Classifier",
-            "choice": unused or f"{model_name(models.classifier)}, smoothed over {classifier.smoothing_s} s"
+            "choice": unused or f"{model_name(models.classifier)}, {classifier.view} camera view, smoothed over "
+                                f"{classifier.smoothing_s} s"
                                 + (f", {classifier.labels_of} labels only" if classifier.labels_of else ""),
             "why": "Small and fast on CPU; its held-out figures are below.",
         },
