@@ -14,12 +14,14 @@ crop of the held-out engagement_levels people):
   disengaged. With ``--fit-levels`` the set's crops fit as the label map says (``level_training_rows``:
   engaged as attentive, disengaged as distracted, each its own output; only crops with a face), in every fold
   (the room and person folds score no level crop; the card's four test people never fit here).
-Variants (``--variants``): ``without`` (the shipped recipe: no clabehavior rows), ``labels`` (clabehavior
-rows, its labels as outputs), ``states`` (clabehavior rows, its labels merged by state: read + write one
-output, raise_hand + discuss one), and ``alpha=A`` / ``units=N`` on top of ``labels``. Each fold's figures
+Variants (``--variants``): ``without`` (no clabehavior rows: the recipe before 4 Dec's second version),
+``labels`` (clabehavior rows, its labels as outputs: the shipped recipe), ``states`` (clabehavior rows, its
+labels merged by state: read + write one output, raise_hand + discuss one), and ``alpha=A`` / ``units=N`` on top
+of ``labels``. Each fold's figures
 are also given with rows below a probability threshold called uncertain (wrong), for ``--thresholds``
-(the ``without`` person folds chose ``classifier.uncertain_below``). Seed 0 by default; a fit takes seconds on
-an idle 2-core CPU and minutes on a loaded one.
+(the ``without`` person folds chose ``classifier.uncertain_below``). Each dataset's camera view is an input
+(``fit_on``) unless ``--no-view-inputs`` (the recipe without views: the card's "without" and "no view input"
+rows). Seed 0 by default; a fit takes seconds on an idle 2-core CPU and minutes on a loaded one.
 
     python benchmarks/retrain_validation.py --variants without labels states [--folds room person] --json out.json
     python benchmarks/retrain_validation.py --variants without --folds room person levels \
@@ -103,8 +105,8 @@ def scored(model: StateClassifier, features: FeatureSet, labels_of: str | None,
         return level_report(model, features)
     if labels_of and not any(label.startswith(f"{labels_of}:") for label in model.output_labels):
         return None
-    view = model.only_labels_of(labels_of) if labels_of else model
-    reports = {t: evaluate(view, features, uncertain_below=t)["model"] for t in thresholds}
+    restricted = model.only_labels_of(labels_of) if labels_of else model
+    reports = {t: evaluate(restricted, features, uncertain_below=t)["model"] for t in thresholds}
     return {"macro_f1": {str(t): r["macro_f1"] for t, r in reports.items()},
             "accuracy": {str(t): r["accuracy"] for t, r in reports.items()},
             "uncertain_share": {str(t): r["uncertain_share"] for t, r in reports.items()}}
@@ -121,6 +123,8 @@ def main() -> None:
                         "faces (as the label map says)")
     parser.add_argument("--folds", nargs="+", choices=["room", "person", "levels"], default=["room", "person"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-view-inputs", action="store_true", help="fit without the camera-view inputs (the "
+                        "recipe before them)")
     parser.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE,
                         help=f"MLPs averaged per fit (default {ENSEMBLE_SIZE}; 1: the one-MLP rows of the card)")
     parser.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
@@ -154,7 +158,7 @@ def main() -> None:
                 continue
             started = time.perf_counter()
             model, _ = fit_on(fit_sets, "class_weight", args.seed, hidden_units=units, alpha=alpha,
-                              ensemble_size=args.ensemble_size)
+                              ensemble_size=args.ensemble_size, view_inputs=not args.no_view_inputs)
             row = {"variant": variant, "fold": fold, "fit_s": round(time.perf_counter() - started, 1),
                    "scores": {label: scored(model, rows, labels_of, tuple(args.thresholds))
                               for label, rows, labels_of in scored_sets}}

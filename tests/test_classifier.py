@@ -167,7 +167,7 @@ def test_averaged_logits_are_the_mean_of_the_members_logits() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
-def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path) -> None:
+def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from engagement.classifier.model import standardize
 
     cctv = synthetic_set(80, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 0)
@@ -193,8 +193,17 @@ def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path) -> N
     # a view the training data never showed: its inputs at their training means, i.e. no view information
     unseen = model.for_view("front").predict_proba(rows)
     np.testing.assert_allclose(unseen, unfolded(model.mean[-2:]), rtol=1e-4, atol=1e-6)
-    with pytest.raises(UserError, match="unknown camera view 'side'; valid: ceiling, front, webcam"):
-        model.for_view("side")
+    assert "trained on ceiling/webcam views only, not front" in caplog.text
+    for plain in (model, ceiling):  # a bad name is refused by a model with or without view inputs
+        with pytest.raises(UserError, match="unknown camera view 'side'; valid: ceiling, front, webcam"):
+            plain.for_view("side")
+    with pytest.raises(ValueError, match="need 316 inputs"):
+        StateClassifier(model.mean[:-1], model.scale[:-1], model.weights, model.biases, model.output_labels,
+                        model.output_states, views=model.views)
+    without, _ = fit_on([cctv, webcam], "class_weight", seed=0, ensemble_size=1, view_inputs=False)
+    every_state = synthetic_set(80, "webcam_behaviour", list(STATES), 3)
+    one_view, _ = fit_on([every_state], "class_weight", seed=0, ensemble_size=1)  # a constant input carries nothing
+    assert without.views == one_view.views == () and len(one_view.mean) == len(FEATURE_NAMES)
     assert evaluate(model, cctv)["view"] == "ceiling" and evaluate(model, cctv, view="webcam")["view"] == "webcam"
     model.save(tmp_path / "views.npz")
     loaded = StateClassifier.load(tmp_path / "views.npz")

@@ -16,7 +16,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `engagement` parser."""
     from engagement.classifier.train import AUGMENTATIONS, LEVEL_TEST_PERSONS
-    from engagement.config import CAMERA_VIEWS
+    from engagement.config import CAMERA_VIEWS, ClassifierConfig
 
     parser = subparsers.add_parser("classifier", help="train and evaluate the engagement-state classifier")
     commands = parser.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
@@ -69,9 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
                          "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
     predict.add_argument("--weights", help="weights file (default: the packaged weights)")
-    predict.add_argument("--view", choices=CAMERA_VIEWS, default="front", help="camera view (classifier.view): front "
-                         "(a class filmed from the front, the lecture pipeline's default), ceiling or webcam (one "
-                         "person at a laptop); default front")
+    predict.add_argument("--view", choices=CAMERA_VIEWS, default=ClassifierConfig.view,
+                         help="camera view (classifier.view): front (a class filmed from the front or back), "
+                         f"ceiling or webcam (one person at a laptop); default {ClassifierConfig.view}, as the lecture "
+                         "pipeline")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
                          "below this (default: the pipelines' classifier.uncertain_below)")
     predict.set_defaults(handler=_predict)

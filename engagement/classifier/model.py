@@ -15,17 +15,20 @@ bias and gives a model of the features alone.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from engagement.classifier.card import ModelCard
-from engagement.config import CAMERA_VIEWS, ClassifierConfig
+from engagement.config import CAMERA_VIEWS, CameraView, ClassifierConfig
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FEATURE_NAMES
 from engagement.states import STATE_INDEX, STATES
+
+log = logging.getLogger(__name__)
 
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights.npz")
 FORMAT_VERSION = 3  # 3: camera-view inputs (``views``); 2 (no views) is still read
@@ -78,6 +81,9 @@ class StateClassifier:
         self.views = tuple(views)
         if not set(self.views) <= set(CAMERA_VIEWS):
             raise ValueError(f"views must be among {CAMERA_VIEWS}, got {self.views}")
+        inputs = len(self.feature_names) + len(self.views)
+        if not len(self.mean) == len(self.scale) == self.weights[0].shape[0] == inputs:
+            raise ValueError(f"need {inputs} inputs (features, then views) in the means, scales and first layer")
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "StateClassifier":
@@ -119,19 +125,22 @@ class StateClassifier:
                                self.output_states[keep], card=self.card, feature_names=self.feature_names,
                                views=self.views)
 
-    def for_view(self, view: str) -> "StateClassifier":
+    def for_view(self, view: CameraView) -> "StateClassifier":
         """The model for one camera view, as a model of the features alone: the view's one-hot inputs are constant,
         so they fold into the first layer's bias (exact). A model without view inputs comes back as it is; a view
-        it never saw in training gets its view inputs at their training means, i.e. no view information."""
-        if not self.views:
-            return self
+        it never saw in training gets its view inputs at their training means, i.e. no view information (logged)."""
         if view not in CAMERA_VIEWS:
             raise UserError(f"unknown camera view {view!r}; valid: {', '.join(CAMERA_VIEWS)}")
+        if not self.views:
+            return self
         n = len(self.feature_names)
         inputs = np.zeros(len(self.views), np.float32)
         if view in self.views:
             one_hot = np.array([[float(v == view) for v in self.views]], np.float32)
             inputs = standardize(one_hot, self.mean[n:], self.scale[n:])[0]
+        else:
+            log.warning("classifier was trained on %s views only, not %s: the view is not used",
+                        "/".join(self.views), view)
         first_bias = self.biases[0] + inputs @ self.weights[0][n:]
         return StateClassifier(self.mean[:n], self.scale[:n], [self.weights[0][:n], *self.weights[1:]],
                                [first_bias, *self.biases[1:]], self.output_labels, self.output_states, card=self.card,

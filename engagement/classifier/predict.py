@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from engagement.config import CameraView, ClassifierConfig
 from engagement.errors import UserError
 from engagement.features import FRAME_FEATURES
 from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
@@ -54,7 +55,8 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
 
 
 def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = None,
-                  tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0, view: str = "front") -> pd.DataFrame:
+                  tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0,
+                  view: CameraView = ClassifierConfig.view) -> pd.DataFrame:
     """One row per detected person (``COLUMNS``): box, six state probabilities, state (``uncertain`` below
     ``uncertain_below``), engagement score, and whether a person and a face were found; one row without a state
     for a frame with neither. The classifier is told the camera ``view`` (``classifier.view``)."""

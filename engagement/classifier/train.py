@@ -23,7 +23,7 @@ from engagement.classifier.data import (
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
 )
-from engagement.config import CAMERA_VIEWS
+from engagement.config import CAMERA_VIEWS, CameraView
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, session_relative
@@ -112,7 +112,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
     """Fit standardisation on the real rows, augment, fit ``ensemble_size`` MLPs (``hidden_units`` ReLU units, L2
     ``alpha``, seeds ``seed``, ``seed + 1``, ...) on the ``labels`` (each mapped to its state index in ``y``) and
     average their logits; returns the model and row counts. ``views``, each row's camera view, become one-hot
-    inputs after the features (one per view present)."""
+    inputs after the features (one per view present, none when the rows show one view only)."""
     from sklearn.neural_network import MLPClassifier
 
     output_labels, targets = np.unique(labels, return_inverse=True)
@@ -121,7 +121,10 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
         raise UserError("a label maps to more than one state in the training data")
     if sorted(set(output_states.tolist())) != list(range(len(STATES))):
         raise UserError("training data must contain every state at least once")
-    present = tuple(view for view in CAMERA_VIEWS if views is not None and view in set(views.tolist()))
+    seen = set() if views is None else set(np.asarray(views).tolist())
+    if not seen <= set(CAMERA_VIEWS) or (views is not None and len(views) != len(X)):
+        raise ValueError(f"views: one of {CAMERA_VIEWS} per row")
+    present = tuple(view for view in CAMERA_VIEWS if view in seen) if len(seen) > 1 else ()  # one view: no information
     X = with_view_inputs(X, views, present)
     mean, scale = fit_standardizer(X)
     Z, targets_fit, sample_weights, synthetic = augment(standardize(X, mean, scale), targets, augment_method, seed)
@@ -131,6 +134,11 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
     layers, biases = averaged_logits([mlp.coefs_ for mlp in members], [mlp.intercepts_ for mlp in members])
     model = StateClassifier(mean, scale, layers, biases, list(output_labels), output_states, views=present)
     return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
+
+
+def row_views(feature_sets: list[FeatureSet]) -> np.ndarray:
+    """The camera view of every row of the sets, in order (``view_of`` each set)."""
+    return np.concatenate([np.full(len(fs.y), view_of(fs)) for fs in feature_sets])
 
 
 def with_view_inputs(X: np.ndarray, views: np.ndarray | None, model_views: tuple[str, ...]) -> np.ndarray:
@@ -182,7 +190,7 @@ def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.
 
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None,
-             uncertain_below: float = 0.0, view: str | None = None) -> dict[str, Any]:
+             uncertain_below: float = 0.0, view: CameraView | None = None) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
     with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
     ``labels_of`` runs it); a model row whose top probability is below ``uncertain_below`` is ``uncertain``,
@@ -320,17 +328,18 @@ def with_baseline(features: FeatureSet, baseline: str) -> FeatureSet:
 
 
 def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled_baselines: bool = True,
-           hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA,
-           ensemble_size: int = ENSEMBLE_SIZE) -> tuple[StateClassifier, dict[str, int]]:
-    """Train on the covered rows of several datasets (webcam rows also with settled baselines)."""
+           hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA, ensemble_size: int = ENSEMBLE_SIZE,
+           view_inputs: bool = True) -> tuple[StateClassifier, dict[str, int]]:
+    """Train on the covered rows of several datasets (webcam rows also with settled baselines), with each set's
+    camera view as an input unless ``view_inputs`` is false (the recipe before views, for validation)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
     fitted = covered + settled
     X = np.concatenate([fs.X for fs in fitted])
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
-    views = np.concatenate([np.full(len(fs.y), view_of(fs)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed,
-                                     hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size, views=views)
+                                     hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size,
+                                     views=row_views(fitted) if view_inputs else None)
     model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
@@ -342,8 +351,7 @@ def export_training_rows(path: str | os.PathLike, train_sets: list[FeatureSet], 
     values 0, camera-view inputs included), the space its augmentation works in, so ``engagement generate train
     --data`` can learn from them."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
-    views = np.concatenate([np.full(len(fs.y), view_of(fs)) for fs in covered])
-    rows = standardize(with_view_inputs(np.concatenate([fs.X for fs in covered]), views, model.views), model.mean,
-                       model.scale)
+    rows = standardize(with_view_inputs(np.concatenate([fs.X for fs in covered]), row_views(covered), model.views),
+                       model.mean, model.scale)
     labels = np.concatenate([fs.y for fs in covered])
     write_atomic(path, lambda stream: np.savez_compressed(stream, X=rows, y=labels, classes=np.array(STATES)))
