@@ -323,5 +323,10 @@ def test_model_card_figures_include_the_running_baseline_rows() -> None:
 
     from engagement.classifier.card import ModelCard
 
-    labels = [row["label"] for row in summarize_card(ModelCard.from_json(_model_card()), "test").metrics]
+    summary = summarize_card(ModelCard.from_json(_model_card()), "test")
+    labels = [row["label"] for row in summary.metrics]
     assert "webcam behaviour (running baseline) / model" in labels and "cctv headstate / model" in labels
+    for room in "AB":  # a classroom the recipe never saw, beside the rules, and what validation rejected
+        assert {f"clabehavior room {room}, unseen / model", f"clabehavior room {room}, unseen / rules"} <= set(labels)
+    assert "cctv headstate" not in labels  # coverage sits in the model's row
+    assert "FER-2013 expression features" in summary.not_kept

@@ -28,6 +28,10 @@ class ModelCard:
     data: str | None = None  # each dataset's licence, caveat and label map (``train.data_card``)
     # the held-out figures again with rows below ``uncertain_below`` called uncertain (and counted as wrong)
     held_out_with_uncertain: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # a classroom the model never saw: the same recipe refitted without one room of a COCO classroom set, scored on
+    # that room (name -> evaluate report), once per room; the shipped weights fit every room
+    unseen_rooms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_kept: str | None = None  # what validation tried for this recipe and rejected (``train.NOT_KEPT``)
 
     @classmethod
     def from_json(cls, data: Any) -> "ModelCard":

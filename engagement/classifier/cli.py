@@ -88,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
     from engagement.classifier.train import (
-        data_card, default_baseline, export_training_rows, fit_on, level_training_rows, split_persons,
+        NOT_KEPT, data_card, default_baseline, export_training_rows, fit_on, level_training_rows, split_persons,
     )
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
@@ -103,29 +103,51 @@ def _train(args: argparse.Namespace) -> int:
         held_out.append(levels_test)
     model, counts = fit_on(fitted, args.augment, args.seed)
     threshold = _threshold(None)
+    unseen_rooms = _one_room_out(fitted, args.augment, args.seed)
     model.card = replace(
-        model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold,
+        model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold, not_kept=NOT_KEPT,
         data=data_card([fs.dataset for fs in fitted]),
         splits={"cctv_headstate": "val split held out (by frame)",
                 "webcam_behaviour": f"persons {args.test_persons} held out (by person)",
-                **{fs.dataset: "both rooms fit (one-room-out figures: MODEL_CARD.md)"
+                **{fs.dataset: "both rooms fit; each refitted without the other for the unseen-room figures"
                    for fs in fitted[2:] if fs.dataset == "clabehavior"},
                 **({"engagement_levels": f"persons {args.levels_test_persons} held out (by person); the others' "
                     "engaged and disengaged faces fit"} if args.levels else {})},
         held_out={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), 0.0) for fs in held_out},
         held_out_running_baseline={WEBCAM: _scored(model, webcam_test, "running", 0.0)},
         held_out_with_uncertain={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), threshold) for fs in held_out[:2]},
+        unseen_rooms=unseen_rooms,
     )
     model.save(args.out)
     if args.export_features:
         export_training_rows(args.export_features, fitted, model)
-    reports = {**model.card.held_out, f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM],
+    reports = {**model.card.held_out, **unseen_rooms,
+               f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM],
                **{f"{name} (uncertain below {threshold})": r for name, r in model.card.held_out_with_uncertain.items()}}
     print(json.dumps({name: {"coverage": r["coverage"], **{key: r[key] for key in ("level_auc",) if key in r},
                              **({"macro_f1": r["model"]["macro_f1"], "uncertain_share": r["model"]["uncertain_share"],
                                  "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]} if "model" in r else {})}
                       for name, r in reports.items()}, indent=2))
     return 0
+
+
+def _one_room_out(fitted: list[Any], augment: str, seed: int) -> dict[str, dict[str, Any]]:
+    """Figures on a classroom the recipe never saw: for each room of a fitted classroom set with several rooms, the
+    same recipe refitted without that room and scored on it."""
+    from engagement.classifier.data import COCO
+    from engagement.classifier.train import fit_on
+
+    figures = {}
+    for index, features in enumerate(fitted):
+        # a COCO image's group is its room when it has one, else the image itself (its clip)
+        has_rooms = features.format == COCO and bool((features.groups != features.clips).any())
+        rooms = sorted(set(features.groups.tolist())) if has_rooms else []
+        for room in rooms if len(rooms) > 1 else []:
+            others = [*fitted[:index], features.subset(features.groups != room), *fitted[index + 1:]]
+            model, _ = fit_on(others, augment, seed)
+            figures[f"{features.dataset} room {room}, unseen"] = _scored(
+                model, features.subset(features.groups == room), "running", 0.0)
+    return figures
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ class CardSummary:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # {"label": str, "values": [str per column]}
     augmentation: str = ""
     data: str = ""
+    not_kept: str = ""
 
 
 def load_card(session: SessionRecord) -> CardSummary:
@@ -47,16 +48,18 @@ def load_card(session: SessionRecord) -> CardSummary:
 
 
 def summarize_card(card: ModelCard, source: str) -> CardSummary:
-    """The report's view of a model card: held-out figures, then the same held-out data against the running
-    baseline (as a live view sees it) and with low-probability rows called uncertain (counted as wrong); the
-    augmentation, the data (licences, label maps) and how it was split."""
+    """The report's view of a model card: held-out figures, a classroom the recipe never saw (one room out), then
+    the same held-out data against the running baseline (as a live view sees it) and with low-probability rows
+    called uncertain (counted as wrong); the augmentation, the data (licences, label maps) and how it was split."""
     # The two further views show the model's row only (its baselines are the held-out table's). An engagement-level
-    # set shows its ranking only: its two fitted ends as states are in the model card, and the pages are few.
+    # set shows its ranking only: its two fitted ends as states are in the model card, and the pages are few. A
+    # set's coverage goes into its model row rather than a row of its own.
     held_out = {name: {key: value for key, value in report.items() if key in LEVEL_KEYS} if "level_auc" in report
-                else report for name, report in card.held_out.items()}
+                else _with_coverage(report, ("model", "majority", "rules")) for name, report in card.held_out.items()}
+    unseen = {name: _with_coverage(report, ("model", "rules")) for name, report in card.unseen_rooms.items()}
     running = {f"{name} (running baseline)": {"model": report["model"]} for name, report in card.held_out_running_baseline.items()}
     uncertain = {f"{name} (uncertain counted wrong)": {"model": report["model"]} for name, report in card.held_out_with_uncertain.items()}
-    columns, rows = _figure_table({**held_out, **running, **uncertain})
+    columns, rows = _figure_table({**held_out, **unseen, **running, **uncertain})
     splits = "; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items())
     return CardSummary(
         source=source,
@@ -64,7 +67,14 @@ def summarize_card(card: ModelCard, source: str) -> CardSummary:
         metrics=rows,
         augmentation=card.augment.replace("_", " ") if card.augment else "",
         data=". ".join(part for part in (card.data, f"Split: {splits}" if splits else "") if part),
+        not_kept=card.not_kept or "",
     )
+
+
+def _with_coverage(report: dict[str, Any], contenders: tuple[str, ...]) -> dict[str, Any]:
+    """The ``contenders``' figures of an evaluate report, the detector's coverage in the model's row."""
+    return {name: {**report[name], "coverage": report["coverage"]} if name == "model" else report[name]
+            for name in contenders}
 
 
 def _shipped_card() -> ModelCard | None:
