@@ -229,17 +229,17 @@ def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path, capl
 def test_train_scores_each_room_with_the_recipe_refitted_without_it() -> None:
     from dataclasses import replace
 
-    from engagement.classifier.cli import _one_room_out
+    from engagement.classifier.train import one_room_out
 
     every_state = synthetic_set(60, "webcam_behaviour", list(STATES), 0)
     rooms = synthetic_set(40, "clabehavior", ["attentive", "distracted", "taking_notes"], 1)
     rooms.groups = np.array(["A", "B"] * 20)  # each image's room; its clip is the image
     rooms.clips = np.array([f"images/{i}.jpg" for i in range(40)])
-    figures = _one_room_out([every_state, rooms], "class_weight", 0)
+    figures = one_room_out([every_state, rooms], "class_weight", 0)
     assert list(figures) == ["clabehavior room A, unseen", "clabehavior room B, unseen"]
     assert all(report["coverage"] == 1.0 and "rules" in report for report in figures.values())
     no_rooms = replace(rooms, groups=rooms.clips)  # COCO images without a room are not rooms
-    assert _one_room_out([every_state, no_rooms], "class_weight", 0) == {}
+    assert one_room_out([every_state, no_rooms], "class_weight", 0) == {}
 
 
 def test_level_training_rows_are_faces_with_a_state_of_persons_not_held_out() -> None:

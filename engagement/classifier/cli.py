@@ -88,7 +88,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from engagement.classifier.data import WEBCAM, DatasetFeaturizer
     from engagement.classifier.train import (
-        NOT_KEPT, data_card, default_baseline, export_training_rows, fit_on, level_training_rows, split_persons,
+        NOT_KEPT, data_card, default_baseline, export_training_rows, fit_on, level_training_rows, one_room_out,
+        split_persons,
     )
 
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
@@ -103,7 +104,7 @@ def _train(args: argparse.Namespace) -> int:
         held_out.append(levels_test)
     model, counts = fit_on(fitted, args.augment, args.seed)
     threshold = _threshold(None)
-    unseen_rooms = _one_room_out(fitted, args.augment, args.seed)
+    unseen_rooms = one_room_out(fitted, args.augment, args.seed)
     model.card = replace(
         model.card, augment=args.augment, seed=args.seed, rows=counts, uncertain_below=threshold, not_kept=NOT_KEPT,
         data=data_card([fs.dataset for fs in fitted]),
@@ -129,25 +130,6 @@ def _train(args: argparse.Namespace) -> int:
                                  "macro_f1_own_labels": r["model_own_labels"]["macro_f1"]} if "model" in r else {})}
                       for name, r in reports.items()}, indent=2))
     return 0
-
-
-def _one_room_out(fitted: list[Any], augment: str, seed: int) -> dict[str, dict[str, Any]]:
-    """Figures on a classroom the recipe never saw: for each room of a fitted classroom set with several rooms, the
-    same recipe refitted without that room and scored on it."""
-    from engagement.classifier.data import COCO
-    from engagement.classifier.train import fit_on
-
-    figures = {}
-    for index, features in enumerate(fitted):
-        # a COCO image's group is its room when it has one, else the image itself (its clip)
-        has_rooms = features.format == COCO and bool((features.groups != features.clips).any())
-        rooms = sorted(set(features.groups.tolist())) if has_rooms else []
-        for room in rooms if len(rooms) > 1 else []:
-            others = [*fitted[:index], features.subset(features.groups != room), *fitted[index + 1:]]
-            model, _ = fit_on(others, augment, seed)
-            figures[f"{features.dataset} room {room}, unseen"] = _scored(
-                model, features.subset(features.groups == room), "running", 0.0)
-    return figures
 
 
 def _evaluate(args: argparse.Namespace) -> int:

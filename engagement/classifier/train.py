@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engagement.classifier.data import (
-    CCTV, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map, view_of,
+    CCTV, COCO, ENGAGEMENT_LEVELS, LEVELS, NO_STATE, WEBCAM, FeatureSet, load_label_map, view_of,
 )
 from engagement.classifier.model import (
     MajorityClassifier, RuleBasedClassifier, StateClassifier, fit_standardizer, standardize,
@@ -347,6 +347,21 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
 
+
+
+def one_room_out(fitted: list[FeatureSet], augment_method: str, seed: int) -> dict[str, dict[str, Any]]:
+    """Figures on a classroom the recipe never saw: for each room of a fitted COCO classroom set with several rooms,
+    ``fit_on`` the same sets without that room and ``evaluate`` on it."""
+    figures = {}
+    for index, features in enumerate(fitted):
+        # a COCO image's group is its room when it has one, else the image itself (its clip)
+        has_rooms = features.format == COCO and bool((features.groups != features.clips).any())
+        rooms = sorted(set(features.groups.tolist())) if has_rooms else []
+        for room in rooms if len(rooms) > 1 else []:
+            others = [*fitted[:index], features.subset(features.groups != room), *fitted[index + 1:]]
+            model, _ = fit_on(others, augment_method, seed)
+            figures[f"{features.dataset} room {room}, unseen"] = evaluate(model, features.subset(features.groups == room))
+    return figures
 
 
 def export_training_rows(path: str | os.PathLike, train_sets: list[FeatureSet], model: StateClassifier) -> None:
