@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pypdf import PdfReader
 
 from engagement.cli import main
 from engagement.consent.forms import load_policy, read_roster, render_form
+from engagement.consent.outputs import LIVE_RECORDING_NAME
 from engagement.consent.registry import Registry
 from engagement.consent.status import STATUSES
 from engagement.errors import UserError
@@ -128,6 +130,21 @@ def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["consent", "list", "--registry", "nosuchdialect://x"]) == 2
     assert main(["consent", "purge", "--course", "NOPE", "--registry", registry]) == 2
     assert "engagement: error:" in capsys.readouterr().err
+
+
+def test_cli_purge_with_the_runs_folder_deletes_old_live_recordings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = str(tmp_path / "registry.sqlite")
+    recordings = tmp_path / "runs" / "live-recordings"
+    recordings.mkdir(parents=True)
+    (recordings / "live-20200101-090000.mp4").write_bytes(b"")  # years older than the policy's retention
+    today = recordings / datetime.now(timezone.utc).strftime(LIVE_RECORDING_NAME)
+    today.write_bytes(b"")
+    assert main(["consent", "purge", "--runs", str(tmp_path / "runs"), "--course", "X", "--registry", registry]) == 2
+    assert main(["consent", "purge", "--runs", str(tmp_path / "nope"), "--registry", registry]) == 2
+    assert capsys.readouterr().err.count("engagement: error:") == 2
+    assert main(["consent", "purge", "--runs", str(tmp_path / "runs"), "--registry", registry]) == 0
+    assert "purged 0 session(s) and 1 live recording(s)" in capsys.readouterr().out
+    assert [p.name for p in recordings.iterdir()] == [today.name]
 
 
 def test_cli_courses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

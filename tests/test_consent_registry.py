@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from engagement.consent.outputs import purge_sessions, withdraw_student
+from engagement.consent.outputs import LIVE_RECORDING_NAME, purge_recordings, purge_sessions, withdraw_student
 from engagement.consent.registry import Registry, default_registry_path, registry_url
 from engagement.errors import UserError
 from engagement.scoring import PROBABILITY_COLUMNS, summarize
@@ -260,6 +260,29 @@ def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path
         assert any(e["action"] == "session_purged" for e in registry.audit_log())
     assert purged["folder_removed"] and not old.exists()
     assert (recent / "tracks.parquet").exists()
+
+
+def live_recording(folder: Path, days_ago: int) -> Path:
+    """An (empty) live recording named as the web app names one started ``days_ago`` days ago."""
+    started = dt.datetime.combine(dt.date.today() - dt.timedelta(days=days_ago), dt.time(23, 59, 59))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / started.strftime(LIVE_RECORDING_NAME)
+    path.write_bytes(b"")
+    return path
+
+
+def test_purge_deletes_live_recordings_by_the_day_in_their_name(registry_location: str | Path, tmp_path: Path) -> None:
+    folder = tmp_path / "live-recordings"
+    old, due, young = (live_recording(folder, days) for days in (400, 30, 29))
+    for name in ("live-yesterday.mp4", "lecture.mp4", "live-20200101-000000.txt"):  # not the app's recordings
+        (folder / name).write_bytes(b"")
+    with Registry.open(registry_location) as registry:
+        assert purge_recordings(registry, tmp_path / "nothing-here", 0) == []
+        assert purge_recordings(registry, folder, 30) == [old.name, due.name]
+        logged = [e["details"]["file"] for e in registry.audit_log() if e["action"] == "live_recording_purged"]
+    assert logged == [old.name, due.name]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([young.name, "live-yesterday.mp4", "lecture.mp4",
+                                                               "live-20200101-000000.txt"])
 
 
 def test_a_new_sqlite_registry_is_readable_by_its_owner_only(tmp_path: Path) -> None:

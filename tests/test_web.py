@@ -268,15 +268,31 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
 def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
     kept = client.get("/consent/purge").get_data(as_text=True)
     assert "Nothing to delete." in kept  # held in 2026-10, the policy keeps it 180 days
+    assert "Live recordings started on or before" in kept and "Delete these outputs" not in kept
     preview = client.get("/consent/purge?older_than=0&course=BIO-101").get_data(as_text=True)
     assert "session 1 of BIO-101 held 2026-10-05: annotated.mp4, session.json, states.parquet" in preview
     assert (runs / "week-01" / "session.json").is_file()
     assert client.get("/consent/purge?older_than=soon").status_code == 400
     done = client.post("/consent/purge", data={"older_than": "0", "course": "BIO-101", "csrf_token": csrf(client)},
                        follow_redirects=True)
-    assert "purged 1 session(s)" in done.get_data(as_text=True)
+    assert "purged 1 session(s) and 0 live recording(s)" in done.get_data(as_text=True)
     assert not (runs / "week-01").exists()
     assert "No runs under the runs folder yet" in client.get("/").get_data(as_text=True)
+
+
+def test_purge_deletes_live_recordings_for_all_courses_only(client: Any, runs: Path) -> None:
+    recordings = runs / "live-recordings"
+    recordings.mkdir()
+    (recordings / "live-20200101-090000.mp4").write_bytes(b"")  # older than the policy's 180 days
+    (recordings / "live-29990101-090000.mp4").write_bytes(b"")
+    assert "live-20200101-090000.mp4" not in client.get("/consent/purge?course=BIO-101").get_data(as_text=True)
+    preview = client.get("/consent/purge").get_data(as_text=True)
+    assert "<li>live-20200101-090000.mp4</li>" in preview and "live-29990101" not in preview
+    done = client.post("/consent/purge", data={"older_than": "", "course": "", "csrf_token": csrf(client)},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "purged 0 session(s) and 1 live recording(s)" in done
+    assert [p.name for p in recordings.iterdir()] == ["live-29990101-090000.mp4"]
+    assert (runs / "week-01").is_dir()
 
 
 def test_live_page_without_a_source(client: Any) -> None:

@@ -84,6 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     purge = commands.add_parser("purge", parents=[registry_option], help="delete session outputs older than the retention period")
     purge.add_argument("--older-than", type=int, metavar="DAYS", help="default: the course's retention, else consent/policy.yaml")
     purge.add_argument("--course")
+    purge.add_argument("--runs", type=Path, metavar="DIR", help="the web app's runs folder: also delete its live "
+                       "recordings (they belong to no course) older than --older-than or consent/policy.yaml's retention")
     purge.set_defaults(handler=_purge)
 
     check = subparsers.add_parser("privacy-check", help="count faces still detectable after anonymization (exit 1 on any leak)")
@@ -294,10 +296,14 @@ def _withdraw(args: argparse.Namespace) -> int:
 
 def _purge(args: argparse.Namespace) -> int:
     from engagement.consent.forms import load_policy
-    from engagement.consent.outputs import purge_sessions
+    from engagement.consent.outputs import LIVE_RECORDINGS, purge_recordings, purge_sessions
 
     if args.older_than is not None and args.older_than < 0:
         raise UserError("--older-than must be zero or more days")
+    if args.runs is not None and args.course:
+        raise UserError("live recordings belong to no course: leave out --course to purge them with --runs")
+    if args.runs is not None and not args.runs.is_dir():
+        raise UserError(f"runs folder not found: {args.runs}")
     default_days = load_policy()["retention_days"]
     with _open(args) as registry:
         if args.course:
@@ -308,9 +314,15 @@ def _purge(args: argparse.Namespace) -> int:
                 continue
             days = args.older_than if args.older_than is not None else course["retention_days"] or default_days
             purged += purge_sessions(registry, days, course["code"])
-    print(f"purged {len(purged)} session(s)")
+        recordings = []
+        if args.runs is not None:
+            days = args.older_than if args.older_than is not None else default_days
+            recordings = purge_recordings(registry, args.runs / LIVE_RECORDINGS, days)
+    print(f"purged {len(purged)} session(s)" + (f" and {len(recordings)} live recording(s)" if args.runs else ""))
     for item in purged:
         print(f"  session {item['session']} held {item['held_on']}: deleted {len(item['files_deleted'])} file(s) in {item['run_dir']}")
+    for name in recordings:
+        print(f"  live recording {name}")
     return 0
 
 

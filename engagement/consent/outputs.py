@@ -8,7 +8,8 @@ On withdrawal, tables lose the student's tracks and any row holding their id; th
 entry holding their id, and the summary its entries for their tracks (class-level figures recomputed from
 the cleaned states table, or dropped); rendered media show or describe everyone, so they are deleted and
 must be re-rendered from the cleaned tables. Every rewrite goes to a temp file in the same folder and
-replaces the original atomically.
+replaces the original atomically. The web app's recorded live views (``RUNS/live-recordings``) belong to no course
+or session; the retention purge deletes them by the day in their name.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from engagement.files import SESSION_JSON, STATES_PARQUET, SUMMARY_JSON, write_a
 
 RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", SESSION_JSON, SUMMARY_JSON, *RENDERED_PATTERNS)
+LIVE_RECORDINGS = "live-recordings"  # the web app's recorded live views, under its runs folder
+LIVE_RECORDING_NAME = "live-%Y%m%d-%H%M%S.mp4"  # the UTC time the recording started
 CLASS_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share")  # summary.json figures over every student
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,31 @@ def purge_sessions(registry: Registry, older_than_days: int, course: str | None 
         removed = {"session": session.id, "held_on": session.held_on, **delete_outputs(session.run_dir)}
         registry.forget_session(session.id, _audited(removed))
         purged.append(removed)
+    return purged
+
+
+def expired_recordings(folder: Path, older_than_days: int) -> list[Path]:
+    """The live recordings in ``folder`` started on or before the day ``older_than_days`` ago (0: today's too),
+    by the UTC day in their name; other files are not the app's and are left alone."""
+    cutoff = dt.date.today() - dt.timedelta(days=older_than_days)
+    expired = []
+    for path in sorted(folder.glob("live-*.mp4")) if folder.is_dir() else []:
+        try:
+            started = dt.datetime.strptime(path.name, LIVE_RECORDING_NAME).date()
+        except ValueError:
+            continue
+        if started <= cutoff:
+            expired.append(path)
+    return expired
+
+
+def purge_recordings(registry: Registry, folder: Path, older_than_days: int) -> list[str]:
+    """Delete the ``expired_recordings`` of ``folder`` and log each; returns their names."""
+    purged = []
+    for path in expired_recordings(folder, older_than_days):
+        path.unlink()
+        registry.log("live_recording_purged", None, file=path.name)
+        purged.append(path.name)
     return purged
 
 

@@ -12,10 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
 from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
-from engagement.consent.outputs import KNOWN_OUTPUT_PATTERNS, purge_sessions, withdraw_student
+from engagement.consent.outputs import (
+    KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, expired_recordings, purge_recordings, purge_sessions, withdraw_student,
+)
 from engagement.errors import UserError
 from engagement.web.app import registry
 
@@ -137,11 +139,14 @@ def _purge_request() -> tuple[int, str | None]:
 
 @blueprint.route("/purge", methods=["GET", "POST"])
 def purge() -> Any:
-    """GET: the sessions a purge would delete; POST: delete their outputs and registry entries."""
+    """GET: the sessions (and, for all courses, the live recordings) a purge would delete; POST: delete them, with the
+    sessions' registry entries."""
     days, course = _purge_request()
+    recordings = current_app.config["RUNS"] / LIVE_RECORDINGS
     if request.method == "POST":
         purged = purge_sessions(registry(), days, course)
-        flash(f"purged {len(purged)} session(s)", "info")
+        deleted = purge_recordings(registry(), recordings, days) if course is None else []
+        flash(f"purged {len(purged)} session(s) and {len(deleted)} live recording(s)", "info")
         return redirect(url_for("consent.purge", older_than=days, course=course or ""))
     cutoff = dt.date.today() - dt.timedelta(days=days)
     sessions = [
@@ -149,5 +154,6 @@ def purge() -> Any:
          "files": sorted({p.name for pattern in KNOWN_OUTPUT_PATTERNS for p in s.run_dir.glob(pattern) if p.is_file()})}
         for s in registry().sessions(course=course, held_on_or_before=cutoff)
     ]
+    expired = [path.name for path in expired_recordings(recordings, days)] if course is None else []
     return render_template("purge.html.j2", days=days, course=course, cutoff=cutoff, sessions=sessions,
-                           courses=registry().courses())
+                           recordings=expired, courses=registry().courses())

@@ -3,7 +3,7 @@
 Frames come from ``engagement.live.LiveView``, so they are anonymized by the Renderer before they are
 encoded; nothing else of the source leaves the process. One analysis runs at a time, on a background thread.
 With *record*, the same anonymized frames are written to ``RUNS/live-recordings/live-<UTC time>.mp4`` (kept when the
-view stops or its source ends; a failed analysis keeps nothing).
+view stops or its source ends; a failed analysis keeps nothing). The retention purge deletes them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any, Iterator
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
+from engagement.consent.outputs import LIVE_RECORDING_NAME, LIVE_RECORDINGS
 from engagement.report.charts import STATE_COLOURS
 from engagement.report.run import readable_name
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
 BOUNDARY = "frame"
 JPEG_QUALITY = 80
-RECORDINGS = "live-recordings"  # under the runs folder
 
 
 class LiveStream:
@@ -121,7 +121,7 @@ def _stream() -> LiveStream:
 
 
 def _recordings() -> Path:
-    return current_app.config["RUNS"] / RECORDINGS
+    return current_app.config["RUNS"] / LIVE_RECORDINGS
 
 
 @blueprint.get("/")
@@ -144,7 +144,7 @@ def start() -> Any:
     record = None
     if request.form.get("record"):
         _recordings().mkdir(mode=0o700, exist_ok=True)
-        record = _recordings() / f"live-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}.mp4"
+        record = _recordings() / dt.datetime.now(dt.timezone.utc).strftime(LIVE_RECORDING_NAME)
     try:
         _stream().start(source, record)
     except UserError as error:
