@@ -3,13 +3,16 @@
 Each webcam training person (all but the held-out ones) is left out in turn, exactly as the validation folds of
 ``augmentation_ablation.py`` do; the model fits on the rest. The left-out person's labelled frames are played as
 one session, in the order the calibration stream uses (``person_streams``: clip after clip, frames in recorded
-order), at ``--fps`` frames per second, through ``StateSmoother`` with each time constant. Reported per time
-constant, as mean over folds and seeds: the per-frame macro-F1 of the smoothed state, and the share of clips
-(one behaviour each, 1-7 s) whose most frequent smoothed state is the clip's state, which is what
+order), at ``--fps`` frames per second, through ``StateSmoother`` with each time constant. The model is read
+as the webcam pipeline reads it (webcam view, webcam labels only), with the person's relative features against
+the running baseline (live) and against the whole session (a recording, ``classifier.baseline: session``).
+The fit follows the shipped recipe (``engagement classifier train``): clabehavior and the engagement_levels
+training people fit beside the cctv and webcam rows unless ``--clabehavior ''`` / ``--levels ''``. Reported per
+baseline and time constant, as mean over folds and seeds: the per-frame macro-F1 of the smoothed state, and the
+share of clips (one behaviour each, 1-7 s) whose most frequent smoothed state is the clip's state, which is what
 ``webcam_segments.py`` checks per segment.
 
-    python benchmarks/smoothing_validation.py --cctv ../shared/datasets/cctv_headstate \
-        --webcam ../shared/datasets/webcam_behaviour --taus 0 0.5 1 2 3 --seeds 0 1
+    python benchmarks/smoothing_validation.py --taus 0 0.5 1 2 3 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import numpy as np
 
 from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
-from engagement.classifier.data import STREAM_SEED, DatasetFeaturizer, person_streams
-from engagement.classifier.train import ENSEMBLE_SIZE, dataset_states, fit_on, metrics, split_persons
+from engagement.classifier.data import STREAM_SEED, WEBCAM, DatasetFeaturizer, FeatureSet, person_streams
+from engagement.classifier.train import (
+    ENSEMBLE_SIZE, LEVEL_TEST_PERSONS, dataset_states, fit_on, level_training_rows, metrics, split_persons,
+    with_settled_baselines,
+)
 from engagement.states import StateSmoother
 
 
@@ -42,6 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cctv", default="../shared/datasets/cctv_headstate")
     parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
+    parser.add_argument("--clabehavior", default="../shared/datasets/clabehavior", help="'' to fit without it")
+    parser.add_argument("--levels", default="../shared/datasets/engagement_levels", help="'' to fit without it")
     parser.add_argument("--test-persons", default="1,2", help="held-out persons, never used here")
     parser.add_argument("--taus", nargs="+", type=float, default=[0.0, 0.5, 1.0, 2.0, 3.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -56,23 +64,34 @@ def main() -> None:
     webcam = featurizer.featurize(args.webcam)
     streams = person_streams(webcam.groups, webcam.clips, STREAM_SEED)  # the order the relative features saw
     webcam_train, _ = split_persons(webcam, args.test_persons.split(","))
+    extra: list[FeatureSet] = []
+    if args.clabehavior:
+        classroom = featurizer.featurize(args.clabehavior)
+        extra.append(classroom.subset(classroom.y >= 0))
+    if args.levels:
+        extra.append(level_training_rows(split_persons(featurizer.featurize(args.levels), LEVEL_TEST_PERSONS)[0]))
     labels = dataset_states(webcam.dataset)
-    scores: dict[float, list[tuple[float, float]]] = {tau: [] for tau in args.taus}
+    baselines = ("running", "session")
+    scores: dict[tuple[str, float], list[tuple[float, float]]] = {(b, tau): [] for b in baselines for tau in args.taus}
     for seed in args.seeds:
         for fit_sets, eval_sets in validation_folds(cctv_train, webcam_train):
-            model, _ = fit_on(fit_sets, "class_weight", seed, ensemble_size=args.ensemble_size)
+            model, _ = fit_on(fit_sets + extra, "class_weight", seed, ensemble_size=args.ensemble_size)
+            webcam_model = model.only_labels_of(WEBCAM).for_view("webcam")
             person = str(eval_sets[1].groups[0])
             rows = streams[person][webcam.covered[streams[person]]]  # every webcam frame has a person so far
-            probs = model.for_view("webcam").predict_proba(webcam.X[rows])
-            for tau in args.taus:
-                states = smoothed_states(probs, tau, args.fps)
-                scores[tau].append((metrics(webcam.y[rows], states, labels)["macro_f1"],
-                                    clip_match_share(states, webcam.y[rows], webcam.clips[rows])))
+            played = webcam.subset(rows)
+            for baseline, features in zip(baselines, (played, with_settled_baselines(played))):
+                probs = webcam_model.predict_proba(features.X)
+                for tau in args.taus:
+                    states = smoothed_states(probs, tau, args.fps)
+                    scores[baseline, tau].append((metrics(played.y, states, labels)["macro_f1"],
+                                                  clip_match_share(states, played.y, played.clips)))
             print(f"seed {seed}, {person}: done", flush=True)
-    print("| smoothing_s | frame macro-F1 | clips matched | runs |\n|---|---|---|---|")
-    for tau, values in scores.items():
+    print("| baseline | smoothing_s | frame macro-F1 | clips matched | runs |\n|---|---|---|---|---|")
+    for (baseline, tau), values in scores.items():
         f1, matched = np.array(values).T
-        print(f"| {tau:g} | {f1.mean():.3f} ± {f1.std():.3f} | {matched.mean():.3f} ± {matched.std():.3f} | {len(values)} |")
+        print(f"| {baseline} | {tau:g} | {f1.mean():.3f} ± {f1.std():.3f} | {matched.mean():.3f} ± {matched.std():.3f} "
+              f"| {len(values)} |")
 
 
 if __name__ == "__main__":
