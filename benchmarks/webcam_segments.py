@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--baseline", choices=["running", "session"], help="default: the webcam pipeline's baseline")
     parser.add_argument("--process", action="store_true", help="through the real engagement process --pipeline webcam")
     parser.add_argument("--close-up", type=float, metavar="F", help="with --process: crop so the face is F of the height")
-    parser.add_argument("--set", action="append", default=[], help="with --process: pipeline overrides")
+    parser.add_argument("--set", action="append", default=[], help="pipeline overrides, e.g. classifier.warmup_frames=0")
     args = parser.parse_args()
     if args.process:
         import tempfile
@@ -172,7 +172,7 @@ def main() -> None:
         print(json.dumps({"frame_accuracy": round(frame_accuracy(probs, segments), 3), "segments_scored": len(scored),
                           "segments_matched": int(scored["match"].sum()), "track_ids": tracking.confirmed_tracks}))
         return
-    config = load_pipeline("webcam")
+    config = load_pipeline("webcam", args.set)
     if args.baseline is not None:
         config.classifier.baseline = args.baseline
     if args.smoothing_s is not None:

@@ -158,6 +158,11 @@ class ClassifierConfig:
     # A person whose most probable smoothed state is below this probability is shown and tabled as "uncertain"
     # instead of a guess (0 never says uncertain); chosen on validation by room and by person (model card).
     uncertain_below: float = UNCERTAIN_BELOW
+    # A face whose track's baseline holds fewer face frames than this is classified by the weights' warm-up model
+    # (fitted without the relative features): a baseline of a person's first few behaviours misleads the main one.
+    # 0 never uses it. Chosen on validation people for the webcam pipeline (80; MODEL_CARD.md); the lecture
+    # pipeline keeps 0, as the warm-up model scored classroom frames lower there.
+    warmup_frames: int = 0
     # Who is the instructor, left out of every student table, score and report (engagement/roles.py): "auto" (stands
     # and walks most of the time), "zone" (mostly inside instructor_zone, a polygon in pixels), "none". Recorded
     # video only: a live view keeps everyone a student.
@@ -204,6 +209,8 @@ class PipelineConfig:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if not 0.0 <= self.classifier.uncertain_below <= 1.0:
             raise UserError(f"classifier.uncertain_below must be a probability from 0 to 1, got {self.classifier.uncertain_below}")
+        if self.classifier.warmup_frames < 0:
+            raise UserError(f"classifier.warmup_frames must be 0 (off) or a number of face frames, got {self.classifier.warmup_frames}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         self.anonymizer.validate()

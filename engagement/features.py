@@ -209,11 +209,13 @@ class RunningStats:
     """Mean and standard deviation of feature vectors seen so far (Welford), per feature, skipping NaN."""
 
     def __init__(self, size: int) -> None:
+        self.frames = 0  # vectors added
         self.count = np.zeros(size)
         self.mean = np.zeros(size)
         self._sum_sq = np.zeros(size)
 
     def add(self, values: np.ndarray) -> None:
+        self.frames += 1
         seen = np.isfinite(values)
         self.count[seen] += 1
         delta = np.where(seen, values - self.mean, 0.0)
@@ -230,6 +232,12 @@ class RunningStats:
 def face_rows(frame_features: np.ndarray) -> np.ndarray:
     """Rows whose face was analysed: only these feed and receive a calibration."""
     return frame_features[:, _HAS_FACE_INDEX] == 1.0
+
+
+def warming_up(frame_features: np.ndarray, baseline_frames: np.ndarray, warmup_frames: int) -> np.ndarray:
+    """Rows with an analysed face whose track's baseline holds fewer than ``warmup_frames`` face frames: the
+    classifier's warm-up model takes them (``classifier.warmup_frames``; 0: none)."""
+    return face_rows(frame_features) & (np.asarray(baseline_frames) < warmup_frames)
 
 
 class TrackCalibration:
@@ -255,6 +263,10 @@ class TrackCalibration:
                 stats.add(values)
             relative[i] = stats.zscore(values)
         return relative
+
+    def baseline_frames(self, track_ids: np.ndarray) -> np.ndarray:
+        """How many face frames each track's baseline holds (0 for a track without one)."""
+        return np.array([self._stats[t].frames if t in self._stats else 0 for t in np.asarray(track_ids).tolist()], int)
 
     def forget(self, track_id: int) -> None:
         self._stats.pop(track_id, None)

@@ -27,7 +27,7 @@ def packaged() -> StateClassifier:
 def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) -> None:
     from engagement.classifier.model import PACKAGED_WEIGHTS
 
-    assert PACKAGED_WEIGHTS.stat().st_size < 600_000  # three 128-unit MLPs, averaged
+    assert PACKAGED_WEIGHTS.stat().st_size < 1_100_000  # three 128-unit MLPs averaged, and a warm-up model as big
     card = packaged.model_card()
     assert set(card.held_out) == {"cctv_headstate", "webcam_behaviour", "engagement_levels"} and card.augment == "class_weight"
     for dataset in ("cctv_headstate", "webcam_behaviour"):  # the shipped model beats both baselines on held-out data
@@ -45,6 +45,10 @@ def test_packaged_weights_are_small_and_carry_a_card(packaged: StateClassifier) 
     for report in card.unseen_rooms.values():
         assert report["model"]["macro_f1"] > max(report["rules"]["macro_f1"], report["majority"]["macro_f1"])
     assert packaged.views == ("ceiling", "front", "webcam") and "FER-2013" in card.not_kept
+    # live (running baseline): a young baseline's rows go to the warm-up model, as in the webcam pipeline
+    assert packaged.warmup is not None
+    live = card.held_out_running_baseline["webcam_behaviour"]
+    assert live["warmup_frames"] == 80 and live["model_own_labels"]["macro_f1"] > live["rules"]["macro_f1"]
 
 
 def test_predictions_are_probabilities_and_missing_values_are_tolerated(packaged: StateClassifier) -> None:
@@ -221,8 +225,45 @@ def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path, capl
     assert StateClassifier.load(tmp_path / "legacy.npz").for_view("front").views == ()
     legacy["format_version"] = 1
     np.savez(tmp_path / "old.npz", **legacy)
-    with pytest.raises(UserError, match="weights format 1, this version reads 2, 3"):
+    with pytest.raises(UserError, match="weights format 1, this version reads 2, 3, 4"):
         StateClassifier.load(tmp_path / "old.npz")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
+def test_warm_up_model_is_fitted_without_relative_features_and_takes_the_warming_rows(tmp_path: Path) -> None:
+    from engagement.features import warming_up
+
+    webcam = synthetic_set(90, "webcam_behaviour", list(STATES), 0)
+    webcam.X[:, FRAME_FEATURES.index("has_face")] = 1.0
+    cctv = synthetic_set(60, "cctv_headstate", ["attentive", "distracted", "taking_notes"], 1)
+    model, _ = fit_on([cctv, webcam], "class_weight", seed=0, ensemble_size=1, warmup=True)
+    plain, _ = fit_on([cctv, webcam], "class_weight", seed=0, ensemble_size=1)
+    assert plain.warmup is None and model.warmup is not None and model.warmup.warmup is None
+    np.testing.assert_array_equal(model.weights[0], plain.weights[0])  # the main network is the same fit
+    relative = slice(len(FRAME_FEATURES), len(FEATURE_NAMES))
+    assert np.isinf(model.warmup.scale[relative]).all() and np.isfinite(model.scale[relative]).all()
+    at_webcam = model.for_view("webcam").only_labels_of("webcam_behaviour")
+    assert at_webcam.warmup is not None and at_webcam.warmup.output_labels == at_webcam.output_labels
+    rows = webcam.X[:6]
+    warming = np.array([True, False, True, False, False, True])
+    probs = at_webcam.predict_proba(rows, warming)
+    np.testing.assert_allclose(probs[warming], at_webcam.warmup.predict_proba(rows[warming]), rtol=1e-6)
+    np.testing.assert_allclose(probs[~warming], at_webcam.predict_proba(rows[~warming]), rtol=1e-6)
+    assert not np.allclose(probs[warming], at_webcam.predict_proba(rows[warming]))
+    model.save(tmp_path / "warm.npz")
+    loaded = StateClassifier.load(tmp_path / "warm.npz").for_view("webcam").only_labels_of("webcam_behaviour")
+    np.testing.assert_allclose(loaded.predict_proba(rows, warming), probs, rtol=1e-6)
+    with pytest.raises(ValueError, match="warm-up model needs the same"):
+        StateClassifier(plain.mean, plain.scale, plain.weights, plain.biases, plain.output_labels, plain.output_states,
+                        views=plain.views, warmup=at_webcam.warmup)
+    # evaluate sends the rows of a young baseline to it, as a pipeline with classifier.warmup_frames does
+    webcam.baseline_frames = np.arange(1, 91)
+    assert warming_up(webcam.X, webcam.baseline_frames, 4).tolist() == [True] * 3 + [False] * 87
+    every_row = evaluate(model, webcam, warmup_frames=1000)["model"]
+    only_warmup = StateClassifier(model.warmup.mean, model.warmup.scale, model.warmup.weights, model.warmup.biases,
+                                  model.output_labels, model.output_states, views=model.views)
+    assert every_row == evaluate(only_warmup, webcam)["model"]
+    assert evaluate(model, webcam, warmup_frames=0)["model"] == evaluate(plain, webcam)["model"]
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
@@ -361,6 +402,36 @@ def test_webcam_persons_are_calibrated_as_one_online_track_each() -> None:
     assert np.isnan(first[0]).all() != np.isnan(second[0]).all()
 
 
+def test_warmup_frames_must_not_be_negative() -> None:
+    from engagement.config import ClassifierConfig, PipelineConfig, load_pipeline
+
+    with pytest.raises(UserError, match="classifier.warmup_frames must be 0"):
+        PipelineConfig(classifier=ClassifierConfig(warmup_frames=-1)).validate()
+    assert load_pipeline("webcam").classifier.warmup_frames == 80 and load_pipeline("lecture").classifier.warmup_frames == 0
+
+
+def test_stream_baselines_count_each_persons_face_frames_in_stream_order() -> None:
+    from dataclasses import replace
+
+    from engagement.classifier.data import with_stream_baselines
+    from engagement.classifier.train import with_settled_baselines
+
+    webcam = synthetic_set(36, "webcam_behaviour", ["attentive", "bored"], 0)
+    webcam.groups = np.array(["person0"] * 24 + ["person1"] * 12)
+    webcam.clips = np.array(["a"] * 12 + ["b"] * 12 + ["c"] * 12)
+    webcam.X[:, FRAME_FEATURES.index("has_face")] = 1.0
+    webcam.X[30, FRAME_FEATURES.index("has_face")] = 0.0  # no face: the baseline does not grow
+    counted = with_stream_baselines(webcam).baseline_frames
+    stream = person_streams(webcam.groups, webcam.clips, seed=0)["person0"]
+    assert counted[stream].tolist() == list(range(1, 25))
+    assert counted[24:].tolist() == [1, 2, 3, 4, 5, 6, 6, 7, 8, 9, 10, 11]
+    assert with_stream_baselines(webcam).subset(webcam.groups == "person1").baseline_frames.tolist() == counted[24:].tolist()
+    assert with_settled_baselines(webcam).baseline_frames.tolist() == [24] * 24 + [11] * 12  # the whole session
+    classroom = synthetic_set(10, "clabehavior", ["attentive"], 0)
+    assert with_stream_baselines(classroom).baseline_frames is None  # single frames of many people: no baseline
+    assert replace(classroom, X=classroom.X).baseline_frames is None
+
+
 def test_metrics_macro_f1_over_dataset_states() -> None:
     y_true = np.array([0, 0, 1, 5])
     y_pred = np.array([0, -1, 1, 5])
@@ -396,12 +467,21 @@ def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, 
     args = ["classifier", "evaluate", str(webcam_dataset), "--limit", "12", "--cache-dir", str(tmp_path)]
     assert main([*args, "--baseline", "running"]) == 0  # as a live view does
     running = json.loads(capsys.readouterr().out)
-    assert running["model"]["n_samples"] == 12 and running["model"] != report["model"]
+    # 12 frames of one person: a baseline younger than the webcam pipeline's 80 face frames either way, so the
+    # warm-up model, which does not read the baseline, gives every state
+    assert running["warmup_frames"] == report["warmup_frames"] == 80 and running["model"] == report["model"]
+    without_warmup = []
+    for baseline in ("running", "session"):
+        assert main([*args, "--baseline", baseline, "--warmup-frames", "0"]) == 0
+        without_warmup.append(json.loads(capsys.readouterr().out))
+    assert without_warmup[0]["warmup_frames"] == 0 and without_warmup[0]["model"] != without_warmup[1]["model"]
 
 
 def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["classifier", "evaluate", str(tmp_path / "nowhere")]) == 2
     assert "dataset not found" in capsys.readouterr().err
+    assert main(["classifier", "evaluate", str(tmp_path / "nowhere"), "--warmup-frames", "-1"]) == 2
+    assert "--warmup-frames must be 0 (off) or a number of face frames" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["classifier", "evaluate", str(tmp_path / "empty")]) == 2
     assert "not a dataset" in capsys.readouterr().err

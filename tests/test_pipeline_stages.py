@@ -397,7 +397,7 @@ def test_session_baseline_compares_each_track_with_its_whole_session():
     stage.features = _FakeFeatures()
     seen: list[np.ndarray] = []
     classify = stage.classifier.predict_proba
-    stage.classifier.predict_proba = lambda rows: seen.append(rows) or classify(rows)
+    stage.classifier.predict_proba = lambda rows, warming=None: seen.append(rows) or classify(rows, warming)
     frames = []
     for step in range(15):
         people = Detections.from_boxes(np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32))
@@ -419,6 +419,58 @@ def test_session_baseline_compares_each_track_with_its_whole_session():
         assert f.data["state"][2] == "" and np.isnan(f.data["score"][2])
         assert (f.data["state"][1] == "") == bool(f.data["opted_out"][1])
         assert f.data["state"][0] != ""
+
+
+class _FakeRunningFeatures(_FakeFeatures):
+    """Frame features of ``_FakeFeatures`` with a real running baseline; the second person never shows a face."""
+
+    def __init__(self) -> None:
+        from engagement.features import TrackCalibration
+
+        super().__init__()
+        self.calibration = TrackCalibration()
+
+    def __call__(self, frame: np.ndarray, detections: Detections, time_s: float) -> np.ndarray:
+        from engagement.features import FRAME_FEATURES
+
+        rows, fresh = self.frame_features(frame, detections, time_s)
+        rows[detections.track_id == 2, FRAME_FEATURES.index("has_face")] = 0.0
+        return np.concatenate([rows, self.calibration(detections.track_id, rows, learn=fresh)], axis=1)
+
+    def forget(self, track_id: int) -> None:
+        self.calibration.forget(track_id)
+
+
+def _warming_masks(baseline: str, warmup_frames: int) -> np.ndarray:
+    """The warm-up masks a StateStage gives its classifier over 9 frames of tracks 1 and 2, as (frames, 2)."""
+    from engagement.classifier.stage import StateStage
+    from engagement.config import PipelineConfig
+
+    config = PipelineConfig()
+    config.classifier.baseline = baseline
+    config.classifier.warmup_frames = warmup_frames
+    stage = StateStage(config)
+    stage.features = _FakeRunningFeatures() if baseline == "running" else _FakeFeatures()
+    masks: list[np.ndarray] = []
+    classify = stage.classifier.predict_proba
+    stage.classifier.predict_proba = lambda rows, warming=None: masks.append(warming) or classify(rows, warming)
+    for step in range(9):
+        people = Detections.from_boxes(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32))
+        people.track_id[:] = [1, 2]
+        people.data["opted_out"] = np.zeros(2, bool)
+        stage(np.zeros((60, 60, 3), np.uint8), people, step * 0.1, StageTimer())
+    stage.settle(StageTimer())
+    return np.concatenate(masks).reshape(9, 2)
+
+
+def test_young_baselines_go_to_the_warm_up_model():
+    # running: track 1's baseline learns on 2 frames of 3 (fresh faces), so it holds 1, 2, 2, 3, 4, ... face frames
+    running = _warming_masks("running", 4)
+    assert running[:, 0].tolist() == [True] * 4 + [False] * 5
+    assert not running[:, 1].any()  # no face, no baseline to be young: the main model
+    assert not _warming_masks("running", 0).any()  # 0: never
+    # session: every row of a track against its 6 fresh face frames (the fake gives both tracks a face)
+    assert not _warming_masks("session", 6).any() and _warming_masks("session", 7).all()
 
 
 def test_single_person_tracking_keeps_the_largest_person_as_track_1():

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
                                "pipeline does for a recording (classroom rows: running, they are single frames)")
+    evaluate.add_argument("--warmup-frames", type=int, metavar="N", help="webcam rows whose running baseline holds fewer "
+                          "than N face frames go to the warm-up model (classifier.warmup_frames; 0: never); default: "
+                          "the webcam pipeline's for webcam data, else 0")
     evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
@@ -102,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
         levels_train, levels_test = split_persons(featurizer.featurize(args.levels), _names(args.levels_test_persons))
         fitted.append(level_training_rows(levels_train))
         held_out.append(levels_test)
-    model, counts = fit_on(fitted, args.augment, args.seed)
+    model, counts = fit_on(fitted, args.augment, args.seed, warmup=True)
     threshold = _threshold(None)
     unseen_rooms = one_room_out(fitted, args.augment, args.seed)
     model.card = replace(
@@ -136,7 +139,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
+    from engagement.errors import UserError
 
+    if args.warmup_frames is not None and args.warmup_frames < 0:
+        raise UserError(f"--warmup-frames must be 0 (off) or a number of face frames, got {args.warmup_frames}")
     model = StateClassifier.load(args.weights)
     features = DatasetFeaturizer(cache_dir=args.cache_dir).featurize(
         args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
@@ -145,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
     report = _scored(model, features, args.baseline or default_baseline(features.dataset),
-                     _threshold(args.uncertain_below), args.view)
+                     _threshold(args.uncertain_below), args.view, args.warmup_frames)
     print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {report['view']} view, "
           f"{len(features.y)} labelled rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
@@ -202,10 +208,13 @@ def _threshold(value: float | None) -> float:
 
 
 def _scored(model: Any, features: Any, baseline: str, uncertain_below: float,
-            view: str | None = None) -> dict[str, Any]:
+            view: str | None = None, warmup_frames: int | None = None) -> dict[str, Any]:
     """``evaluate`` on the rows with relative features against the given ``baseline``, which it records, with
-    rows below ``uncertain_below`` called uncertain (wrong), seen from ``view`` (default: the format's)."""
-    from engagement.classifier.train import evaluate, with_baseline
+    rows below ``uncertain_below`` called uncertain (wrong), seen from ``view`` (default: the format's), and rows
+    of a young baseline sent to the warm-up model (``warmup_frames``, default: ``default_warmup``)."""
+    from engagement.classifier.train import default_warmup, evaluate, with_baseline
 
-    return {"baseline": baseline, **evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below,
-                                             view=view)}
+    warmup_frames = default_warmup(features.dataset) if warmup_frames is None else warmup_frames
+    report = evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below, view=view,
+                      warmup_frames=warmup_frames)
+    return {"baseline": baseline, "warmup_frames": warmup_frames if model.warmup is not None else 0, **report}

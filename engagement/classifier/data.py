@@ -37,7 +37,7 @@ from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import (
-    FEATURE_NAMES, FEATURES_VERSION, FRAME_FEATURES, FeatureExtractor, TrackCalibration, head_boxes,
+    FEATURE_NAMES, FEATURES_VERSION, FRAME_FEATURES, FeatureExtractor, TrackCalibration, face_rows, head_boxes,
 )
 from engagement.states import STATE_INDEX, STATES
 
@@ -71,10 +71,13 @@ class FeatureSet:
     dataset: str  # the label map section (or the folder, with a user's label map)
     format: str = ""  # which reader read it
     states: tuple[int, ...] = ()  # the states its label map can give (empty: those of the packaged section)
+    # (n,) int, csv formats: face frames in the baseline behind each row's relative features (not cached: derived)
+    baseline_frames: np.ndarray | None = None
 
     def subset(self, mask: np.ndarray) -> "FeatureSet":
         return replace(self, X=self.X[mask], y=self.y[mask], labels=self.labels[mask], groups=self.groups[mask],
-                       clips=self.clips[mask], covered=self.covered[mask])
+                       clips=self.clips[mask], covered=self.covered[mask],
+                       baseline_frames=None if self.baseline_frames is None else self.baseline_frames[mask])
 
     def save(self, stream: BinaryIO) -> None:
         np.savez_compressed(stream, X=self.X, y=self.y, labels=self.labels, groups=self.groups, clips=self.clips,
@@ -291,12 +294,12 @@ class DatasetFeaturizer:
                    f"{json.dumps(mapping, sort_keys=True)}")
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
-                return FeatureSet.load(cache_file)
+                return with_stream_baselines(FeatureSet.load(cache_file))
         features = self._featurize(path, fmt, dataset, mapping, split, limit)
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache_file, features.save)
-        return features
+        return with_stream_baselines(features)
 
     def _featurize(self, path: Path, fmt: str, dataset: str, mapping: dict[str, str | None], split: str | None,
                    limit: int | None) -> FeatureSet:
@@ -353,6 +356,18 @@ def person_streams(persons: np.ndarray, clips: np.ndarray, seed: int, ordered: b
         order = person_clips if ordered else rng.permutation(sorted(person_clips))
         streams[person] = np.concatenate([np.flatnonzero((persons == person) & (clips == clip)) for clip in order])
     return streams
+
+
+def with_stream_baselines(features: FeatureSet) -> FeatureSet:
+    """A csv-format set with ``baseline_frames``: how many face frames each row's running baseline holds in the
+    calibration stream (``calibrate_persons``), the row's own included."""
+    if features.format in CROWD_FORMATS:
+        return features
+    counts = np.zeros(len(features.y), int)
+    has_face = face_rows(features.X[:, :len(FRAME_FEATURES)])
+    for rows in person_streams(features.groups, features.clips, STREAM_SEED, ordered=features.format != WEBCAM).values():
+        counts[rows] = np.cumsum(has_face[rows])
+    return replace(features, baseline_frames=counts)
 
 
 def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, seed: int, ordered: bool = False) -> None:

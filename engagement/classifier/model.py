@@ -10,6 +10,11 @@ model was trained on, and a JSON model card with the held-out figures. Inference
 The camera view (``engagement.config.CAMERA_VIEWS``) is an input too: one one-hot column per view seen in training,
 after the features. A pipeline knows its view, so ``for_view`` folds those constant inputs into the first layer's
 bias and gives a model of the features alone.
+
+A file may hold a second network of the same shape, the **warm-up model**, fitted on the same rows without the
+track-relative features: ``predict_proba(features, warming)`` sends the ``warming`` rows (a face whose track's
+baseline is still young, ``engagement.features.warming_up``) to it, because a baseline of a person's first few
+behaviours misleads the main network (MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +37,9 @@ from engagement.states import STATE_INDEX, STATES
 log = logging.getLogger(__name__)
 
 PACKAGED_WEIGHTS = Path(__file__).with_name("weights.npz")
-FORMAT_VERSION = 3  # 3: camera-view inputs (``views``); 2 (no views) is still read
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4  # 4: an optional warm-up model (``warmup_*`` arrays); 3: camera-view inputs; 2: neither
+READABLE_VERSIONS = (2, 3, 4)
+WARMUP_PREFIX = "warmup_"
 CLIP_Z = 8.0  # standardised values beyond this are clipped: one wild feature must not dominate
 
 
@@ -62,7 +69,8 @@ class StateClassifier:
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray],
                  output_labels: list[str], output_states: np.ndarray, card: ModelCard | None = None,
-                 feature_names: tuple[str, ...] = FEATURE_NAMES, views: tuple[str, ...] = ()) -> None:
+                 feature_names: tuple[str, ...] = FEATURE_NAMES, views: tuple[str, ...] = (),
+                 warmup: "StateClassifier | None" = None) -> None:
         if len(weights) != len(biases) or not weights:
             raise ValueError("need one bias per weight matrix and at least one layer")
         output_states = np.asarray(output_states, np.int64)
@@ -84,6 +92,10 @@ class StateClassifier:
         inputs = len(self.feature_names) + len(self.views)
         if not len(self.mean) == len(self.scale) == self.weights[0].shape[0] == inputs:
             raise ValueError(f"need {inputs} inputs (features, then views) in the means, scales and first layer")
+        if warmup is not None and (warmup.warmup is not None or warmup.views != self.views
+                                   or warmup.output_labels != self.output_labels or warmup.feature_names != self.feature_names):
+            raise ValueError("the warm-up model needs the same features, views and outputs, and no warm-up model of its own")
+        self.warmup = warmup
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "StateClassifier":
@@ -97,14 +109,12 @@ class StateClassifier:
                 if version not in READABLE_VERSIONS:
                     raise UserError(f"{path}: weights format {version}, this version reads "
                                     f"{', '.join(map(str, READABLE_VERSIONS))}")
-                n_layers = int(data["n_layers"])
-                model = cls(
-                    mean=data["mean"], scale=data["scale"],
-                    weights=[data[f"W{i}"] for i in range(n_layers)], biases=[data[f"b{i}"] for i in range(n_layers)],
-                    output_labels=list(data["output_labels"]), output_states=data["output_states"],
-                    card=ModelCard.from_json(json.loads(str(data["card"]))), feature_names=tuple(str(n) for n in data["feature_names"]),
-                    views=tuple(str(v) for v in data["views"]) if "views" in data.files else (),
-                )
+                shared = dict(output_labels=list(data["output_labels"]), output_states=data["output_states"],
+                              feature_names=tuple(str(n) for n in data["feature_names"]),
+                              views=tuple(str(v) for v in data["views"]) if "views" in data.files else ())
+                warmup = cls(**_network(data, WARMUP_PREFIX), **shared) if f"{WARMUP_PREFIX}n_layers" in data.files else None
+                model = cls(**_network(data), **shared, card=ModelCard.from_json(json.loads(str(data["card"]))),
+                            warmup=warmup)
         except (OSError, KeyError, ValueError) as error:
             raise UserError(f"{path}: not a classifier weights file ({error})") from None
         if model.feature_names != FEATURE_NAMES:
@@ -123,7 +133,7 @@ class StateClassifier:
                                [*self.biases[:-1], self.biases[-1][keep]],
                                [label for label, kept in zip(self.output_labels, keep) if kept],
                                self.output_states[keep], card=self.card, feature_names=self.feature_names,
-                               views=self.views)
+                               views=self.views, warmup=self.warmup.only_labels_of(dataset) if self.warmup else None)
 
     def for_view(self, view: CameraView) -> "StateClassifier":
         """The model for one camera view, as a model of the features alone: the view's one-hot inputs are constant,
@@ -133,36 +143,55 @@ class StateClassifier:
             raise UserError(f"unknown camera view {view!r}; valid: {', '.join(CAMERA_VIEWS)}")
         if not self.views:
             return self
+        if view not in self.views:
+            log.warning("classifier was trained on %s views only, not %s: the view is not used",
+                        "/".join(self.views), view)
+        return self._folded(view)
+
+    def _folded(self, view: CameraView) -> "StateClassifier":
         n = len(self.feature_names)
         inputs = np.zeros(len(self.views), np.float32)
         if view in self.views:
             one_hot = np.array([[float(v == view) for v in self.views]], np.float32)
             inputs = standardize(one_hot, self.mean[n:], self.scale[n:])[0]
-        else:
-            log.warning("classifier was trained on %s views only, not %s: the view is not used",
-                        "/".join(self.views), view)
         first_bias = self.biases[0] + inputs @ self.weights[0][n:]
         return StateClassifier(self.mean[:n], self.scale[:n], [self.weights[0][:n], *self.weights[1:]],
                                [first_bias, *self.biases[1:]], self.output_labels, self.output_states, card=self.card,
-                               feature_names=self.feature_names)
+                               feature_names=self.feature_names,
+                               warmup=self.warmup._folded(view) if self.warmup else None)
 
     def save(self, path: str | Path) -> None:
         """Write the ``.npz`` atomically (temp file in the same folder, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
+        arrays = self._arrays() | (self.warmup._arrays(WARMUP_PREFIX) if self.warmup else {})
         write_atomic(path, lambda stream: np.savez_compressed(
-            stream, format_version=FORMAT_VERSION, n_layers=len(self.weights), mean=self.mean, scale=self.scale,
-            feature_names=np.array(self.feature_names), views=np.array(self.views, dtype=str),
-            output_labels=np.array(self.output_labels),
+            stream, format_version=FORMAT_VERSION, feature_names=np.array(self.feature_names),
+            views=np.array(self.views, dtype=str), output_labels=np.array(self.output_labels),
             output_states=self.output_states, card=json.dumps(self.card.to_json()), **arrays,
         ))
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """(N, 6) probabilities in ``STATES`` order for (N, F) raw feature rows (NaN = missing)."""
+    def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The network's arrays under ``prefix``: what ``_network`` reads back."""
+        layers = {f"W{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
+        named = {"n_layers": np.array(len(self.weights)), "mean": self.mean, "scale": self.scale, **layers}
+        return {prefix + name: value for name, value in named.items()}
+
+    def predict_proba(self, features: np.ndarray, warming: np.ndarray | None = None) -> np.ndarray:
+        """(N, 6) probabilities in ``STATES`` order for (N, F) raw feature rows (NaN = missing); the ``warming`` rows
+        (a boolean mask) go to the warm-up model when the file has one."""
         if self.views:
             raise ValueError("this model takes the camera view as an input: predict with model.for_view(view)")
         features = np.asarray(features, np.float32).reshape(-1, len(self.mean))
+        if self.warmup is None or warming is None:
+            return self._network_proba(features)
+        warming = np.asarray(warming, bool)
+        probs = np.empty((len(features), len(STATES)), np.float32)
+        probs[warming] = self.warmup._network_proba(features[warming])
+        probs[~warming] = self._network_proba(features[~warming])
+        return probs
+
+    def _network_proba(self, features: np.ndarray) -> np.ndarray:
         hidden = standardize(features, self.mean, self.scale)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             hidden = hidden @ weight + bias
@@ -176,6 +205,14 @@ class StateClassifier:
     def model_card(self) -> ModelCard:
         """Training data, splits and held-out figures recorded when the weights were trained."""
         return self.card
+
+
+def _network(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Means, scales, weights and biases of the network saved under ``prefix`` (``StateClassifier._arrays``)."""
+    n_layers = int(data[f"{prefix}n_layers"])
+    return {"mean": data[f"{prefix}mean"], "scale": data[f"{prefix}scale"],
+            "weights": [data[f"{prefix}W{i}"] for i in range(n_layers)],
+            "biases": [data[f"{prefix}b{i}"] for i in range(n_layers)]}
 
 
 def load_classifier(config: ClassifierConfig) -> StateClassifier:

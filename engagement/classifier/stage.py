@@ -11,6 +11,7 @@ import numpy as np
 from engagement.config import PipelineConfig
 from engagement.consent.stage import analysable
 from engagement.detections import Detections
+from engagement.features import warming_up
 from engagement.models import file_sha256
 from engagement.session import ClassifierRecord
 
@@ -38,6 +39,7 @@ class StateStage:
         self.max_age_s = config.tracker.max_age_s
         self._last_seen: dict[int, float] = {}  # track id -> time it was last analysed
         self.uncertain_below = config.classifier.uncertain_below
+        self.warmup_frames = config.classifier.warmup_frames
         # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
         self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
 
@@ -64,7 +66,9 @@ class StateStage:
             with timer("features"):
                 features = self.features(frame, subset, time_s)
             with timer("classify"):
-                raw = self.classifier.predict_proba(features)
+                warming = warming_up(features, self.features.calibration.baseline_frames(subset.track_id),
+                                     self.warmup_frames)
+                raw = self.classifier.predict_proba(features, warming)
                 probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
         set_states(detections, rows, probs, self.uncertain_below)
         return detections
@@ -82,7 +86,7 @@ class StateStage:
     def settle(self, timer: StageTimer) -> None:
         """Classify the recorded rows against each track's whole-session baseline, then smooth them per track
         in time order, as the running mode would have: states for every recorded analysis frame."""
-        from engagement.features import RELATIVE_FEATURES, session_relative
+        from engagement.features import RELATIVE_FEATURES, face_rows, session_relative
         from engagement.states import STATES
 
         self._recorded = [self._still_analysable(*entry) for entry in self._recorded]
@@ -93,10 +97,13 @@ class StateStage:
             frame_features = np.concatenate([features for _, _, features, _, _ in self._recorded])
             fresh = np.concatenate([flags for *_, flags, _ in self._recorded])
             relative = np.full((len(track_ids), len(RELATIVE_FEATURES)), np.nan, np.float32)
+            baseline_frames = np.zeros(len(track_ids), int)
             for track_id in np.unique(track_ids):
                 mine = track_ids == track_id
                 relative[mine] = session_relative(frame_features[mine], fresh[mine])
-            raw = self.classifier.predict_proba(np.concatenate([frame_features, relative], axis=1))
+                baseline_frames[mine] = (face_rows(frame_features[mine]) & fresh[mine]).sum()
+            warming = warming_up(frame_features, baseline_frames, self.warmup_frames)
+            raw = self.classifier.predict_proba(np.concatenate([frame_features, relative], axis=1), warming)
             start = 0
             for detections, rows, features, _, time_s in self._recorded:
                 probs = np.full((len(detections), len(STATES)), np.nan, np.float32)

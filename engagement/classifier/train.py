@@ -26,7 +26,7 @@ from engagement.classifier.model import (
 from engagement.config import CAMERA_VIEWS, CameraView
 from engagement.errors import UserError
 from engagement.files import write_atomic
-from engagement.features import FRAME_FEATURES, session_relative
+from engagement.features import FEATURE_NAMES, FRAME_FEATURES, face_rows, session_relative, warming_up
 from engagement.generative.augment import METHODS as SYNTHESIS_METHODS
 from engagement.states import STATE_INDEX, STATES, UNCERTAIN
 
@@ -41,7 +41,8 @@ ENSEMBLE_SIZE = 3
 LEVEL_TEST_PERSONS = ("1", "6", "12", "19")
 # Tried on the room and person folds and rejected (MODEL_CARD.md has the figures), for the card the report shows.
 NOT_KEPT = ("synthetic rows from the cVAE and DDPM, FER-2013 expression features, a track's recent frames as "
-            "features, a model per camera view, 64 or 256 hidden units, L2 alpha 1.0 or 3.0")
+            "features, a model per camera view, 64 or 256 hidden units, L2 alpha 1.0 or 3.0, a population prior for "
+            "the running baseline")
 MISSED = -1  # prediction for a label whose person was not detected
 UNSURE = -2  # prediction below the uncertainty threshold: shown as "uncertain", scored as wrong
 
@@ -110,12 +111,13 @@ def augment(
 
 def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_method: str = "none", seed: int = 0,
                      hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA,
-                     ensemble_size: int = ENSEMBLE_SIZE,
-                     views: np.ndarray | None = None) -> tuple[StateClassifier, dict[str, int]]:
+                     ensemble_size: int = ENSEMBLE_SIZE, views: np.ndarray | None = None,
+                     warmup: bool = False) -> tuple[StateClassifier, dict[str, int]]:
     """Fit standardisation on the real rows, augment, fit ``ensemble_size`` MLPs (``hidden_units`` ReLU units, L2
     ``alpha``, seeds ``seed``, ``seed + 1``, ...) on the ``labels`` (each mapped to its state index in ``y``) and
     average their logits; returns the model and row counts. ``views``, each row's camera view, become one-hot
-    inputs after the features (one per view present, none when the rows show one view only)."""
+    inputs after the features (one per view present, none when the rows show one view only). With ``warmup`` the
+    same is fitted again on the rows without their relative features: the warm-up model."""
     from sklearn.neural_network import MLPClassifier
 
     output_labels, targets = np.unique(labels, return_inverse=True)
@@ -129,14 +131,22 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
         raise ValueError(f"views: one of {CAMERA_VIEWS} per row")
     present = tuple(view for view in CAMERA_VIEWS if view in seen) if len(seen) > 1 else ()  # one view: no information
     X = with_view_inputs(X, views, present)
-    mean, scale = fit_standardizer(X)
-    Z, targets_fit, sample_weights, synthetic = augment(standardize(X, mean, scale), targets, augment_method, seed)
-    members = [MLPClassifier(hidden_layer_sizes=(hidden_units,), alpha=alpha, learning_rate_init=1e-3, max_iter=300,
-                             batch_size=128, random_state=seed + k).fit(Z, targets_fit, sample_weight=sample_weights)
-               for k in range(ensemble_size)]
-    layers, biases = averaged_logits([mlp.coefs_ for mlp in members], [mlp.intercepts_ for mlp in members])
-    model = StateClassifier(mean, scale, layers, biases, list(output_labels), output_states, views=present)
-    return model, {"real": int((~synthetic).sum()), "synthetic": int(synthetic.sum())}
+    counts: dict[str, int] = {}
+
+    def fitted(rows: np.ndarray, warmup_model: StateClassifier | None = None) -> StateClassifier:
+        mean, scale = fit_standardizer(rows)
+        Z, targets_fit, sample_weights, synthetic = augment(standardize(rows, mean, scale), targets, augment_method, seed)
+        counts.update(real=int((~synthetic).sum()), synthetic=int(synthetic.sum()))
+        members = [MLPClassifier(hidden_layer_sizes=(hidden_units,), alpha=alpha, learning_rate_init=1e-3,
+                                 max_iter=300, batch_size=128, random_state=seed + k)
+                   .fit(Z, targets_fit, sample_weight=sample_weights) for k in range(ensemble_size)]
+        layers, biases = averaged_logits([mlp.coefs_ for mlp in members], [mlp.intercepts_ for mlp in members])
+        return StateClassifier(mean, scale, layers, biases, list(output_labels), output_states, views=present,
+                               warmup=warmup_model)
+
+    without_relative = X.copy()
+    without_relative[:, len(FRAME_FEATURES):len(FEATURE_NAMES)] = np.nan
+    return fitted(X, fitted(without_relative) if warmup else None), counts
 
 
 def row_views(feature_sets: list[FeatureSet]) -> np.ndarray:
@@ -182,18 +192,21 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> dict[s
     }
 
 
-def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.0) -> np.ndarray:
+def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.0,
+                   warming: np.ndarray | None = None) -> np.ndarray:
     """Argmax state per row; ``UNSURE`` where its probability is below ``uncertain_below`` and ``MISSED`` for
-    rows without a detected person (both scored as wrong)."""
+    rows without a detected person (both scored as wrong). ``warming`` rows go to the model's warm-up model."""
     predicted = np.full(len(features.y), MISSED)
     if features.covered.any():
-        probs = model.predict_proba(features.X[features.covered])
+        covered = features.X[features.covered]
+        probs = (model.predict_proba(covered) if warming is None else
+                 model.predict_proba(covered, warming[features.covered]))
         predicted[features.covered] = np.where(probs.max(axis=1) < uncertain_below, UNSURE, probs.argmax(axis=1))
     return predicted
 
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None,
-             uncertain_below: float = 0.0, view: CameraView | None = None) -> dict[str, Any]:
+             uncertain_below: float = 0.0, view: CameraView | None = None, warmup_frames: int = 0) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
     with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
     ``labels_of`` runs it); a model row whose top probability is below ``uncertain_below`` is ``uncertain``,
@@ -201,7 +214,8 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
     model knows the dataset, else the most frequent state of the evaluated rows themselves (the strongest
     constant guess). An engagement-level set also gets ``level_figures``; rows whose label has no state stay out
     of the state part. The model sees the rows as from ``view``, by default the camera view of their format
-    (``view_of``)."""
+    (``view_of``). Rows whose baseline holds fewer than ``warmup_frames`` face frames go to the warm-up model, as in
+    a pipeline with that ``classifier.warmup_frames``."""
     view = view or view_of(features)
     model = model.for_view(view)
     report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None, "view": view,
@@ -220,6 +234,9 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
     if majority_state is None:
         row_majority = int(np.bincount(stated.y, minlength=len(STATES)).argmax())
         majority_state = model.card.majority_state.get(features.dataset, row_majority) if same_map else row_majority
+    warming = None
+    if warmup_frames and stated.baseline_frames is not None:
+        warming = warming_up(stated.X[:, :len(FRAME_FEATURES)], stated.baseline_frames, warmup_frames)
     contenders = {"model": model, "majority": MajorityClassifier(int(majority_state)), "rules": RuleBasedClassifier()}
     if same_map:
         contenders["model_own_labels"] = model.only_labels_of(features.dataset)
@@ -228,8 +245,8 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
         "states": [STATES[c] for c in labels],
         "majority_state": STATES[int(majority_state)],
         "uncertain_below": float(uncertain_below),
-        **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below if name.startswith("model") else 0.0),
-                         labels) for name, clf in contenders.items()},
+        **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below, warming) if name.startswith("model")
+                         else predict_states(clf, stated), labels) for name, clf in contenders.items()},
     }
 
 
@@ -304,10 +321,22 @@ def level_training_rows(features: FeatureSet) -> FeatureSet:
 def with_settled_baselines(features: FeatureSet) -> FeatureSet:
     """The rows again, with relative features against each person's whole-session baseline."""
     X = features.X.copy()
+    frames = np.zeros(len(X), int)
     for person in np.unique(features.groups):
         rows = features.groups == person
         X[rows, len(FRAME_FEATURES):] = session_relative(X[rows, :len(FRAME_FEATURES)])
-    return replace(features, X=X)
+        frames[rows] = face_rows(X[rows, :len(FRAME_FEATURES)]).sum()
+    return replace(features, X=X, baseline_frames=frames)
+
+
+def default_warmup(dataset: str) -> int:
+    """The webcam pipeline's ``classifier.warmup_frames`` for webcam data, as ``default_baseline``; 0 for the rest
+    (classroom rows are single frames; the warm-up model was chosen for the webcam pipeline only)."""
+    if dataset != WEBCAM:
+        return 0
+    from engagement.config import load_pipeline
+
+    return load_pipeline("webcam").classifier.warmup_frames
 
 
 def default_baseline(dataset: str) -> str:
@@ -332,9 +361,10 @@ def with_baseline(features: FeatureSet, baseline: str) -> FeatureSet:
 
 def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled_baselines: bool = True,
            hidden_units: int = HIDDEN_UNITS, alpha: float = L2_ALPHA, ensemble_size: int = ENSEMBLE_SIZE,
-           view_inputs: bool = True) -> tuple[StateClassifier, dict[str, int]]:
+           view_inputs: bool = True, warmup: bool = False) -> tuple[StateClassifier, dict[str, int]]:
     """Train on the covered rows of several datasets (webcam rows also with settled baselines), with each set's
-    camera view as an input unless ``view_inputs`` is false (the recipe before views, for validation)."""
+    camera view as an input unless ``view_inputs`` is false (the recipe before views, for validation), and with a
+    warm-up model when ``warmup`` (``train_classifier``)."""
     covered = [fs.subset(fs.covered) for fs in train_sets]
     settled = [with_settled_baselines(fs) for fs in covered if fs.dataset == WEBCAM and settled_baselines]
     fitted = covered + settled
@@ -342,7 +372,7 @@ def fit_on(train_sets: list[FeatureSet], augment_method: str, seed: int, settled
     labels = np.concatenate([np.char.add(f"{fs.dataset}:", fs.labels.astype(str)) for fs in fitted])
     model, counts = train_classifier(X, labels, np.concatenate([fs.y for fs in fitted]), augment_method, seed,
                                      hidden_units=hidden_units, alpha=alpha, ensemble_size=ensemble_size,
-                                     views=row_views(fitted) if view_inputs else None)
+                                     views=row_views(fitted) if view_inputs else None, warmup=warmup)
     model.card = replace(model.card, majority_state=majority_states(covered))
     copies = int(sum(len(fs.y) for fs in settled))
     return model, counts | {"real": counts["real"] - copies, "settled_baseline_copies": copies}
