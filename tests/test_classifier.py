@@ -230,7 +230,10 @@ def test_camera_view_is_an_input_folded_into_the_first_bias(tmp_path: Path, capl
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
-def test_warm_up_model_is_fitted_without_relative_features_and_takes_the_warming_rows(tmp_path: Path) -> None:
+def test_warm_up_model_is_fitted_without_relative_features_and_takes_the_warming_rows(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engagement.classifier.model import load_classifier
+    from engagement.config import ClassifierConfig
     from engagement.features import warming_up
 
     webcam = synthetic_set(90, "webcam_behaviour", list(STATES), 0)
@@ -253,6 +256,9 @@ def test_warm_up_model_is_fitted_without_relative_features_and_takes_the_warming
     model.save(tmp_path / "warm.npz")
     loaded = StateClassifier.load(tmp_path / "warm.npz").for_view("webcam").only_labels_of("webcam_behaviour")
     np.testing.assert_allclose(loaded.predict_proba(rows, warming), probs, rtol=1e-6)
+    plain.save(tmp_path / "plain.npz")  # weights without one still run, and say that the setting is not used
+    assert load_classifier(ClassifierConfig(weights=str(tmp_path / "plain.npz"), view="webcam", warmup_frames=80)).warmup is None
+    assert "without a warm-up model: classifier.warmup_frames 80 is not used" in caplog.text
     with pytest.raises(ValueError, match="warm-up model needs the same"):
         StateClassifier(plain.mean, plain.scale, plain.weights, plain.biases, plain.output_labels, plain.output_states,
                         views=plain.views, warmup=at_webcam.warmup)

@@ -264,7 +264,8 @@ def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path
 
 def live_recording(folder: Path, days_ago: int) -> Path:
     """An (empty) live recording named as the web app names one started ``days_ago`` days ago."""
-    started = dt.datetime.combine(dt.date.today() - dt.timedelta(days=days_ago), dt.time(23, 59, 59))
+    today = dt.datetime.now(dt.timezone.utc).date()  # the app names recordings by their UTC start
+    started = dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(23, 59, 59))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / started.strftime(LIVE_RECORDING_NAME)
     path.write_bytes(b"")
@@ -276,13 +277,16 @@ def test_purge_deletes_live_recordings_by_the_day_in_their_name(registry_locatio
     old, due, young = (live_recording(folder, days) for days in (400, 30, 29))
     for name in ("live-yesterday.mp4", "lecture.mp4", "live-20200101-000000.txt"):  # not the app's recordings
         (folder / name).write_bytes(b"")
+    (folder / "live-20200102-000000.mp4").mkdir()  # the app's name, but not a file
+    killed = folder / ".live-20200103-000000.mp4.partial-999999999.mp4"  # left by a recording process that died
+    killed.write_bytes(b"")
     with Registry.open(registry_location) as registry:
         assert purge_recordings(registry, tmp_path / "nothing-here", 0) == []
         assert purge_recordings(registry, folder, 30) == [old.name, due.name]
         logged = [e["details"]["file"] for e in registry.audit_log() if e["action"] == "live_recording_purged"]
     assert logged == [old.name, due.name]
     assert sorted(p.name for p in folder.iterdir()) == sorted([young.name, "live-yesterday.mp4", "lecture.mp4",
-                                                               "live-20200101-000000.txt"])
+                                                               "live-20200101-000000.txt", "live-20200102-000000.mp4"])
 
 
 def test_a_new_sqlite_registry_is_readable_by_its_owner_only(tmp_path: Path) -> None:

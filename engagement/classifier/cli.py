@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
                                "pipeline does for a recording (classroom rows: running, they are single frames)")
-    evaluate.add_argument("--warmup-frames", type=int, metavar="N", help="webcam rows whose running baseline holds fewer "
-                          "than N face frames go to the warm-up model (classifier.warmup_frames; 0: never); default: "
-                          "the webcam pipeline's for webcam data, else 0")
+    evaluate.add_argument("--warmup-frames", type=int, metavar="N", help="rows of a csv format whose baseline (running or "
+                          "session) holds fewer than N face frames go to the warm-up model (classifier.warmup_frames; 0: "
+                          "never); default: the webcam pipeline's for webcam data, else 0")
     evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
@@ -217,4 +217,5 @@ def _scored(model: Any, features: Any, baseline: str, uncertain_below: float,
     warmup_frames = default_warmup(features.dataset) if warmup_frames is None else warmup_frames
     report = evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below, view=view,
                       warmup_frames=warmup_frames)
-    return {"baseline": baseline, "warmup_frames": warmup_frames if model.warmup is not None else 0, **report}
+    routed = model.warmup is not None and features.baseline_frames is not None
+    return {"baseline": baseline, "warmup_frames": warmup_frames if routed else 0, **report}

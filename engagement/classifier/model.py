@@ -219,6 +219,9 @@ def load_classifier(config: ClassifierConfig) -> StateClassifier:
     """The classifier a pipeline runs: ``config.weights`` (or the packaged ones) for ``config.view``, restricted to
     the labels of ``config.labels_of`` when set."""
     model = StateClassifier.load(config.weights).for_view(config.view)
+    if config.warmup_frames and model.warmup is None:
+        log.warning("classifier weights without a warm-up model: classifier.warmup_frames %d is not used",
+                    config.warmup_frames)
     return model.only_labels_of(config.labels_of) if config.labels_of else model
 
 

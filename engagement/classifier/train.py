@@ -136,6 +136,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
     def fitted(rows: np.ndarray, warmup_model: StateClassifier | None = None) -> StateClassifier:
         mean, scale = fit_standardizer(rows)
         Z, targets_fit, sample_weights, synthetic = augment(standardize(rows, mean, scale), targets, augment_method, seed)
+        Z[:, ~np.isfinite(scale)] = 0.0  # synthetic rows too: a column never observed is 0 at inference
         counts.update(real=int((~synthetic).sum()), synthetic=int(synthetic.sum()))
         members = [MLPClassifier(hidden_layer_sizes=(hidden_units,), alpha=alpha, learning_rate_init=1e-3,
                                  max_iter=300, batch_size=128, random_state=seed + k)

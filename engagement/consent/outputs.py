@@ -196,26 +196,34 @@ def purge_sessions(registry: Registry, older_than_days: int, course: str | None 
     return purged
 
 
+def recording_cutoff(older_than_days: int) -> dt.date:
+    """The last UTC day whose live recordings a purge of ``older_than_days`` deletes (recordings are named in UTC)."""
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=older_than_days)
+
+
 def expired_recordings(folder: Path, older_than_days: int) -> list[Path]:
-    """The live recordings in ``folder`` started on or before the day ``older_than_days`` ago (0: today's too),
-    by the UTC day in their name; other files are not the app's and are left alone."""
-    cutoff = dt.date.today() - dt.timedelta(days=older_than_days)
+    """The live recordings in ``folder`` started on or before ``recording_cutoff`` (0: today's too), by the UTC day
+    in their name; other files are not the app's and are left alone."""
     expired = []
     for path in sorted(folder.glob("live-*.mp4")) if folder.is_dir() else []:
         try:
             started = dt.datetime.strptime(path.name, LIVE_RECORDING_NAME).date()
         except ValueError:
             continue
-        if started <= cutoff:
+        if started <= recording_cutoff(older_than_days) and path.is_file():
             expired.append(path)
     return expired
 
 
 def purge_recordings(registry: Registry, folder: Path, older_than_days: int) -> list[str]:
-    """Delete the ``expired_recordings`` of ``folder`` and log each; returns their names."""
+    """Delete the ``expired_recordings`` of ``folder`` and log each, and any partial recording a killed process left
+    there; returns the names of the recordings deleted."""
+    from engagement.sinks import remove_stale_partials
+
+    remove_stale_partials(folder)
     purged = []
     for path in expired_recordings(folder, older_than_days):
-        path.unlink()
+        path.unlink(missing_ok=True)  # a purge running at the same time took it first
         registry.log("live_recording_purged", None, file=path.name)
         purged.append(path.name)
     return purged

@@ -16,7 +16,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
 from engagement.consent.outputs import (
-    KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, expired_recordings, purge_recordings, purge_sessions, withdraw_student,
+    KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, expired_recordings, purge_recordings, purge_sessions, recording_cutoff,
+    withdraw_student,
 )
 from engagement.errors import UserError
 from engagement.web.app import registry
@@ -156,4 +157,4 @@ def purge() -> Any:
     ]
     expired = [path.name for path in expired_recordings(recordings, days)] if course is None else []
     return render_template("purge.html.j2", days=days, course=course, cutoff=cutoff, sessions=sessions,
-                           recordings=expired, courses=registry().courses())
+                           recordings=expired, recordings_cutoff=recording_cutoff(days), courses=registry().courses())
