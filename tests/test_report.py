@@ -325,7 +325,12 @@ def test_model_card_figures_include_the_running_baseline_rows() -> None:
 
     summary = summarize_card(ModelCard.from_json(_model_card()), "test")
     labels = [row["label"] for row in summary.metrics]
-    assert "webcam behaviour (running baseline) / model" in labels and "cctv headstate / model" in labels
+    warmed = "webcam behaviour (running baseline, 80-frame warm-up) / model"
+    assert warmed in labels and "cctv headstate / model" in labels
+    card = _model_card()
+    del card["held_out_running_baseline"]["webcam_behaviour"]["warmup_frames"]  # weights without a warm-up model
+    plain = [row["label"] for row in summarize_card(ModelCard.from_json(card), "test").metrics]
+    assert "webcam behaviour (running baseline) / model" in plain and warmed not in plain
     for room in "AB":  # a classroom the recipe never saw, beside the rules, and what validation rejected
         assert {f"clabehavior room {room}, unseen / model", f"clabehavior room {room}, unseen / rules"} <= set(labels)
     assert "cctv headstate" not in labels  # coverage sits in the model's row

@@ -57,7 +57,8 @@ def summarize_card(card: ModelCard, source: str) -> CardSummary:
     held_out = {name: {key: value for key, value in report.items() if key in LEVEL_KEYS} if "level_auc" in report
                 else _with_coverage(report, ("model", "majority", "rules")) for name, report in card.held_out.items()}
     unseen = {name: _with_coverage(report, ("model", "rules")) for name, report in card.unseen_rooms.items()}
-    running = {f"{name} (running baseline)": {"model": report["model"]} for name, report in card.held_out_running_baseline.items()}
+    running = {f"{name} (running baseline{_warmup(report)})": {"model": report["model"]}
+               for name, report in card.held_out_running_baseline.items()}
     uncertain = {f"{name} (uncertain counted wrong)": {"model": report["model"]} for name, report in card.held_out_with_uncertain.items()}
     columns, rows = _figure_table({**held_out, **unseen, **running, **uncertain})
     splits = "; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items())
@@ -69,6 +70,11 @@ def summarize_card(card: ModelCard, source: str) -> CardSummary:
         data=". ".join(part for part in (card.data, f"Split: {splits}" if splits else "") if part),
         not_kept=card.not_kept or "",
     )
+
+
+def _warmup(report: dict[str, Any]) -> str:
+    """How a held-out report's young baselines were classified, when a warm-up model took them."""
+    return f", {report['warmup_frames']}-frame warm-up" if report.get("warmup_frames") else ""
 
 
 def _with_coverage(report: dict[str, Any], contenders: tuple[str, ...]) -> dict[str, Any]:
