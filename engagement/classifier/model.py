@@ -183,7 +183,7 @@ class StateClassifier:
         if self.views:
             raise ValueError("this model takes the camera view as an input: predict with model.for_view(view)")
         features = np.asarray(features, np.float32).reshape(-1, len(self.mean))
-        if self.warmup is None or warming is None:
+        if self.warmup is None or warming is None or not np.any(warming):
             return self._network_proba(features)
         warming = np.asarray(warming, bool)
         probs = np.empty((len(features), len(STATES)), np.float32)
