@@ -40,7 +40,7 @@ import numpy as np
 
 from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
-from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
+from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet, view_of
 from engagement.classifier.model import StateClassifier
 from engagement.classifier.train import (
     ENSEMBLE_SIZE, HIDDEN_UNITS, L2_ALPHA, LEVEL_TEST_PERSONS, evaluate, fit_on, level_report, level_training_rows,
@@ -102,7 +102,7 @@ def scored(model: StateClassifier, features: FeatureSet, labels_of: str | None,
     """Macro-F1 and accuracy (uncertain = wrong) and uncertain share at each threshold; None when the model has
     no labels of ``labels_of``. Engagement-level crops (``labels_of`` "levels") get ``level_report`` instead."""
     if labels_of == "levels":
-        return level_report(model, features)
+        return level_report(model.for_view(view_of(features)), features)
     if labels_of and not any(label.startswith(f"{labels_of}:") for label in model.output_labels):
         return None
     restricted = model.only_labels_of(labels_of) if labels_of else model

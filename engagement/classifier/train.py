@@ -145,9 +145,11 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
         return StateClassifier(mean, scale, layers, biases, list(output_labels), output_states, views=present,
                                warmup=warmup_model)
 
+    if not warmup:
+        return fitted(X), counts
     without_relative = X.copy()
     without_relative[:, len(FRAME_FEATURES):len(FEATURE_NAMES)] = np.nan
-    return fitted(X, fitted(without_relative) if warmup else None), counts
+    return fitted(X, fitted(without_relative)), counts
 
 
 def row_views(feature_sets: list[FeatureSet]) -> np.ndarray:
@@ -272,11 +274,11 @@ def level_figures(scores: np.ndarray, levels: np.ndarray) -> dict[str, Any]:
 
 
 def level_report(model: Any, features: FeatureSet) -> dict[str, Any]:
-    """``level_figures`` of the model's engagement score on the covered rows of an engagement-level set (an
-    image with neither a person nor a face has no score), and the same for the rules baseline."""
+    """``level_figures`` of the engagement score of ``model`` (for one camera view, ``for_view``) on the covered rows
+    of an engagement-level set (an image with neither a person nor a face has no score), and the same for the rules
+    baseline."""
     from engagement.scoring import engagement_score
 
-    model = model.for_view(view_of(features))
     rows = features.subset(features.covered & np.isin(features.labels, ENGAGEMENT_LEVELS))
     if not len(rows.y):
         raise UserError("no image of the engagement-level set showed a person or a face: nothing to score")
