@@ -10,9 +10,15 @@ The fit follows the shipped recipe (``engagement classifier train``): clabehavio
 training people fit beside the cctv and webcam rows unless ``--clabehavior ''`` / ``--levels ''``. Reported per
 baseline and time constant, as mean over folds and seeds: the per-frame macro-F1 of the smoothed state, and the
 share of clips (one behaviour each, 1-7 s) whose most frequent smoothed state is the clip's state, which is what
-``webcam_segments.py`` checks per segment.
+``webcam_segments.py`` checks per segment. Rows whose baseline is younger than ``--warmup-frames`` face frames go
+to the warm-up model, as in the pipeline (0: one network, fitted without a warm-up model).
+
+With ``--thresholds`` it also gives, at the pipeline's time constant (``--threshold-tau``), the per-frame macro-F1
+with a smoothed row below each threshold called uncertain and counted as wrong, and the share called uncertain:
+the pipeline shows ``uncertain`` after smoothing, where an averaged, changing state is less sure than one frame.
 
     python benchmarks/smoothing_validation.py --taus 0 0.5 1 2 3 --seeds 0 1
+    python benchmarks/smoothing_validation.py --taus 1 --thresholds 0 0.3 0.35 0.4 0.45 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -25,17 +31,24 @@ from augmentation_ablation import validation_folds
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import STREAM_SEED, WEBCAM, DatasetFeaturizer, FeatureSet, person_streams
 from engagement.classifier.train import (
-    ENSEMBLE_SIZE, LEVEL_TEST_PERSONS, dataset_states, fit_on, level_training_rows, metrics, split_persons,
+    ENSEMBLE_SIZE, LEVEL_TEST_PERSONS, UNSURE, dataset_states, fit_on, level_training_rows, metrics, split_persons,
     with_settled_baselines,
 )
+from engagement.config import load_pipeline
+from engagement.features import FRAME_FEATURES, warming_up
 from engagement.states import StateSmoother
 
 
-def smoothed_states(probs: np.ndarray, window_s: float, fps: float) -> np.ndarray:
-    """Argmax state of each row after smoothing the rows as one track's frames at ``fps``."""
+def smoothed(probs: np.ndarray, window_s: float, fps: float) -> np.ndarray:
+    """The rows' probabilities after smoothing them as one track's frames at ``fps``."""
     smoother = StateSmoother(window_s)
     track = np.array([0])
-    return np.array([smoother.update(track, row[None], i / fps)[0].argmax() for i, row in enumerate(probs)])
+    return np.array([smoother.update(track, row[None], i / fps)[0] for i, row in enumerate(probs)])
+
+
+def shown_states(probs: np.ndarray, uncertain_below: float = 0.0) -> np.ndarray:
+    """Argmax state per row, ``UNSURE`` where its probability is below ``uncertain_below``."""
+    return np.where(probs.max(axis=1) < uncertain_below, UNSURE, probs.argmax(axis=1))
 
 
 def clip_match_share(states: np.ndarray, truth: np.ndarray, clips: np.ndarray) -> float:
@@ -56,6 +69,12 @@ def main() -> None:
     parser.add_argument("--ensemble-size", type=int, default=ENSEMBLE_SIZE, help="MLPs averaged per fit (the card's "
                         "smoothing table: 1)")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the played session")
+    webcam_pipeline = load_pipeline("webcam").classifier
+    parser.add_argument("--warmup-frames", type=int, default=webcam_pipeline.warmup_frames,
+                        help="default: the webcam pipeline's classifier.warmup_frames")
+    parser.add_argument("--thresholds", nargs="*", type=float, default=[], help="uncertainty thresholds to sweep")
+    parser.add_argument("--threshold-tau", type=float, default=webcam_pipeline.smoothing_s,
+                        help="time constant of the threshold sweep (default: the webcam pipeline's smoothing_s)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = parser.parse_args()
 
@@ -73,25 +92,38 @@ def main() -> None:
     labels = dataset_states(webcam.dataset)
     baselines = ("running", "session")
     scores: dict[tuple[str, float], list[tuple[float, float]]] = {(b, tau): [] for b in baselines for tau in args.taus}
+    swept: dict[tuple[str, float], list[tuple[float, float]]] = {(b, t): [] for b in baselines for t in args.thresholds}
     for seed in args.seeds:
         for fit_sets, eval_sets in validation_folds(cctv_train, webcam_train):
-            model, _ = fit_on(fit_sets + extra, "class_weight", seed, ensemble_size=args.ensemble_size)
+            model, _ = fit_on(fit_sets + extra, "class_weight", seed, ensemble_size=args.ensemble_size,
+                              warmup=args.warmup_frames > 0)
             webcam_model = model.only_labels_of(WEBCAM).for_view("webcam")
             person = str(eval_sets[1].groups[0])
             rows = streams[person][webcam.covered[streams[person]]]  # every webcam frame has a person so far
             played = webcam.subset(rows)
             for baseline, features in zip(baselines, (played, with_settled_baselines(played))):
-                probs = webcam_model.predict_proba(features.X)
+                warming = warming_up(features.X[:, :len(FRAME_FEATURES)], features.baseline_frames, args.warmup_frames)
+                probs = webcam_model.predict_proba(features.X, warming)
                 for tau in args.taus:
-                    states = smoothed_states(probs, tau, args.fps)
+                    states = shown_states(smoothed(probs, tau, args.fps))
                     scores[baseline, tau].append((metrics(played.y, states, labels)["macro_f1"],
                                                   clip_match_share(states, played.y, played.clips)))
+                at_tau = smoothed(probs, args.threshold_tau, args.fps)
+                for threshold in args.thresholds:
+                    report = metrics(played.y, shown_states(at_tau, threshold), labels)
+                    swept[baseline, threshold].append((report["macro_f1"], report["uncertain_share"]))
             print(f"seed {seed}, {person}: done", flush=True)
     print("| baseline | smoothing_s | frame macro-F1 | clips matched | runs |\n|---|---|---|---|---|")
     for (baseline, tau), values in scores.items():
         f1, matched = np.array(values).T
         print(f"| {baseline} | {tau:g} | {f1.mean():.3f} ± {f1.std():.3f} | {matched.mean():.3f} ± {matched.std():.3f} "
               f"| {len(values)} |")
+    if args.thresholds:
+        print(f"\nsmoothing_s {args.threshold_tau:g}, uncertain counted as wrong\n"
+              "| baseline | uncertain_below | frame macro-F1 | share uncertain | runs |\n|---|---|---|---|---|")
+        for (baseline, threshold), values in swept.items():
+            f1, unsure = np.array(values).T
+            print(f"| {baseline} | {threshold:g} | {f1.mean():.3f} ± {f1.std():.3f} | {unsure.mean():.3f} | {len(values)} |")
 
 
 if __name__ == "__main__":

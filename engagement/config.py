@@ -125,7 +125,8 @@ class AnonymizerConfig:
 
 CameraView = Literal["ceiling", "front", "webcam"]
 CAMERA_VIEWS: tuple[CameraView, ...] = typing.get_args(CameraView)
-UNCERTAIN_BELOW = 0.45  # default of classifier.uncertain_below, chosen on validation (MODEL_CARD.md)
+# chosen on validation for single frames (MODEL_CARD.md); the webcam pipeline's 1 s smoothed rows use 0.3
+UNCERTAIN_BELOW = 0.45
 
 
 @dataclass

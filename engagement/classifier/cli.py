@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
-                          "state probability is below this (default: the pipelines' classifier.uncertain_below)")
+                          "state probability is below this (default: 0.45, the threshold chosen for single frames)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          f"ceiling or webcam (one person at a laptop); default {ClassifierConfig.view}, as the lecture "
                          "pipeline")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
-                         "below this (default: the pipelines' classifier.uncertain_below)")
+                         "below this (default: 0.45, the threshold chosen for single frames)")
     predict.set_defaults(handler=_predict)
 
 
@@ -196,7 +196,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _threshold(value: float | None) -> float:
-    """``--uncertain-below``, by default the pipelines' ``classifier.uncertain_below``; a probability."""
+    """``--uncertain-below``, by default the single-frame threshold (evaluate and predict score unsmoothed frames);
+    a probability."""
     from engagement.config import UNCERTAIN_BELOW
     from engagement.errors import UserError
 
