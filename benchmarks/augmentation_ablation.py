@@ -31,6 +31,7 @@ from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
 from engagement.classifier.train import ENSEMBLE_SIZE, evaluate, fit_on, minority_f1, split_persons, with_baseline
 from engagement.features import FRAME_FEATURES
+from engagement.errors import run_reporting_errors
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
            "webcam_behaviour_macro_f1", "webcam_behaviour_minority_f1"]
@@ -152,4 +153,4 @@ def summary_table(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "augmentation_ablation"))

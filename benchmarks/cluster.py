@@ -27,6 +27,7 @@ os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 import ray  # noqa: E402
 
 from engagement.engines.loopback import LoopbackCluster
+from engagement.errors import run_reporting_errors
 
 
 def wait_for_nodes(count: int, timeout: float = 60) -> None:
@@ -105,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "cluster"))

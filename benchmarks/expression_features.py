@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from engagement.expression import ExpressionModel, face_input
+from engagement.errors import run_reporting_errors
 
 LEVELS = {"disengaged": 0, "partially_engaged": 1, "engaged": 2}
 WEBCAM_STATES = {"neutralface": "attentive", "frowning": "confused", "yawning": "bored", "tilt": "bored",
@@ -107,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_reporting_errors(main, "expression_features"))

@@ -22,6 +22,7 @@ from sklearn.neighbors import NearestNeighbors
 from engagement.generative import model_module
 from engagement.generative.data import load_digits
 from engagement.generative.training import TrainingData
+from engagement.errors import run_reporting_errors
 
 SAMPLES_PER_CLASS = 100
 # (row name, model, sampling options): each model trains with its default steps once; the DDIM row reuses the DDPM.
@@ -84,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "generative_tstr"))

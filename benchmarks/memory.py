@@ -15,6 +15,8 @@ from pathlib import Path
 
 import cv2
 
+from engagement.errors import run_reporting_errors
+
 
 def loop_video(source: str, minutes: float, out: Path) -> Path:
     """Write ``source`` repeated to ``minutes`` long (MJPEG AVI, so looping costs no re-encoding loss)."""
@@ -59,4 +61,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_reporting_errors(main, "memory"))

@@ -38,6 +38,7 @@ from engagement.pipeline import process_video
 from engagement.privacy import LEAK_DETECTORS, leak_check
 from engagement.sinks import VideoWriter
 from engagement.sources import FrameSource
+from engagement.errors import run_reporting_errors
 
 X264 = ["-c:v", "libx264", "-crf", "18", "-preset", "veryfast"]
 # name -> ffmpeg output options of each pass; 'metadata90' is a phone video stored sideways (pixels turned clockwise)
@@ -128,4 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_reporting_errors(main, "privacy_leak"))

@@ -47,6 +47,7 @@ from engagement.classifier.train import (
     split_persons, with_baseline,
 )
 from engagement.states import STATES
+from engagement.errors import run_reporting_errors
 
 CLA = "clabehavior"
 THRESHOLDS = (0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
@@ -172,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "retrain_validation"))

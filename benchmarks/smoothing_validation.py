@@ -37,6 +37,7 @@ from engagement.classifier.train import (
 from engagement.config import load_pipeline
 from engagement.features import FRAME_FEATURES, warming_up
 from engagement.states import StateSmoother
+from engagement.errors import run_reporting_errors
 
 
 def smoothed(probs: np.ndarray, window_s: float, fps: float) -> np.ndarray:
@@ -127,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "smoothing_validation"))

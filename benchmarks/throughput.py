@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from engagement.detector import PoseDetector
 from engagement.pipeline import process_video
 from engagement.pipeline.analyse import analysis_frames
 from engagement.records import to_json
+from engagement.errors import run_reporting_errors
 
 
 def peak_rss_mb() -> float:
@@ -194,4 +194,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_reporting_errors(main, "throughput"))

@@ -24,6 +24,7 @@ from pathlib import Path
 from engagement.consent.registry import Registry
 from engagement.consent.seatplan import Seat, SeatPlan
 from engagement.web.app import create_app
+from engagement.errors import run_reporting_errors
 
 COURSE = "BENCH-101"
 GOAL_MS = 300.0
@@ -127,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_reporting_errors(main, "web_pages"))

@@ -27,6 +27,7 @@ import pandas as pd
 from engagement.classifier.data import WEBCAM, load_label_map
 from engagement.config import PipelineConfig, load_pipeline
 from engagement.states import STATES
+from engagement.errors import run_reporting_errors
 
 
 def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
@@ -189,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_reporting_errors(main, "webcam_segments"))

@@ -11,7 +11,7 @@ import warnings
 from typing import Iterator
 
 from engagement import __version__
-from engagement.errors import IO_ERROR_EXIT, UserError, os_error_line
+from engagement.errors import run_reporting_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,21 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quiet and not args.verbose:
             warnings.simplefilter("ignore")
             stack.enter_context(native_output_silenced())
-        try:
-            return int(args.handler(args) or 0)
-        except UserError as error:
-            if args.verbose:
-                raise
-            print(f"engagement: error: {error}", file=sys.stderr)
-            return error.exit_code
-        except OSError as error:
-            if args.verbose:
-                raise
-            print(f"engagement: error: {os_error_line(error)}", file=sys.stderr)
-            return IO_ERROR_EXIT
-        except KeyboardInterrupt:
-            print("engagement: interrupted", file=sys.stderr)
-            return 130
+        return run_reporting_errors(lambda: args.handler(args), "engagement", reraise=args.verbose)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import Callable
 
 IO_ERROR_EXIT = 74  # sysexits EX_IOERR: a file could not be read or written (disk full, read-only place, permissions)
 
@@ -36,3 +38,24 @@ def os_error_reason(error: OSError) -> str:
 def os_error_line(error: OSError) -> str:
     """One line for a failed read or write: the file, when known, and the system's reason (no traceback, no data)."""
     return f"{os.fsdecode(error.filename)}: {os_error_reason(error)}" if error.filename else os_error_reason(error)
+
+
+def run_reporting_errors(run: Callable[[], int | None], prog: str, reraise: bool = False) -> int:
+    """Exit code of ``run()``: a user error or a failed read or write becomes one line on stderr and its exit code,
+    an interrupt exit code 130 (the ``engagement`` command and the benchmark scripts; ``reraise`` keeps the
+    traceback, for ``--verbose``)."""
+    try:
+        return int(run() or 0)
+    except UserError as error:
+        if reraise:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:
+        if reraise:
+            raise
+        print(f"{prog}: error: {os_error_line(error)}", file=sys.stderr)
+        return IO_ERROR_EXIT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,42 @@
+"""One line and a non-zero exit, never a traceback: the ``engagement`` command and the benchmark scripts."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engagement.errors import IO_ERROR_EXIT, ModelNotFoundError, run_reporting_errors
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def fail_with(error: BaseException):
+    def run() -> None:
+        raise error
+    return run
+
+
+def test_user_and_file_errors_become_one_line_and_their_exit_codes(capsys: pytest.CaptureFixture[str]):
+    assert run_reporting_errors(fail_with(ModelNotFoundError("model 'x' not found")), "tool") == 2
+    missing = FileNotFoundError(2, "No such file or directory", "/in.mp4")
+    assert run_reporting_errors(fail_with(missing), "tool") == IO_ERROR_EXIT
+    assert run_reporting_errors(fail_with(KeyboardInterrupt()), "tool") == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "tool: error: model 'x' not found", "tool: error: /in.mp4: No such file or directory", "tool: interrupted"]
+    assert run_reporting_errors(lambda: None, "tool") == 0 and run_reporting_errors(lambda: 3, "tool") == 3
+
+
+def test_reraise_keeps_the_traceback_and_other_errors_are_not_hidden():
+    with pytest.raises(ModelNotFoundError):
+        run_reporting_errors(fail_with(ModelNotFoundError("x")), "tool", reraise=True)
+    with pytest.raises(ZeroDivisionError):  # a bug is not the user's input: its traceback stays
+        run_reporting_errors(fail_with(ZeroDivisionError()), "tool")
+
+
+def test_a_benchmark_given_a_missing_video_says_so_in_one_line(tmp_path: Path):
+    done = subprocess.run([sys.executable, str(REPOSITORY / "benchmarks" / "webcam_segments.py"),
+                           "--video", str(tmp_path / "lecture.mp4")], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert done.returncode == IO_ERROR_EXIT
+    assert done.stderr == f"webcam_segments: error: {tmp_path / 'lecture.segments.csv'}: No such file or directory\n"
