@@ -26,8 +26,8 @@ import pandas as pd
 
 from engagement.classifier.data import WEBCAM, load_label_map
 from engagement.config import PipelineConfig, load_pipeline
+from engagement.errors import UserError, run_reporting_errors
 from engagement.states import STATES
-from engagement.errors import run_reporting_errors
 
 
 def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
@@ -62,31 +62,22 @@ def frame_probabilities(video: Path, config: PipelineConfig) -> np.ndarray:
 
 
 def close_up(video: Path, face_share: float, out: Path) -> Path:
-    """``video`` cropped (16:9) around the median YuNet face so that the face is ``face_share`` of the height."""
-    from engagement.anonymize import FaceDetector
-    from engagement.config import AnonymizerConfig
+    """``video`` cropped as ``close_up.py`` crops (16:9 around the median YuNet face of every 10th frame, the face
+    ``face_share`` of the height), written to ``out``."""
+    from close_up import close_up_box, cropped, face_detector
     from engagement.privacy import read_frames
     from engagement.sinks import VideoWriter
     from engagement.sources import FrameSource
 
     frames = list(read_frames(video))
-    detector = FaceDetector(AnonymizerConfig().face_model, 0.5, 0)
-    faces = np.array([found[0] for found in map(detector, frames[::10]) if len(found)])
-    cx, cy = np.median((faces[:, :2] + faces[:, 2:]) / 2, axis=0)
-    height = float(np.median(faces[:, 3] - faces[:, 1])) / face_share
-    width = height * 16 / 9
-    x0, y0 = int(max(cx - width / 2, 0)), int(max(cy - height / 2, 0))
+    box = close_up_box(frames[::10], face_share, face_detector())
+    if box is None:
+        raise UserError(f"{video}: no face found to frame a close-up around")
     writer = VideoWriter(out, FrameSource(str(video)).info.fps, 640, 360, crf=18)
     for frame in frames:
-        writer.write(cv2_resize(frame[y0:int(y0 + height), x0:int(x0 + width)], (640, 360)))
+        writer.write(cropped(frame, box))
     writer.close()
     return out
-
-
-def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def processed_probabilities(video: Path, overrides: list[str]) -> tuple[np.ndarray, dict]:
