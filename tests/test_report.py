@@ -208,16 +208,20 @@ def test_report_shows_this_sessions_numbers(full_report: dict[str, Path]) -> Non
     lowest = min(summary["timeline"], key=lambda row: row["score"])
     assert f"{lowest['score']:.0f} / 100" in html
     assert "taking notes" in html and "confused <b>+0.5</b>" in html
-    assert "front camera view, smoothed over 3.0 s<" in html  # the lecture pipeline keeps every label
+    assert "front camera view, smoothed over 3.0 s, uncertain below 0.45<" in html  # every label kept
+    assert "DeepSORT, mobilenetv2 appearance embeddings" in html
 
 
 def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path / "run", students=3, minutes=1, video=False)
     session = json.loads((run_dir / "session.json").read_text())
-    session["config"]["classifier"].update(smoothing_s=1.0, labels_of="webcam_behaviour", view="webcam")
+    session["config"]["classifier"].update(smoothing_s=1.0, labels_of="webcam_behaviour", view="webcam",
+                                           uncertain_below=0.3)
+    session["config"]["tracker"]["single_person"] = True
     (run_dir / "session.json").write_text(json.dumps(session))
     html = build_report(run_dir, formats=("html",))["html"].read_text()
-    assert "webcam camera view, smoothed over 1.0 s, webcam_behaviour labels only" in html
+    assert "webcam camera view, smoothed over 1.0 s, webcam_behaviour labels only, uncertain below 0.3<" in html
+    assert "the largest in each frame is the one track" in html and "DeepSORT" not in html
 
 
 @pytest.mark.parametrize(("students", "excluded", "message"), [(0, 0, "No students detected."),

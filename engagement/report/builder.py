@@ -334,9 +334,12 @@ def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
         },
         {
             "stage": "Tracker",
-            "choice": f"DeepSORT, {tracker.embedder} appearance embeddings, "
-                      f"tracks kept {tracker.max_age_s} s without a detection",
-            "why": "Appearance keeps a student's pseudonymous ID through occlusions, so per-student minutes add up.",
+            "choice": "one person: the largest in each frame is the one track (tracker.single_person)"
+                      if tracker.single_person else f"DeepSORT, {tracker.embedder} appearance embeddings, "
+                                                    f"tracks kept {tracker.max_age_s} s without a detection",
+            "why": "Appearance keeps a student's pseudonymous ID through occlusions, so per-student minutes add up."
+                   if not tracker.single_person else "A webcam shows one person; a tracker could lose them in a "
+                                                     "close-up and split their minutes over several IDs.",
         },
         {
             "stage": "Face detector",
@@ -354,7 +357,8 @@ def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
             "stage": "Classifier",
             "choice": unused or f"{model_name(models.classifier)}, {classifier.view} camera view, smoothed over "
                                 f"{classifier.smoothing_s} s"
-                                + (f", {classifier.labels_of} labels only" if classifier.labels_of else ""),
+                                + (f", {classifier.labels_of} labels only" if classifier.labels_of else "")
+                                + f", uncertain below {classifier.uncertain_below:g}",
             "why": "Small and fast on CPU; its held-out figures are below.",
         },
     ]
