@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -192,7 +193,7 @@ class Recording:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}.mp4")
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}@{socket.gethostname()}.mp4")
         self.writer: VideoWriter | None = None
         if not path.parent.is_dir():
             raise UserError(f"cannot record to {path}: folder {path.parent} does not exist")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -278,15 +280,22 @@ def test_purge_deletes_live_recordings_by_the_day_in_their_name(registry_locatio
     for name in ("live-yesterday.mp4", "lecture.mp4", "live-20200101-000000.txt"):  # not the app's recordings
         (folder / name).write_bytes(b"")
     (folder / "live-20200102-000000.mp4").mkdir()  # the app's name, but not a file
-    killed = folder / ".live-20200103-000000.mp4.partial-999999999.mp4"  # left by a recording process that died
-    killed.write_bytes(b"")
+    killed = folder / f".live-20200103-000000.mp4.partial-999999999@{socket.gethostname()}.mp4"  # its process died
+    recording = folder / f".live-20200104-000000.mp4.partial-{os.getpid()}@{socket.gethostname()}.mp4"  # still running
+    elsewhere = folder / ".live-20200105-000000.mp4.partial-999999999@another-machine.mp4"  # not ours to judge
+    for partial in (killed, recording, elsewhere):
+        partial.write_bytes(b"")
     with Registry.open(registry_location) as registry:
         assert purge_recordings(registry, tmp_path / "nothing-here", 0) == []
-        assert purge_recordings(registry, folder, 30) == [old.name, due.name]
-        logged = [e["details"]["file"] for e in registry.audit_log() if e["action"] == "live_recording_purged"]
-    assert logged == [old.name, due.name]
-    assert sorted(p.name for p in folder.iterdir()) == sorted([young.name, "live-yesterday.mp4", "lecture.mp4",
-                                                               "live-20200101-000000.txt", "live-20200102-000000.mp4"])
+        assert purge_recordings(registry, folder, 30) == [killed.name, old.name, due.name]
+        logged = [e["details"] for e in registry.audit_log() if e["action"] == "live_recording_purged"]
+    assert logged == [{"file": killed.name, "partial": True}, {"file": old.name}, {"file": due.name}]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([
+        young.name, "live-yesterday.mp4", "lecture.mp4", "live-20200101-000000.txt", "live-20200102-000000.mp4",
+        recording.name, elsewhere.name])
+    with Registry.open(registry_location) as registry:  # older than the calendar: nothing, and no overflow
+        assert purge_recordings(registry, folder, 10**12) == []
+        assert purge_sessions(registry, 10**12) == []
 
 
 def test_a_new_sqlite_registry_is_readable_by_its_owner_only(tmp_path: Path) -> None:

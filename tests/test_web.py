@@ -265,17 +265,25 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
     assert client.get("/charts/week-01/-/heatmap.png").data != heatmap  # drawn again without the student's rows
 
 
+def days_keeping_week_01() -> int:
+    """A purge age that keeps week-01 (held 2026-10-05) whatever today is."""
+    return (dt.date.today() - dt.date(2026, 10, 5)).days + 1
+
+
 def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
-    kept = client.get("/consent/purge").get_data(as_text=True)
-    assert "Nothing to delete." in kept  # held in 2026-10, the policy keeps it 180 days
+    by_policy = client.get("/consent/purge").get_data(as_text=True)
+    assert f"Held on or before {dt.date.today() - dt.timedelta(days=180)}:" in by_policy  # the policy's 180 days
+    kept = client.get(f"/consent/purge?older_than={days_keeping_week_01()}").get_data(as_text=True)
+    assert "Nothing to delete." in kept
     assert "Live recordings started on or before" in kept and "Delete these outputs" not in kept
     preview = client.get("/consent/purge?older_than=0&course=BIO-101").get_data(as_text=True)
     assert "session 1 of BIO-101 held 2026-10-05: annotated.mp4, session.json, states.parquet" in preview
     assert (runs / "week-01" / "session.json").is_file()
     assert client.get("/consent/purge?older_than=soon").status_code == 400
+    assert "Held on or before 0001-01-01:" in client.get(f"/consent/purge?older_than={10**12}").get_data(as_text=True)
     done = client.post("/consent/purge", data={"older_than": "0", "course": "BIO-101", "csrf_token": csrf(client)},
-                       follow_redirects=True)
-    assert "purged 1 session(s) and 0 live recording(s)" in done.get_data(as_text=True)
+                       follow_redirects=True).get_data(as_text=True)
+    assert "purged 1 session(s)<" in done and "live recording" not in done  # a course's purge leaves recordings alone
     assert not (runs / "week-01").exists()
     assert "No runs under the runs folder yet" in client.get("/").get_data(as_text=True)
 
@@ -283,13 +291,13 @@ def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
 def test_purge_deletes_live_recordings_for_all_courses_only(client: Any, runs: Path) -> None:
     recordings = runs / "live-recordings"
     recordings.mkdir()
-    (recordings / "live-20200101-090000.mp4").write_bytes(b"")  # older than the policy's 180 days
+    (recordings / "live-20200101-090000.mp4").write_bytes(b"")  # older than the policy's 180 days and week-01
     (recordings / "live-29990101-090000.mp4").write_bytes(b"")
     assert "live-20200101-090000.mp4" not in client.get("/consent/purge?course=BIO-101").get_data(as_text=True)
     preview = client.get("/consent/purge").get_data(as_text=True)
     assert "<li>live-20200101-090000.mp4</li>" in preview and "live-29990101" not in preview
-    done = client.post("/consent/purge", data={"older_than": "", "course": "", "csrf_token": csrf(client)},
-                       follow_redirects=True).get_data(as_text=True)
+    done = client.post("/consent/purge", data={"older_than": str(days_keeping_week_01()), "course": "",
+                                               "csrf_token": csrf(client)}, follow_redirects=True).get_data(as_text=True)
     assert "purged 0 session(s) and 1 live recording(s)" in done
     assert [p.name for p in recordings.iterdir()] == ["live-29990101-090000.mp4"]
     assert (runs / "week-01").is_dir()

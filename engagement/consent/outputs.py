@@ -187,41 +187,52 @@ def remove_late_opt_outs(registry: Registry, session_id: int, started: dt.dateti
 def purge_sessions(registry: Registry, older_than_days: int, course: str | None = None) -> list[dict[str, Any]]:
     """Delete the outputs and registry entries of sessions held ``older_than_days`` or more days ago
     (0: today's sessions too)."""
-    cutoff = dt.date.today() - dt.timedelta(days=older_than_days)
     purged = []
-    for session in registry.sessions(course=course, held_on_or_before=cutoff):
+    for session in registry.sessions(course=course, held_on_or_before=session_cutoff(older_than_days)):
         removed = {"session": session.id, "held_on": session.held_on, **delete_outputs(session.run_dir)}
         registry.forget_session(session.id, _audited(removed))
         purged.append(removed)
     return purged
 
 
+def _days_before(today: dt.date, days: int) -> dt.date:
+    """``today`` less ``days``; the calendar's first day for a longer span (nothing is that old)."""
+    return today - dt.timedelta(days=min(days, (today - dt.date.min).days))
+
+
+def session_cutoff(older_than_days: int) -> dt.date:
+    """The last day whose sessions a purge of ``older_than_days`` deletes (sessions are dated in local time)."""
+    return _days_before(dt.date.today(), older_than_days)
+
+
 def recording_cutoff(older_than_days: int) -> dt.date:
     """The last UTC day whose live recordings a purge of ``older_than_days`` deletes (recordings are named in UTC)."""
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=older_than_days)
+    return _days_before(dt.datetime.now(dt.timezone.utc).date(), older_than_days)
 
 
 def expired_recordings(folder: Path, older_than_days: int) -> list[Path]:
     """The live recordings in ``folder`` started on or before ``recording_cutoff`` (0: today's too), by the UTC day
     in their name; other files are not the app's and are left alone."""
-    expired = []
+    expired, cutoff = [], recording_cutoff(older_than_days)
     for path in sorted(folder.glob("live-*.mp4")) if folder.is_dir() else []:
         try:
             started = dt.datetime.strptime(path.name, LIVE_RECORDING_NAME).date()
         except ValueError:
             continue
-        if started <= recording_cutoff(older_than_days) and path.is_file():
+        if started <= cutoff and path.is_file():
             expired.append(path)
     return expired
 
 
 def purge_recordings(registry: Registry, folder: Path, older_than_days: int) -> list[str]:
-    """Delete the ``expired_recordings`` of ``folder`` and log each, and any partial recording a killed process left
-    there; returns the names of the recordings deleted."""
+    """Delete the ``expired_recordings`` of ``folder`` and any partial recording a killed process on this machine
+    left there, logging each; returns the names of the files deleted."""
     from engagement.sinks import remove_stale_partials
 
-    remove_stale_partials(folder)
     purged = []
+    for path in remove_stale_partials(folder):
+        registry.log("live_recording_purged", None, file=path.name, partial=True)
+        purged.append(path.name)
     for path in expired_recordings(folder, older_than_days):
         path.unlink(missing_ok=True)  # a purge running at the same time took it first
         registry.log("live_recording_purged", None, file=path.name)

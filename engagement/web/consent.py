@@ -17,6 +17,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
 from engagement.consent.outputs import (
     KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, expired_recordings, purge_recordings, purge_sessions, recording_cutoff,
+    session_cutoff,
     withdraw_student,
 )
 from engagement.errors import UserError
@@ -147,9 +148,10 @@ def purge() -> Any:
     if request.method == "POST":
         purged = purge_sessions(registry(), days, course)
         deleted = purge_recordings(registry(), recordings, days) if course is None else []
-        flash(f"purged {len(purged)} session(s) and {len(deleted)} live recording(s)", "info")
+        flash(f"purged {len(purged)} session(s)" + (f" and {len(deleted)} live recording(s)" if course is None else ""),
+              "info")
         return redirect(url_for("consent.purge", older_than=days, course=course or ""))
-    cutoff = dt.date.today() - dt.timedelta(days=days)
+    cutoff = session_cutoff(days)
     sessions = [
         {"id": s.id, "course": s.course, "held_on": s.held_on, "run_dir": s.run_dir,
          "files": sorted({p.name for pattern in KNOWN_OUTPUT_PATTERNS for p in s.run_dir.glob(pattern) if p.is_file()})}
