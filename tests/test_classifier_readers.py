@@ -115,6 +115,21 @@ def test_labels_csv_with_a_map_an_image_with_nobody_is_lost_coverage(
     assert report["model"]["confusion_matrix"]["counts"][1][-1] == 1  # the "away" image: missed
 
 
+def test_the_feature_cache_notices_changed_labels_and_images(
+        tmp_path: Path, people: dict, capsys: pytest.CaptureFixture) -> None:
+    folder = write_labels(tmp_path / "set", [{"path": "a.jpg", "label": "focused"}, {"path": "b.jpg", "label": "away"}])
+    people["a.jpg"] = people["b.jpg"] = np.array([[4, 4, 60, 60]])
+    (tmp_path / "map.yaml").write_text("focused: attentive\naway: distracted\n")
+    arguments = (str(folder), "--label-map", str(tmp_path / "map.yaml"), "--cache-dir", str(tmp_path / "cache"))
+    assert evaluate(capsys, *arguments)[1]["model"]["n_samples"] == 2
+    write_labels(folder, [{"path": "a.jpg", "label": "focused"}])  # relabelled: one image left
+    assert evaluate(capsys, *arguments)[1]["model"]["n_samples"] == 1
+    write_image(folder / "a.jpg", size=(48, 48))  # the image replaced: read again, not taken from the cache
+    people["a.jpg"] = np.empty((0, 4))
+    assert evaluate(capsys, *arguments)[1]["coverage"] == 0.0
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 3
+
+
 def test_labels_csv_without_person_column_has_no_track_history(tmp_path: Path, people: dict) -> None:
     rows = [{"path": f"{i}.jpg", "label": "focused"} for i in range(12)]
     folder = write_labels(tmp_path / "set", rows)

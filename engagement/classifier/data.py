@@ -235,6 +235,16 @@ def match_heads(label_boxes: np.ndarray, detections: Detections) -> np.ndarray:
     return matches
 
 
+def folder_fingerprint(path: Path) -> str:
+    """A hash of every file's name, size and modification time under ``path``: a cached feature set is reused only
+    while its images and labels are unchanged."""
+    digest = hashlib.sha1()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 class DatasetFeaturizer:
     """Runs detector + features over a dataset's images, caching detections per image."""
 
@@ -289,8 +299,8 @@ class DatasetFeaturizer:
         dataset, mapping = resolve_label_map(path, fmt, label_map)
         cache_file = None
         if self.cache_dir is not None:
-            key = (f"{path.resolve()}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|{STREAM_SEED}|"
-                   f"{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{fmt}|{dataset}|"
+            key = (f"{path.resolve()}|{folder_fingerprint(path)}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|"
+                   f"{STREAM_SEED}|{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{fmt}|{dataset}|"
                    f"{json.dumps(mapping, sort_keys=True)}")
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
