@@ -3,8 +3,8 @@
 A 16:9 crop centred on the median YuNet face, sized so that the face fills ``share`` of the crop's height, resized
 to 640x360: little or no body is left. ``webcam_segments.py --close-up`` crops a video this way; run on its own, this
 writes close-up copies of a ``labels.csv`` set (webcam_behaviour): each clip cropped around its own median face,
-with the share drawn per clip from ``--share LOW HIGH`` (seeded), the same labels.csv (images without a face are
-left out), so that ``engagement classifier evaluate`` scores unseen people in a close framing:
+with the share drawn per clip from ``--share LOW HIGH`` (seeded), the same labels.csv (a clip with no face in its
+sampled frames is left out), so that ``engagement classifier evaluate`` scores unseen people in a close framing:
 
     python benchmarks/close_up.py ../shared/datasets/webcam_behaviour /tmp/close_up/webcam_behaviour
     engagement classifier evaluate /tmp/close_up/webcam_behaviour --persons 1,2
@@ -35,21 +35,33 @@ def face_detector() -> FaceDetector:
 
 def close_up_box(frames: list[np.ndarray], share: float, detector: FaceDetector) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of the 16:9 crop around the median face of ``frames`` that makes the face ``share`` of its
-    height; None when no frame has a face."""
+    height, shifted (and if need be shrunk) to lie inside the frame so that nothing is stretched; None when no frame
+    has a face."""
     faces = np.array([found[0][:4] for found in map(detector, frames) if len(found)])
     if not len(faces):
         return None
+    frame_height, frame_width = frames[0].shape[:2]
     cx, cy = np.median((faces[:, :2] + faces[:, 2:4]) / 2, axis=0)
     height = float(np.median(faces[:, 3] - faces[:, 1])) / share
+    height = min(height, frame_height, frame_width * SIZE[1] / SIZE[0])
     width = height * SIZE[0] / SIZE[1]
-    x0, y0 = int(max(cx - width / 2, 0)), int(max(cy - height / 2, 0))
-    return x0, y0, int(x0 + width), int(y0 + height)
+    x0 = int(np.clip(cx - width / 2, 0, frame_width - width))
+    y0 = int(np.clip(cy - height / 2, 0, frame_height - height))
+    return x0, y0, x0 + int(width), y0 + int(height)
 
 
 def cropped(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """``image`` cut to ``box`` (clipped by the image's edges) and resized to 640x360."""
     x0, y0, x1, y1 = box
     return cv2.resize(image[y0:y1, x0:x1], SIZE, interpolation=cv2.INTER_LINEAR)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR image; a missing or unreadable one is a one-line error."""
+    image = cv2.imread(str(path))
+    if image is None:
+        raise UserError(f"{path}: missing or not an image")
+    return image
 
 
 def write_dataset(source: Path, target: Path, low: float, high: float, seed: int) -> int:
@@ -60,13 +72,15 @@ def write_dataset(source: Path, target: Path, low: float, high: float, seed: int
     rows = list(csv.DictReader(table.open(newline="")))
     if not rows or "clip" not in rows[0]:
         raise UserError(f"{table}: needs rows with a clip column (a webcam_behaviour-style set)")
+    if target.resolve().is_relative_to(source.resolve()):
+        raise UserError(f"{target} is inside {source}: write the copies elsewhere")
     detector, rng = face_detector(), np.random.default_rng(seed)
     clips: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         clips.setdefault(row["clip"], []).append(row)
     written = []
     for items in clips.values():
-        images = {row["path"]: cv2.imread(str(source / row["path"])) for row in items}
+        images = {row["path"]: read_image(source / row["path"]) for row in items}
         box = close_up_box([images[row["path"]] for row in items[::3]], rng.uniform(low, high), detector)
         for row in items if box else []:
             out = target / row["path"]
