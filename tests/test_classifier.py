@@ -476,11 +476,13 @@ def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, 
     # 12 frames of one person: a baseline younger than the webcam pipeline's 80 face frames either way, so the
     # warm-up model, which does not read the baseline, gives every state
     assert running["warmup_frames"] == report["warmup_frames"] == 80 and running["model"] == report["model"]
+    assert running["warmup_rows"] == report["warmup_rows"] == 12  # every row went to it
     without_warmup = []
     for baseline in ("running", "session"):
         assert main([*args, "--baseline", baseline, "--warmup-frames", "0"]) == 0
         without_warmup.append(json.loads(capsys.readouterr().out))
-    assert without_warmup[0]["warmup_frames"] == 0 and without_warmup[0]["model"] != without_warmup[1]["model"]
+    assert without_warmup[0]["warmup_frames"] == without_warmup[0]["warmup_rows"] == 0
+    assert without_warmup[0]["model"] != without_warmup[1]["model"]
 
 
 def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -248,6 +248,7 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
         "states": [STATES[c] for c in labels],
         "majority_state": STATES[int(majority_state)],
         "uncertain_below": float(uncertain_below),
+        "warmup_rows": int(warming[stated.covered].sum()) if warming is not None and model.warmup is not None else 0,
         **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below, warming) if name.startswith("model")
                          else predict_states(clf, stated), labels) for name, clf in contenders.items()},
     }
