@@ -30,18 +30,11 @@ import numpy as np
 from engagement.classifier.cli import DEFAULT_CACHE
 from engagement.classifier.data import WEBCAM, DatasetFeaturizer, FeatureSet
 from engagement.classifier.train import ENSEMBLE_SIZE, evaluate, fit_on, minority_f1, split_persons, with_baseline
-from engagement.features import FRAME_FEATURES
 from engagement.errors import run_reporting_errors
+from engagement.features import without_relative
 
 COLUMNS = ["cctv_headstate_macro_f1", "cctv_headstate_minority_f1",
            "webcam_behaviour_macro_f1", "webcam_behaviour_minority_f1"]
-
-
-def without_relative(features: FeatureSet) -> FeatureSet:
-    """The rows with the track-relative features marked missing (the model then never uses them)."""
-    X = features.X.copy()
-    X[:, len(FRAME_FEATURES):] = np.nan
-    return replace(features, X=X)
 
 
 def validation_folds(cctv_train: FeatureSet, webcam_train: FeatureSet) -> list[tuple[list[FeatureSet], list[FeatureSet]]]:
@@ -89,7 +82,7 @@ def main() -> None:
     cctv_test = featurizer.featurize(args.cctv, split="val")
     webcam = featurizer.featurize(args.webcam)
     if args.no_relative:
-        cctv_train, cctv_test, webcam = map(without_relative, (cctv_train, cctv_test, webcam))
+        cctv_train, cctv_test, webcam = (replace(fs, X=without_relative(fs.X)) for fs in (cctv_train, cctv_test, webcam))
     webcam_train, webcam_test = split_persons(webcam, args.test_persons.split(","))
     if args.split == "validation":
         folds = validation_folds(cctv_train, webcam_train)

@@ -234,6 +234,14 @@ def face_rows(frame_features: np.ndarray) -> np.ndarray:
     return frame_features[:, _HAS_FACE_INDEX] == 1.0
 
 
+def without_relative(rows: np.ndarray) -> np.ndarray:
+    """A copy of feature rows (``FEATURE_NAMES`` first) with the relative features missing: a model fitted on such
+    rows never reads a baseline."""
+    rows = np.array(rows, copy=True)
+    rows[:, len(FRAME_FEATURES):len(FEATURE_NAMES)] = np.nan
+    return rows
+
+
 def warming_up(frame_features: np.ndarray, baseline_frames: np.ndarray, warmup_frames: int) -> np.ndarray:
     """Rows with an analysed face whose track's baseline holds fewer than ``warmup_frames`` face frames: the
     classifier's warm-up model takes them (``classifier.warmup_frames``; 0: none)."""

@@ -34,7 +34,7 @@ def test_reraise_keeps_the_traceback_and_other_errors_are_not_hidden():
         run_reporting_errors(fail_with(ZeroDivisionError()), "tool")
 
 
-def test_a_benchmark_given_a_missing_video_says_so_in_one_line(tmp_path: Path):
+def test_a_benchmark_missing_its_input_says_so_in_one_line(tmp_path: Path):
     done = subprocess.run([sys.executable, str(REPOSITORY / "benchmarks" / "webcam_segments.py"),
                            "--video", str(tmp_path / "lecture.mp4")], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)

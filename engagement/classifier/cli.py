@@ -16,7 +16,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `engagement` parser."""
     from engagement.classifier.train import AUGMENTATIONS, LEVEL_TEST_PERSONS
-    from engagement.config import CAMERA_VIEWS, ClassifierConfig
+    from engagement.config import CAMERA_VIEWS, UNCERTAIN_BELOW, ClassifierConfig
 
     parser = subparsers.add_parser("classifier", help="train and evaluate the engagement-state classifier")
     commands = parser.add_subparsers(dest="classifier_command", metavar="COMMAND", required=True)
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
-                          "state probability is below this (default: 0.45, the threshold chosen for single frames)")
+                          f"state probability is below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          f"ceiling or webcam (one person at a laptop); default {ClassifierConfig.view}, as the lecture "
                          "pipeline")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
-                         "below this (default: 0.45, the threshold chosen for single frames)")
+                         f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
     predict.set_defaults(handler=_predict)
 
 

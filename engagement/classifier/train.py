@@ -26,7 +26,7 @@ from engagement.classifier.model import (
 from engagement.config import CAMERA_VIEWS, CameraView
 from engagement.errors import UserError
 from engagement.files import write_atomic
-from engagement.features import FEATURE_NAMES, FRAME_FEATURES, face_rows, session_relative, warming_up
+from engagement.features import FRAME_FEATURES, face_rows, session_relative, warming_up, without_relative
 from engagement.generative.augment import METHODS as SYNTHESIS_METHODS
 from engagement.states import STATE_INDEX, STATES, UNCERTAIN
 
@@ -147,9 +147,7 @@ def train_classifier(X: np.ndarray, labels: np.ndarray, y: np.ndarray, augment_m
 
     if not warmup:
         return fitted(X), counts
-    without_relative = X.copy()
-    without_relative[:, len(FRAME_FEATURES):len(FEATURE_NAMES)] = np.nan
-    return fitted(X, fitted(without_relative)), counts
+    return fitted(X, fitted(without_relative(X))), counts
 
 
 def row_views(feature_sets: list[FeatureSet]) -> np.ndarray:
