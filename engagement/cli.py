@@ -19,14 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     from engagement.consent import cli as consent_cli
     from engagement.generative import cli as generative_cli
     from engagement.report import cli as report_cli
-    from engagement import pipeline_cli, seats
+    from engagement import models, pipeline_cli, seats
     from engagement.web import cli as web_cli
 
     parser = argparse.ArgumentParser(prog="engagement", description="Privacy-respecting engagement analytics from classroom video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_output_options(parser, argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (pipeline_cli, seats, consent_cli, classifier_cli, generative_cli, report_cli, web_cli):
+    for module in (pipeline_cli, seats, consent_cli, classifier_cli, generative_cli, report_cli, web_cli, models):
         module.register(subparsers)
     for command in _leaf_parsers(parser):
         _add_output_options(command, argparse.SUPPRESS)

@@ -97,6 +97,18 @@ METHOD_MIN_SCALE = {"blur": 2.0, "pixelate": 2.0, "fill": 1.3}
 
 
 @dataclass
+class HandsConfig:
+    """Wrists from MediaPipe's hand models where the pose model finds none (``engagement.hands``): in a close
+    (laptop) framing a raised hand shows without its arm."""
+
+    enabled: bool = False
+    palm_model: str = "palm_detection_full.tflite"
+    landmark_model: str = "hand_landmark_full.tflite"  # its hand-presence output confirms each palm
+    min_palm_score: float = 0.5
+    min_presence: float = 0.5
+
+
+@dataclass
 class AnonymizerConfig:
     """Face anonymization: face detector boxes plus pose head regions, enlarged and held."""
 
@@ -193,6 +205,7 @@ class PipelineConfig:
     analysis_fps: float = 5.0  # detection and tracking rate; in-between frames come from the tracks
     models_dir: str | None = None
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    hands: HandsConfig = field(default_factory=HandsConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     consent: ConsentConfig = field(default_factory=ConsentConfig)
     anonymizer: AnonymizerConfig = field(default_factory=AnonymizerConfig)
@@ -206,6 +219,9 @@ class PipelineConfig:
             raise UserError(f"detector.threads must be 0 (auto) or a positive number of threads, got {self.detector.threads}")
         if self.detector.batch < 0:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
+        for name in ("min_palm_score", "min_presence"):
+            if not 0.0 <= getattr(self.hands, name) <= 1.0:
+                raise UserError(f"hands.{name} must be a probability from 0 to 1, got {getattr(self.hands, name)}")
         if self.classifier.instructor == "zone" and len(self.classifier.instructor_zone) < 3:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if not 0.0 <= self.classifier.uncertain_below <= 1.0:

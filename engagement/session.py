@@ -56,6 +56,8 @@ class ModelsRecord:
     detector: ModelRecord = field(default_factory=ModelRecord)
     face_detector: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
     face_landmarker: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
+    palm_detector: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
+    hand_landmarker: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
     classifier: ClassifierRecord | None = field(default=None, metadata=OMIT_IF_NONE)
 
 

@@ -64,6 +64,18 @@ def models_dir(assets: Path) -> Path:
     return _require(assets / "models")
 
 
+@pytest.fixture(scope="session")
+def hand_models(_models_env: None) -> Path:
+    """The folder holding MediaPipe's hand models, which a package index serves rather than ../shared
+    (`engagement models hands` installs them; .ci/run does)."""
+    from engagement.models import HAND_MODELS, find_model
+
+    found = [find_model(name) for name in HAND_MODELS]
+    if None in found or len({path.parent for path in found}) != 1:
+        _missing("hand models missing: run `engagement models hands` (.ci/run does)")
+    return found[0].parent
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _models_env() -> Iterator[None]:
     """Point model resolution at the shared models for every test, module fixtures included."""

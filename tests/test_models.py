@@ -62,3 +62,49 @@ def test_openvino_detector_threads_are_set_and_results_unchanged(classroom_frame
     a, b = one(classroom_frame), two(classroom_frame)
     assert len(a) >= 10 and len(a) == len(b)
     np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
+
+
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+    return path
+
+
+def test_hand_models_install_from_a_wheel_and_are_checked(tmp_path: Path, hand_models: Path) -> None:
+    from engagement.cli import main
+    from engagement.models import HAND_MODELS, file_sha256
+
+    wheel = _wheel(tmp_path / "mediapipe.whl", {member: (hand_models / name).read_bytes()
+                                                for name, (member, _) in HAND_MODELS.items()})
+    assert main(["models", "hands", "--wheel", str(wheel), "--to", str(tmp_path / "models")]) == 0
+    for name, (_, digest) in HAND_MODELS.items():
+        assert file_sha256(tmp_path / "models" / name) == digest
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(HAND_MODELS), "no temporary files left"
+
+
+@pytest.mark.parametrize("contents, message", [
+    ({"mediapipe/modules/palm_detection/palm_detection_full.tflite": b"x",
+      "mediapipe/modules/hand_landmark/hand_landmark_full.tflite": b"y"}, "does not match its sha256: use mediapipe==0.10.14"),
+    ({"other.txt": b"x"}, "is not a MediaPipe wheel with the hand models"),
+])
+def test_a_wrong_wheel_installs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, contents: dict, message: str) -> None:
+    from engagement.cli import main
+
+    wheel = _wheel(tmp_path / "mediapipe.whl", contents)
+    assert main(["models", "hands", "--wheel", str(wheel), "--to", str(tmp_path / "models")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import engagement.models as models
+    from engagement.cli import main
+
+    monkeypatch.setattr(models, "HAND_MODELS_WHEEL", ("mediapipe", "0.0.0", "cp311", "manylinux_2_17_x86_64"))
+    assert main(["models", "hands", "--to", str(tmp_path / "models")]) == 2
+    error = capsys.readouterr().err
+    assert "cannot download mediapipe==0.0.0 from the package index" in error and len(error.strip().splitlines()) == 1

@@ -210,6 +210,7 @@ def test_report_shows_this_sessions_numbers(full_report: dict[str, Path]) -> Non
     assert "taking notes" in html and "confused <b>+0.5</b>" in html
     assert "front camera view, smoothed over 3.0 s, uncertain below 0.45<" in html  # every label kept
     assert "DeepSORT, mobilenetv2 appearance embeddings" in html
+    assert "from the hands" not in html  # the lecture pipeline runs no hand models
 
 
 def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:
@@ -218,10 +219,14 @@ def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:
     session["config"]["classifier"].update(smoothing_s=1.0, labels_of="webcam_behaviour", view="webcam",
                                            uncertain_below=0.3)
     session["config"]["tracker"]["single_person"] = True
+    session["models"] |= {"palm_detector": {"name": "palm_detection_full.tflite"},
+                          "hand_landmarker": {"name": "hand_landmark_full.tflite"}}
     (run_dir / "session.json").write_text(json.dumps(session))
     html = build_report(run_dir, formats=("html",))["html"].read_text()
     assert "webcam camera view, smoothed over 1.0 s, webcam_behaviour labels only, uncertain below 0.3<" in html
     assert "the largest in each frame is the one track" in html and "DeepSORT" not in html
+    assert "wrists the pose model misses from the hands (palm_detection_full.tflite, confirmed by " \
+           "hand_landmark_full.tflite)" in html
 
 
 @pytest.mark.parametrize(("students", "excluded", "message"), [(0, 0, "No students detected."),

@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
                           f"state probability is below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
+    evaluate.add_argument("--hands", action="store_true", help="images scored one person at a time: fill the wrists "
+                          "the pose model misses from MediaPipe's hand models, as the webcam pipeline does (hands.enabled; "
+                          "`engagement models hands` installs them)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -139,12 +142,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
+    from engagement.config import HandsConfig
     from engagement.errors import UserError
 
     if args.warmup_frames is not None and args.warmup_frames < 0:
         raise UserError(f"--warmup-frames must be 0 (off) or a number of face frames, got {args.warmup_frames}")
     model = StateClassifier.load(args.weights)
-    features = DatasetFeaturizer(cache_dir=args.cache_dir).featurize(
+    hands = HandsConfig(enabled=True) if args.hands else None
+    features = DatasetFeaturizer(cache_dir=args.cache_dir, hands=hands).featurize(
         args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
     per_image = features.format not in CROWD_FORMATS
     for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):

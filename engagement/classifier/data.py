@@ -32,7 +32,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 import numpy as np
 import yaml
 
-from engagement.config import ClassifierConfig, DetectorConfig
+from engagement.config import ClassifierConfig, DetectorConfig, HandsConfig
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.files import write_atomic
@@ -249,15 +249,28 @@ class DatasetFeaturizer:
     """Runs detector + features over a dataset's images, caching detections per image."""
 
     def __init__(self, cache_dir: str | Path | None = None, models_dir: str | None = None,
-                 tile_grid: tuple[int, int] = (3, 3), detector_config: DetectorConfig | None = None) -> None:
+                 tile_grid: tuple[int, int] = (3, 3), detector_config: DetectorConfig | None = None,
+                 hands: HandsConfig | None = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.models_dir = models_dir
         self.tile_grid = tile_grid
         self.detector_config = detector_config or DetectorConfig()
+        self.hands = hands if hands is not None and hands.enabled else None  # wrists from hands, on untiled images
         self._detector = None
+        self._hand_wrists = None
         self.extractor = FeatureExtractor(ClassifierConfig(), models_dir)
 
     def detections(self, image_path: Path, frame: np.ndarray, grid: tuple[int, int]) -> Detections:
+        found = self._pose_detections(image_path, frame, grid)
+        if self.hands is None or grid != (1, 1):
+            return found
+        if self._hand_wrists is None:
+            from engagement.hands import HandWrists
+
+            self._hand_wrists = HandWrists.from_config(self.hands, self.models_dir)
+        return self._hand_wrists(frame, found)
+
+    def _pose_detections(self, image_path: Path, frame: np.ndarray, grid: tuple[int, int]) -> Detections:
         cache_file = None
         if self.cache_dir is not None:
             key = hashlib.sha1(f"{image_path.resolve()}|{grid}|{self.detector_config}".encode()).hexdigest()[:16]
@@ -301,7 +314,7 @@ class DatasetFeaturizer:
         if self.cache_dir is not None:
             key = (f"{path.resolve()}|{folder_fingerprint(path)}|{split}|{limit}|{self.tile_grid}|{self.detector_config}|"
                    f"{STREAM_SEED}|{FEATURE_SET_FORMAT}|{FEATURES_VERSION}|{FEATURE_NAMES}|{fmt}|{dataset}|"
-                   f"{json.dumps(mapping, sort_keys=True)}")
+                   f"{json.dumps(mapping, sort_keys=True)}" + (f"|hands={self.hands}" if self.hands else ""))
             cache_file = self.cache_dir / "features" / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             if cache_file.is_file():
                 return with_stream_baselines(FeatureSet.load(cache_file))

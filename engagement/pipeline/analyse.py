@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engagement.classifier.stage import StateStage
     from engagement.consent.stage import ConsentStage, RegistrySnapshot
     from engagement.detector import FaceFallback, PoseDetector
+    from engagement.hands import HandWrists
     from engagement.tracker import Tracker
 
 
@@ -79,24 +80,26 @@ class Analyzer:
         states: "StateStage | None" = None,
         timer: StageTimer | None = None,
         fallback: "FaceFallback | None" = None,
+        hands: "HandWrists | None" = None,
     ) -> None:
         from engagement.stitch import Tracklets
 
         self.config = config
         self.detector, self.tracker, self.consent, self.states = detector, tracker, consent, states
-        self.fallback = fallback
+        self.fallback, self.hands = fallback, hands
         self.timer = timer or StageTimer()
         self.tracklets: Tracklets = Tracklets()
 
     @classmethod
     def from_config(cls, config: PipelineConfig, timer: StageTimer | None = None, consent: "RegistrySnapshot | None" = None) -> "Analyzer":
-        """The real stages: YOLO pose (with the face fallback when enabled), DeepSORT, the consent stage (given
-        ``consent``, the course's consent facts read earlier, it does not open the registry) and, when enabled,
-        the state stage."""
+        """The real stages: YOLO pose (with the face fallback and the hands' wrists when enabled), DeepSORT, the
+        consent stage (given ``consent``, the course's consent facts read earlier, it does not open the registry)
+        and, when enabled, the state stage."""
         from engagement.anonymize import FaceDetector
         from engagement.classifier.stage import StateStage
         from engagement.consent.stage import ConsentStage
         from engagement.detector import FaceFallback, PoseDetector
+        from engagement.hands import HandWrists
         from engagement.tracker import Tracker
 
         states = StateStage(config) if config.classifier.enabled else None
@@ -104,8 +107,9 @@ class Analyzer:
         faces = config.anonymizer
         fallback = FaceFallback(FaceDetector(faces.face_model, faces.face_confidence, faces.face_input_width, config.models_dir)) \
             if config.detector.face_fallback else None
+        hands = HandWrists.from_config(config.hands, config.models_dir) if config.hands.enabled else None
         tracker = Tracker(config.tracker, config.analysis_fps)
-        return cls(config, detector, tracker, ConsentStage(config.consent, snapshot=consent), states, timer, fallback)
+        return cls(config, detector, tracker, ConsentStage(config.consent, snapshot=consent), states, timer, fallback, hands)
 
     def warm_up(self, height: int, width: int) -> None:
         """Run each model once on a blank frame, so one-time setup (OpenVINO compilation, MediaPipe graphs)
@@ -131,6 +135,9 @@ class Analyzer:
         if self.fallback is not None:
             with self.timer("detect"):
                 detections = self.fallback(frame, detections)
+        if self.hands is not None:
+            with self.timer("hands"):
+                detections = self.hands(frame, detections)
         with self.timer("track"):
             detections = self.tracker.update(frame, detections)
         embeddings = detections.data.pop("embedding", None)

@@ -42,10 +42,13 @@ def model_records(analyzer: Analyzer, renderer: Renderer) -> ModelsRecord:
     """The models of the stages that ran."""
     config = analyzer.config
     detector = analyzer.detector
+    hands = analyzer.hands is not None
     return ModelsRecord(
         detector=ModelRecord(name=config.detector.model, file=str(detector.weights), sha256=detector.sha256),
         face_detector=model_record(config.anonymizer.face_model, config.models_dir) if renderer.anonymizer is not None else None,
         face_landmarker=model_record(config.classifier.face_landmarker, config.models_dir) if analyzer.states is not None else None,
+        palm_detector=model_record(config.hands.palm_model, config.models_dir) if hands else None,
+        hand_landmarker=model_record(config.hands.landmark_model, config.models_dir) if hands else None,
         classifier=analyzer.states.classifier_record() if analyzer.states is not None else None,
     )
 

@@ -350,7 +350,9 @@ def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
             "stage": "Features",
             "choice": unused or (
                 f"body pose keypoints + face landmarks and blendshapes ({model_name(models.face_landmarker)}, "
-                f"faces >= {classifier.min_face_px} px)"),
+                f"faces >= {classifier.min_face_px} px)"
+                + (f"; wrists the pose model misses from the hands ({model_name(models.palm_detector)}, confirmed by "
+                   f"{model_name(models.hand_landmarker)})" if models.palm_detector else "")),
             "why": "Geometry, not pixels: no face image is stored or classified, and the features work at a distance.",
         },
         {
