@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from engagement.cli import main
+from engagement.models import HAND_MODELS
 from engagement.pipeline_cli import describe
 from engagement.session import SessionRecord
 
@@ -114,11 +115,14 @@ def test_keep_audio_copies_the_input_audio(classroom_video: Path, tmp_path: Path
     assert video_facts(out / "annotated.mp4")[4] == ["video", "audio"]
 
 
-def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path, tmp_path: Path):
+def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path, tmp_path: Path, hand_models: Path):
     out = tmp_path / "run"
     assert main(["process", str(webcam_video), "--out", str(out), "--quiet", "--no-report", "--pipeline", "webcam"]) == 0
     session = json.loads((out / "session.json").read_text())
     assert session["config"]["classifier"]["baseline"] == "session" and session["frames_analysed"] == 378
+    assert session["models"]["palm_detector"]["sha256"] == HAND_MODELS["palm_detection_full.tflite"][1]
+    assert session["models"]["hand_landmarker"]["sha256"] == HAND_MODELS["hand_landmark_full.tflite"][1]
+    assert session["timings_s"]["hands"] > 0
     assert video_facts(out / "annotated.mp4")[2] == 378  # the second pass drew every frame
     states = pd.read_parquet(out / "states.parquet")
     tracks = pd.read_parquet(out / "tracks.parquet")
@@ -127,7 +131,8 @@ def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path,
     assert {"attentive", "bored", "distracted", "engaged_in_discussion"} <= set(states["state"])
 
 
-def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+                                 hand_models: Path):
     from engagement import live
 
     baselines = []
@@ -284,7 +289,7 @@ def test_variable_frame_rate_keeps_the_containers_times(webcam_video: Path, tmp_
     assert len(shown) == 200 and shown[150] == pytest.approx(5 + 100 / 30, abs=1e-3)
 
 
-def test_close_up_webcam_framing_is_one_person_with_states(webcam_video: Path, tmp_path: Path):
+def test_close_up_webcam_framing_is_one_person_with_states(webcam_video: Path, tmp_path: Path, hand_models: Path):
     """A laptop framing (the face is most of the frame, little body): one track for the whole clip, and a state on
     nearly every analysed frame."""
     import cv2

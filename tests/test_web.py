@@ -437,7 +437,8 @@ def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -
 
 
 @pytest.mark.slow
-def test_browser_live_page_shows_frames_and_records(server: str, browser: Any, webcam_video: Path, runs: Path) -> None:
+def test_browser_live_page_shows_frames_and_records(server: str, browser: Any, webcam_video: Path, runs: Path,
+                                                     hand_models: Path) -> None:
     import cv2
 
     browser.get(server + "/live/")
