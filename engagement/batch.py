@@ -87,6 +87,8 @@ def model_names(config: PipelineConfig) -> list[str]:
         names.append(config.anonymizer.face_model)
     if config.classifier.enabled:
         names.append(config.classifier.face_landmarker)
+    if config.hands.enabled:
+        names += [config.hands.palm_model, config.hands.landmark_model]
     return names
 
 

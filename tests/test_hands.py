@@ -233,3 +233,11 @@ def test_the_hand_models_do_not_run_when_every_wrist_is_found() -> None:
     assert hands(frame, both) is both and len(hands(frame, Detections.empty())) == 0 and Counting.calls == 0
     filled = hands(frame, facing_person(wrists=True))
     assert Counting.calls == 1 and filled.keypoints[0, RIGHT_WRIST, 2] == pytest.approx(0.9)
+
+
+def test_a_cluster_checks_the_hand_models_where_the_pipeline_uses_them() -> None:
+    from engagement.batch import model_names
+    from engagement.config import load_pipeline
+
+    assert {"palm_detection_full.tflite", "hand_landmark_full.tflite"} <= set(model_names(load_pipeline("webcam")))
+    assert not {"palm_detection_full.tflite", "hand_landmark_full.tflite"} & set(model_names(load_pipeline("lecture")))
