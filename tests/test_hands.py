@@ -241,3 +241,21 @@ def test_a_cluster_checks_the_hand_models_where_the_pipeline_uses_them() -> None
 
     assert {"palm_detection_full.tflite", "hand_landmark_full.tflite"} <= set(model_names(load_pipeline("webcam")))
     assert not {"palm_detection_full.tflite", "hand_landmark_full.tflite"} & set(model_names(load_pipeline("lecture")))
+
+
+def test_predict_with_hands_sees_more_of_a_raised_hand_in_a_close_still(webcam_frames: dict, hand_models: Path, tmp_path: Path) -> None:
+    import cv2
+    import pandas as pd
+
+    from engagement.cli import main
+
+    still = tmp_path / "stills" / "close_up.jpg"
+    still.parent.mkdir()
+    cv2.imwrite(str(still), webcam_frames[200][60:300, 40:467])  # the raised hand's arm cut off
+    tables = {}
+    for name, extra in (("pose", []), ("hands", ["--hands"])):
+        out = tmp_path / f"{name}.csv"
+        assert main(["classifier", "predict", str(still), "--out", str(out), "--view", "webcam", *extra]) == 0
+        tables[name] = pd.read_csv(out)
+    assert len(tables["pose"]) == len(tables["hands"]) == 1 and tables["hands"]["person_found"].all()
+    assert tables["hands"]["p_engaged_in_discussion"][0] > tables["pose"]["p_engaged_in_discussion"][0]

@@ -81,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "pipeline")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
                          f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
+    predict.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
+                         "hand models, as the webcam pipeline does (untiled frames; `engagement models hands`)")
     predict.set_defaults(handler=_predict)
 
 
@@ -181,6 +183,7 @@ def _kept(features: Any, option: str, wanted: list[str], applies: bool) -> Any:
 
 def _predict(args: argparse.Namespace) -> int:
     from engagement.classifier.predict import predict_table
+    from engagement.config import HandsConfig
     from engagement.errors import UserError
     from engagement.files import write_atomic
 
@@ -193,7 +196,8 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view)
+    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view,
+                          HandsConfig(enabled=True) if args.hands else None)
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from engagement.config import CameraView, ClassifierConfig
+from engagement.config import CameraView, ClassifierConfig, HandsConfig
 from engagement.errors import UserError
 from engagement.features import FRAME_FEATURES
 from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
@@ -56,15 +56,16 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
 
 def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = None,
                   tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0,
-                  view: CameraView = ClassifierConfig.view) -> pd.DataFrame:
+                  view: CameraView = ClassifierConfig.view, hands: HandsConfig | None = None) -> pd.DataFrame:
     """One row per detected person (``COLUMNS``): box, six state probabilities, state (``uncertain`` below
     ``uncertain_below``), engagement score, and whether a person and a face were found; one row without a state
-    for a frame with neither. The classifier is told the camera ``view`` (``classifier.view``)."""
+    for a frame with neither. The classifier is told the camera ``view`` (``classifier.view``); with ``hands``
+    enabled, wrists the pose model misses come from the hand models (untiled frames), as in the webcam pipeline."""
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
 
     model = StateClassifier.load(weights).for_view(view)
-    featurizer = DatasetFeaturizer(tile_grid=tiles)
+    featurizer = DatasetFeaturizer(tile_grid=tiles, hands=hands)
     has_face = FRAME_FEATURES.index("has_face")
     rows = []
     try:
