@@ -8,7 +8,8 @@ webcam pipeline reads them (webcam view and labels, warm-up model for young base
 session baseline. Compared: the pose model's wrists alone, and wrists filled from palms whose hand-presence is at
 least each ``--presence`` (0: every palm the detector finds), with the weights fitted on pose wrists (the hand models
 used at inference only) and, with ``--refit``, fitted on the filled wrists too. Reported: argmax macro-F1 (webcam
-labels), mean over folds and seeds, and the per-fold differences against pose wrists alone.
+labels), mean over folds and seeds, and the per-fold differences against pose wrists alone; first, the share of
+the training people's rows (all of them) that have a wrist, and of their raised hands.
 
     python benchmarks/close_up.py ../shared/datasets/webcam_behaviour /tmp/close_up/webcam_behaviour
     python benchmarks/hands_validation.py --close-up /tmp/close_up/webcam_behaviour --presence 0 0.5 0.9 --refit
@@ -61,6 +62,11 @@ def main() -> None:
         featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, hands=hands)
         for framing, path in (("original", args.webcam), ("close-up", args.close_up)):
             frames[variant, framing] = split_persons(featurizer.featurize(path), held_out)[0]
+    print("| wrists | framing | rows with a wrist | raised hands with a wrist |\n|---|---|---|---|")
+    wrist_columns = [FRAME_FEATURES.index("has_left_wrist"), FRAME_FEATURES.index("has_right_wrist")]
+    for (variant, framing), rows in frames.items():
+        has_wrist = (rows.X[:, wrist_columns] == 1).any(axis=1)
+        print(f"| {variant} | {framing} | {has_wrist.mean():.3f} | {has_wrist[rows.labels == 'raisehand'].mean():.3f} |")
     labels = dataset_states(WEBCAM)
     scores: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
     fits = [(POSE_ONLY, variant) for variant in variants] + ([(v, v) for v in variants if v != POSE_ONLY] if args.refit else [])

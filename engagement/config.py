@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from engagement.errors import UserError
+from engagement.detections import KEYPOINT_MIN_SCORE
 from engagement.resources import resource_dir
 
 
@@ -219,9 +220,11 @@ class PipelineConfig:
             raise UserError(f"detector.threads must be 0 (auto) or a positive number of threads, got {self.detector.threads}")
         if self.detector.batch < 0:
             raise UserError(f"detector.batch must be 0 (auto) or a positive number of frames, got {self.detector.batch}")
-        for name in ("min_palm_score", "min_presence"):
-            if not 0.0 <= getattr(self.hands, name) <= 1.0:
-                raise UserError(f"hands.{name} must be a probability from 0 to 1, got {getattr(self.hands, name)}")
+        if not 0.0 <= self.hands.min_presence <= 1.0:
+            raise UserError(f"hands.min_presence must be a probability from 0 to 1, got {self.hands.min_presence}")
+        if not KEYPOINT_MIN_SCORE <= self.hands.min_palm_score <= 1.0:
+            # a palm's score becomes its wrist's keypoint score, and the features ignore keypoints below KEYPOINT_MIN_SCORE
+            raise UserError(f"hands.min_palm_score must be from {KEYPOINT_MIN_SCORE} to 1, got {self.hands.min_palm_score}")
         if self.classifier.instructor == "zone" and len(self.classifier.instructor_zone) < 3:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if not 0.0 <= self.classifier.uncertain_below <= 1.0:

@@ -55,6 +55,7 @@ class Palms:
 
     @classmethod
     def concatenate(cls, parts: list["Palms"]) -> "Palms":
+        """One set of the palms of several tiles (empty parts included)."""
         return cls(*(np.concatenate([getattr(p, name) for p in parts]).reshape(-1, *shape)
                      for name, shape in (("scores", ()), ("xyxy", (4,)), ("wrists", (2,)), ("knuckles", (2,)))))
 
@@ -133,7 +134,7 @@ class TFLiteModel:
             try:
                 compiled = ov.Core().compile_model(str(path), "CPU", OPENVINO_ONE_THREAD)
             except RuntimeError as error:
-                raise UserError(f"cannot load {what} {path}: {_first_line(error)}") from None
+                raise UserError(f"cannot load {what} {path}: {_error_line(error)}") from None
             names = [output.get_any_name() for output in compiled.outputs]
             self._run = lambda image: dict(zip(names, compiled(image[None]).values()))
         else:
@@ -142,7 +143,7 @@ class TFLiteModel:
             try:
                 net = cv2.dnn.readNetFromTFLite(str(path))
             except cv2.error as error:
-                raise UserError(f"cannot load {what} {path}: {_first_line(error)}") from None
+                raise UserError(f"cannot load {what} {path}: {_error_line(error)}") from None
             names = list(net.getUnconnectedOutLayersNames())
 
             def run(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -155,7 +156,8 @@ class TFLiteModel:
         return self._run(image)
 
 
-def _first_line(error: Exception) -> str:
+def _error_line(error: Exception) -> str:
+    """The message of a model loader's error: its last non-empty line (OpenCV and OpenVINO put context first)."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(error).__name__
 
@@ -214,24 +216,24 @@ class HandPresence:
 class HandWrists:
     """Fill each person's missing wrists from the confirmed palms near their head (the ``hands`` config)."""
 
-    def __init__(self, palms: PalmDetector, presence: HandPresence, min_presence: float) -> None:
-        self.find_palms, self.presence, self.min_presence = palms, presence, min_presence
+    def __init__(self, palm_detector: PalmDetector, presence: HandPresence, min_presence: float) -> None:
+        self.palm_detector, self.presence, self.min_presence = palm_detector, presence, min_presence
 
     @classmethod
     def from_config(cls, config: HandsConfig, models_dir: str | None = None) -> "HandWrists":
         return cls(PalmDetector(config.palm_model, config.min_palm_score, models_dir),
                    HandPresence(config.landmark_model, models_dir), config.min_presence)
 
-    def palms(self, frame: np.ndarray) -> Palms:
+    def confirmed_palms(self, frame: np.ndarray) -> Palms:
         """The palms in ``frame`` that the landmark model confirms as hands."""
-        palms = self.find_palms(frame)
+        palms = self.palm_detector(frame)
         return palms[self.presence(frame, palms) >= self.min_presence] if len(palms) else palms
 
     def __call__(self, frame: np.ndarray, detections: Detections) -> Detections:
         wrists = detections.keypoints[:, [KEYPOINT_INDEX["left_wrist"], KEYPOINT_INDEX["right_wrist"]], 2]
         if (wrists >= KEYPOINT_MIN_SCORE).all():  # nobody, or every wrist found: nothing to fill
             return detections
-        return with_palm_wrists(detections, self.palms(frame))
+        return with_palm_wrists(detections, self.confirmed_palms(frame))
 
 
 def with_palm_wrists(detections: Detections, palms: Palms) -> Detections:

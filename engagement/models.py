@@ -124,10 +124,11 @@ def install_hand_models(to: str | os.PathLike | None = None, wheel: str | os.Pat
                 contents = {name: zipped.read(member) for name, (member, _) in HAND_MODELS.items()}
         except (OSError, KeyError, zipfile.BadZipFile) as error:
             raise UserError(f"{archive} is not a MediaPipe wheel with the hand models: {error}") from None
-    written = []
-    for name, data in contents.items():
+    for name, data in contents.items():  # every file checked before any is written
         if hashlib.sha256(data).hexdigest() != HAND_MODELS[name][1]:
             raise UserError(f"{name} in {archive} does not match its sha256: use {'=='.join(HAND_MODELS_WHEEL[:2])}")
+    written = []
+    for name, data in contents.items():
         try:
             target.mkdir(parents=True, exist_ok=True)
             written.append(write_atomic(target / name, lambda stream, data=data: stream.write(data)))

@@ -66,9 +66,9 @@ def test_the_hand_crop_is_turned_so_that_the_fingers_point_up() -> None:
     upright = hand_crop_corners(palms((0.9, 100, 100, 40)))[0]
     # 2.6 palms wide, moved half a palm towards the fingers (up): centre (100, 80), half side 52
     assert np.allclose(upright, [[48, 28], [152, 28], [48, 132]])
+    # fingers pointing left: the crop's top edge is on the left, its left edge at the bottom (turned, not mirrored)
     sideways = Palms(np.ones(1, np.float32), np.float32([[80, 80, 120, 120]]), np.float32([[130, 100]]), np.float32([[110, 100]]))
-    top_left, top_right, _ = hand_crop_corners(sideways)[0]
-    assert top_left[0] < 100 and top_right[0] < 100, "fingers pointing left: the crop's top edge is on the left"
+    assert np.allclose(hand_crop_corners(sideways)[0], [[28, 152], [28, 48], [132, 152]])
 
 
 @pytest.mark.parametrize("height, width, expected", [
@@ -120,13 +120,13 @@ def webcam_frames(webcam_video: Path) -> dict[int, np.ndarray]:
 def test_the_real_hand_models_find_a_raised_hand_and_not_a_face(webcam_frames: dict, hand_models: Path) -> None:
     hands = HandWrists.from_config(HandsConfig(enabled=True), str(hand_models))
     # frame 200 of the acted session is a raised hand; 20 and 360 a face with the hands out of view
-    raised = hands.palms(webcam_frames[200])
+    raised = hands.confirmed_palms(webcam_frames[200])
     assert len(raised) == 1 and raised.xyxy[0, 3] < 0.6 * webcam_frames[200].shape[0], "the hand is up, beside the head"
     for still in (20, 360):
-        assert len(hands.palms(webcam_frames[still])) == 0
+        assert len(hands.confirmed_palms(webcam_frames[still])) == 0
     # close up, with the arm cut off: the hand is still found
     close_up = webcam_frames[200][60:300, 40:467]
-    assert len(hands.palms(close_up)) == 1
+    assert len(hands.confirmed_palms(close_up)) == 1
 
 
 def test_the_presence_check_rejects_a_palm_that_is_not_a_hand(webcam_frames: dict, hand_models: Path) -> None:
@@ -142,8 +142,12 @@ def test_the_presence_check_rejects_a_palm_that_is_not_a_hand(webcam_frames: dic
 def test_hand_wrists_fill_the_raised_hand_of_a_person_without_arms(webcam_frames: dict, hand_models: Path) -> None:
     frame = webcam_frames[200]
     person = facing_person(x0=200.0)  # keypoints for the head and shoulders only
-    filled = HandWrists.from_config(HandsConfig(enabled=True), str(hand_models))(frame, person)
-    assert (filled.keypoints[0, [LEFT_WRIST, RIGHT_WRIST], 2] > 0).sum() == 1
+    hands = HandWrists.from_config(HandsConfig(enabled=True), str(hand_models))
+    filled = hands(frame, person)
+    (palm,) = hands.confirmed_palms(frame).xyxy
+    assert filled.keypoints[0, LEFT_WRIST, 2] == 0, "the hand is on the image's left: the person's right"
+    x, y, score = filled.keypoints[0, RIGHT_WRIST]
+    assert score >= 0.5 and palm[0] <= x <= palm[2] and palm[1] <= y <= palm[3] + 0.25 * (palm[3] - palm[1])
 
 
 @pytest.mark.parametrize("model, what", [("palm_model", "palm detector"), ("landmark_model", "hand landmark model")])
@@ -163,10 +167,13 @@ def test_a_missing_hand_model_names_the_install_command(tmp_path: Path, monkeypa
         PalmDetector(models_dir=str(tmp_path))
 
 
-@pytest.mark.parametrize("key, value", [("min_presence", 1.5), ("min_palm_score", -0.1)])
-def test_hand_thresholds_must_be_probabilities(key: str, value: float) -> None:
+@pytest.mark.parametrize("key, value, message", [
+    ("min_presence", 1.5, "hands.min_presence must be a probability from 0 to 1"),
+    ("min_palm_score", 0.1, "hands.min_palm_score must be from 0.3 to 1"),  # its wrist would count as missing
+])
+def test_hand_thresholds_are_checked(key: str, value: float, message: str) -> None:
     config = PipelineConfig(hands=HandsConfig(enabled=True, **{key: value}))
-    with pytest.raises(UserError, match=f"hands.{key} must be a probability"):
+    with pytest.raises(UserError, match=message):
         config.validate()
 
 
@@ -190,11 +197,8 @@ def test_the_analyzer_fills_wrists_before_tracking() -> None:
             return tracked
 
     class RaisedRightHand:
-        def palms(self, frame: np.ndarray) -> Palms:
-            return palms((0.9, 150, 60, 50))
-
         def __call__(self, frame: np.ndarray, detections: Detections) -> Detections:
-            return with_palm_wrists(detections, self.palms(frame))
+            return with_palm_wrists(detections, palms((0.9, 150, 60, 50)))
 
     tracker = SeenByTracker()
     analyzer = Analyzer(PipelineConfig(), OnePerson(), tracker, ConsentStage(ConsentConfig()), hands=RaisedRightHand())
@@ -259,3 +263,46 @@ def test_predict_with_hands_sees_more_of_a_raised_hand_in_a_close_still(webcam_f
         tables[name] = pd.read_csv(out)
     assert len(tables["pose"]) == len(tables["hands"]) == 1 and tables["hands"]["person_found"].all()
     assert tables["hands"]["p_engaged_in_discussion"][0] > tables["pose"]["p_engaged_in_discussion"][0]
+
+
+def close_up_set(folder: Path, frames: dict) -> Path:
+    """A webcam-style labelled folder of two close stills: a raised hand whose arm is cut off, and a neutral face."""
+    import csv
+
+    import cv2
+
+    (folder / "images").mkdir(parents=True)
+    rows = [("images/raised.jpg", "raisehand", 200), ("images/neutral.jpg", "neutralface", 20)]
+    with open(folder / "labels.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label", "lighting", "clip", "frame_index"])
+        for path, label, index in rows:
+            cv2.imwrite(str(folder / path), frames[index][60:300, 40:467])
+            writer.writerow([path, label, "day", f"clip_{label}", index])
+    return folder
+
+
+def test_features_with_hands_are_cached_apart_from_those_without(webcam_frames: dict, hand_models: Path, tmp_path: Path) -> None:
+    from engagement.classifier.data import DatasetFeaturizer
+    from engagement.config import load_pipeline
+    from engagement.features import FEATURE_NAMES
+
+    folder = close_up_set(tmp_path / "set", webcam_frames)
+    hands = load_pipeline("webcam").hands
+    right = FEATURE_NAMES.index("has_right_wrist")
+    runs = [DatasetFeaturizer(cache_dir=tmp_path / "cache", hands=h).featurize(folder) for h in (None, hands, None, hands)]
+    assert [run.X[0, right] for run in runs] == [0, 1, 0, 1], "the raised hand's wrist, from the hands only"
+    assert np.array_equal(runs[1].X, runs[3].X, equal_nan=True) and np.array_equal(runs[0].X, runs[2].X, equal_nan=True)
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 2
+
+
+def test_evaluate_and_predict_refuse_hands_on_tiles(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engagement.cli import main
+
+    (tmp_path / "classroom").mkdir()
+    (tmp_path / "classroom" / "annotations.json").write_text("{}")
+    assert main(["classifier", "evaluate", str(tmp_path / "classroom"), "--hands"]) == 2
+    error = capsys.readouterr().err
+    assert "hand models run on whole images" in error and len(error.strip().splitlines()) == 1
+    assert main(["classifier", "predict", str(tmp_path), "--out", str(tmp_path / "p.csv"), "--tiles", "3x3", "--hands"]) == 2
+    assert "--hands runs on whole frames" in capsys.readouterr().err

@@ -89,10 +89,15 @@ def test_hand_models_install_from_a_wheel_and_are_checked(tmp_path: Path, hand_m
     ({"mediapipe/modules/palm_detection/palm_detection_full.tflite": b"x",
       "mediapipe/modules/hand_landmark/hand_landmark_full.tflite": b"y"}, "does not match its sha256: use mediapipe==0.10.14"),
     ({"other.txt": b"x"}, "is not a MediaPipe wheel with the hand models"),
+    ("good palm model, bad landmark model", "hand_landmark_full.tflite in"),
 ])
-def test_a_wrong_wheel_installs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, contents: dict, message: str) -> None:
+def test_a_wrong_wheel_installs_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, hand_models: Path, contents: dict | str,
+                                        message: str) -> None:
     from engagement.cli import main
 
+    if isinstance(contents, str):  # one right file must not be installed while the other is refused
+        contents = {"mediapipe/modules/palm_detection/palm_detection_full.tflite": (hand_models / "palm_detection_full.tflite").read_bytes(),
+                    "mediapipe/modules/hand_landmark/hand_landmark_full.tflite": b"y"}
     wheel = _wheel(tmp_path / "mediapipe.whl", contents)
     assert main(["models", "hands", "--wheel", str(wheel), "--to", str(tmp_path / "models")]) == 2
     error = capsys.readouterr().err

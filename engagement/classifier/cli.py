@@ -61,9 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
                           f"state probability is below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
-    evaluate.add_argument("--hands", action="store_true", help="images scored one person at a time: fill the wrists "
-                          "the pose model misses from MediaPipe's hand models, as the webcam pipeline does (hands.enabled; "
-                          "`engagement models hands` installs them)")
+    evaluate.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
+                          "hand models with the webcam pipeline's hands settings (csv formats, whose images are not "
+                          "tiled; `engagement models hands` installs them)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
                          f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
     predict.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
-                         "hand models, as the webcam pipeline does (untiled frames; `engagement models hands`)")
+                         "hand models with the webcam pipeline's hands settings (--tiles 1x1 only; `engagement models hands`)")
     predict.set_defaults(handler=_predict)
 
 
@@ -144,14 +144,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
-    from engagement.config import HandsConfig
     from engagement.errors import UserError
 
     if args.warmup_frames is not None and args.warmup_frames < 0:
         raise UserError(f"--warmup-frames must be 0 (off) or a number of face frames, got {args.warmup_frames}")
     model = StateClassifier.load(args.weights)
-    hands = HandsConfig(enabled=True) if args.hands else None
-    features = DatasetFeaturizer(cache_dir=args.cache_dir, hands=hands).featurize(
+    features = DatasetFeaturizer(cache_dir=args.cache_dir, hands=_webcam_hands(args.hands)).featurize(
         args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
     per_image = features.format not in CROWD_FORMATS
     for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):
@@ -183,7 +181,6 @@ def _kept(features: Any, option: str, wanted: list[str], applies: bool) -> Any:
 
 def _predict(args: argparse.Namespace) -> int:
     from engagement.classifier.predict import predict_table
-    from engagement.config import HandsConfig
     from engagement.errors import UserError
     from engagement.files import write_atomic
 
@@ -193,15 +190,24 @@ def _predict(args: argparse.Namespace) -> int:
         tiles = ()
     if len(tiles) != 2 or min(tiles) < 1:
         raise UserError(f"--tiles must be ROWSxCOLS, e.g. 3x3, got {args.tiles!r}")
+    if args.hands and tiles != (1, 1):
+        raise UserError("--hands runs on whole frames: leave out --tiles (or give 1x1)")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
     table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view,
-                          HandsConfig(enabled=True) if args.hands else None)
+                          _webcam_hands(args.hands))
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
     return 0
+
+
+def _webcam_hands(wanted: bool) -> Any:
+    """``--hands``: the webcam pipeline's ``hands`` settings (the one pipeline that runs the hand models), or None."""
+    from engagement.config import load_pipeline
+
+    return load_pipeline("webcam").hands if wanted else None
 
 
 def _threshold(value: float | None) -> float:

@@ -309,6 +309,9 @@ class DatasetFeaturizer:
         if not path.exists():
             raise UserError(f"dataset not found: {path}")
         fmt = dataset_format(path, user_map=label_map is not None)
+        if self.hands is not None and fmt in CROWD_FORMATS:
+            raise UserError(f"{path}: the hand models run on whole images, and {fmt} classroom sets are detected on "
+                            "tiles: leave out --hands")
         dataset, mapping = resolve_label_map(path, fmt, label_map)
         cache_file = None
         if self.cache_dir is not None:

@@ -116,6 +116,8 @@ class Analyzer:
         happens while loading rather than on the first analysis frames."""
         blank = np.zeros((height, width, 3), np.uint8)
         self.detector.detect_batch([blank])
+        if self.hands is not None:
+            self.hands.confirmed_palms(blank)
         if self.states is not None:
             self.states.features.face(blank[:64, :64])
 
