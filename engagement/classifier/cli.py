@@ -8,7 +8,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engagement.config import HandsConfig
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
 
@@ -203,7 +206,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _webcam_hands(wanted: bool) -> Any:
+def _webcam_hands(wanted: bool) -> "HandsConfig | None":
     """``--hands``: the webcam pipeline's ``hands`` settings (the one pipeline that runs the hand models), or None."""
     from engagement.config import load_pipeline
 
