@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engagement.anonymize import box_iou
 from engagement.config import HandsConfig
 from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, Detections
 from engagement.errors import UserError
@@ -86,19 +87,12 @@ def decode_palms(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray
 
 def suppress(palms: Palms, iou: float = 0.3) -> Palms:
     """Greedy non-maximum suppression: the best-scoring palm of each overlapping group."""
+    overlaps = box_iou(palms.xyxy, palms.xyxy)
     kept: list[int] = []
     for i in np.argsort(-palms.scores):
-        if all(_iou(palms.xyxy[i], palms.xyxy[j]) <= iou for j in kept):
+        if all(overlaps[i, j] <= iou for j in kept):
             kept.append(int(i))
     return palms[np.array(kept, int)]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def square_tiles(height: int, width: int) -> list[tuple[int, int, int]]:
