@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from engagement.consent import outputs
 from engagement.consent.outputs import LIVE_RECORDING_NAME, purge_recordings, purge_sessions, withdraw_student
 from engagement.consent.registry import Registry, default_registry_path, registry_url
 from engagement.errors import UserError
@@ -266,15 +267,16 @@ def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path
 
 def live_recording(folder: Path, days_ago: int) -> Path:
     """An (empty) live recording named as the web app names one started ``days_ago`` days ago."""
-    today = dt.datetime.now(dt.timezone.utc).date()  # the app names recordings by their UTC start
-    started = dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(23, 59, 59))
+    started = dt.datetime.combine(outputs.utc_today() - dt.timedelta(days=days_ago), dt.time(23, 59, 59))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / started.strftime(LIVE_RECORDING_NAME)
     path.write_bytes(b"")
     return path
 
 
-def test_purge_deletes_live_recordings_by_the_day_in_their_name(registry_location: str | Path, tmp_path: Path) -> None:
+def test_purge_deletes_live_recordings_by_the_day_in_their_name(registry_location: str | Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outputs, "utc_today", lambda: dt.date(2026, 12, 4))  # no new day between naming and purging
     folder = tmp_path / "live-recordings"
     old, due, young = (live_recording(folder, days) for days in (400, 30, 29))
     for name in ("live-yesterday.mp4", "lecture.mp4", "live-20200101-000000.txt"):  # not the app's recordings

@@ -205,9 +205,14 @@ def session_cutoff(older_than_days: int) -> dt.date:
     return _days_before(dt.date.today(), older_than_days)
 
 
+def utc_today() -> dt.date:
+    """Today in UTC, the calendar the web app names live recordings in."""
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
 def recording_cutoff(older_than_days: int) -> dt.date:
     """The last UTC day whose live recordings a purge of ``older_than_days`` deletes (recordings are named in UTC)."""
-    return _days_before(dt.datetime.now(dt.timezone.utc).date(), older_than_days)
+    return _days_before(utc_today(), older_than_days)
 
 
 def expired_recordings(folder: Path, older_than_days: int) -> list[Path]:
