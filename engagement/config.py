@@ -229,8 +229,7 @@ class PipelineConfig:
             raise UserError("classifier.instructor: zone needs classifier.instructor_zone, a polygon of at least 3 [x, y] points")
         if not 0.0 <= self.classifier.uncertain_below <= 1.0:
             raise UserError(f"classifier.uncertain_below must be a probability from 0 to 1, got {self.classifier.uncertain_below}")
-        if self.classifier.warmup_frames < 0:
-            raise UserError(f"classifier.warmup_frames must be 0 (off) or a number of face frames, got {self.classifier.warmup_frames}")
+        check_warmup_frames(self.classifier.warmup_frames, "classifier.warmup_frames")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         self.anonymizer.validate()
@@ -241,6 +240,12 @@ class PipelineConfig:
         for i, zone in enumerate(self.consent.opted_out_seats):
             validate_polygon(zone, f"consent.opted_out_seats[{i}]")
         return self
+
+
+def check_warmup_frames(frames: int, where: str) -> None:
+    """Refuse a negative warm-up length, named as the user set it (a config key or a command-line option)."""
+    if frames < 0:
+        raise UserError(f"{where} must be 0 (off) or a number of face frames, got {frames}")
 
 
 def validate_polygon(zone: SeatZone, where: str) -> None:

@@ -147,10 +147,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
-    from engagement.errors import UserError
+    from engagement.config import check_warmup_frames
 
-    if args.warmup_frames is not None and args.warmup_frames < 0:
-        raise UserError(f"--warmup-frames must be 0 (off) or a number of face frames, got {args.warmup_frames}")
+    if args.warmup_frames is not None:
+        check_warmup_frames(args.warmup_frames, "--warmup-frames")
     model = StateClassifier.load(args.weights)
     features = DatasetFeaturizer(cache_dir=args.cache_dir, hands=_webcam_hands(args.hands)).featurize(
         args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
