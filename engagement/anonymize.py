@@ -5,9 +5,9 @@ Masks come from two independent sources so that one missing a face does not expo
 2. the head region of each person from pose keypoints (nose, eyes, ears; when those are weak, the
    top of the person box).
 Each mask is the source box enlarged by ``mask_scale`` and is held for ``hold_s`` after its last
-sighting, so a missed detection or a turned head never shows a face for a frame. Faces that the
-detector finds outside every consenting person's box are blurred too: nobody is shown unless the
-pipeline knows they consented.
+sighting, so a missed detection or a turned head never shows a face for a frame. Of the faces the
+detector finds, at most one per consenting person is shown, the one at that person's head; every other
+face is blurred too: nobody is shown unless the pipeline knows they consented.
 """
 
 from __future__ import annotations
@@ -315,9 +315,18 @@ class Anonymizer:
         return output
 
     def _faces_to_hide(self, detections: Detections, blur: np.ndarray) -> np.ndarray:
-        """Detected faces, less those inside a consenting person's box and no one else's."""
-        inside = centres_inside(self.faces, detections.xyxy)
-        shown = inside[:, ~blur].any(axis=1) & ~inside[:, blur].any(axis=1)
+        """Detected faces, less at most one per consenting person: the face nearest the centre of that person's
+        head region, inside it and inside no hidden person's box. Any other face, such as a student the pose
+        model missed behind or beside a consenting one, stays hidden."""
+        heads = face_mask_boxes(detections[~blur])
+        candidates = centres_inside(self.faces, heads) & ~centres_inside(self.faces, detections.xyxy[blur]).any(axis=1)[:, None]
+        face_centres = (self.faces[:, :2] + self.faces[:, 2:]) / 2
+        shown = np.zeros(len(self.faces), bool)
+        for head, box in enumerate(heads):
+            free = np.flatnonzero(candidates[:, head] & ~shown)
+            if len(free):
+                distances = np.linalg.norm(face_centres[free] - (box[:2] + box[2:]) / 2, axis=1)
+                shown[free[np.argmin(distances)]] = True
         return self.faces[~shown]
 
     def _hold(self, boxes: np.ndarray) -> None:

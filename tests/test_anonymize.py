@@ -71,16 +71,37 @@ def test_mask_is_held_then_released(models_dir: Path) -> None:
 @pytest.mark.slow
 def test_consenting_person_is_shown_others_fail_closed(models_dir: Path, classroom_frame: np.ndarray) -> None:
     height, width = classroom_frame.shape[:2]
-    everyone_consents = Detections.from_boxes(np.array([[0, 0, width, height]], np.float32), blur=np.array([False]))
+    faces = Anonymizer(AnonymizerConfig(), 30, str(models_dir)).find_faces(classroom_frame, 0)
+    assert len(faces) >= 10
+    x0, y0, x1, y1 = faces[0]
+    eyes_y, (cx, cy) = y0 + 0.4 * (y1 - y0), (faces[0, :2] + faces[0, 2:]) / 2
+    head = {"nose": (cx, cy), "left_eye": (x0 + 0.7 * (x1 - x0), eyes_y), "right_eye": (x0 + 0.3 * (x1 - x0), eyes_y)}
+    # a consenting person's box over the whole frame: the students the pose model missed inside it stay hidden
+    consenting = _person([0, 0, width, height], head, blur=False)
     shown = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
-    assert np.array_equal(shown.annotate(classroom_frame, everyone_consents, blur_all_faces=False), classroom_frame)
-    assert len(shown.faces) >= 10 and len(shown.masks) == 0
+    output = shown.annotate(classroom_frame, consenting, blur_all_faces=False)
+    visible = ~covered(shown.faces, shown.masks)
+    assert visible.sum() == 1 and box_iou(shown.faces[visible], faces[:1])[0, 0] > 0.9
+    assert np.array_equal(output[int(y0):int(y1), int(x0):int(x1)], classroom_frame[int(y0):int(y1), int(x0):int(x1)])
     nobody_placed = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
     nobody_placed.annotate(classroom_frame, Detections.empty(), blur_all_faces=False)
     assert len(nobody_placed.faces) >= 10 and covered(nobody_placed.faces, nobody_placed.masks).all()
     policy_all = Anonymizer(AnonymizerConfig(), 30, str(models_dir))
-    policy_all.annotate(classroom_frame, everyone_consents, blur_all_faces=True)
+    policy_all.annotate(classroom_frame, consenting, blur_all_faces=True)
     assert len(policy_all.faces) >= 10 and covered(policy_all.faces, policy_all.masks).all()
+
+
+def test_one_face_is_shown_per_consenting_person() -> None:
+    """Of two faces in a consenting person's head region, the one nearer its centre is shown; a face inside a hidden
+    person's box is never shown, even in a consenting person's head region."""
+    anonymizer = Anonymizer.__new__(Anonymizer)
+    nearest, farther, elsewhere = [190, 140, 230, 180], [185, 130, 205, 150], [300, 140, 340, 180]
+    anonymizer.faces = np.array([nearest, farther, elsewhere], np.float32)
+    student = _person([100, 100, 300, 500], {"nose": (210, 165), "left_eye": (220, 155), "right_eye": (200, 155)}, blur=False)
+    assert anonymizer._faces_to_hide(student, np.array([False])).tolist() == [farther, elsewhere]
+    overlapping = Detections.merge([student, _person([200, 100, 400, 500])])  # hidden; its box holds the nearest face
+    assert anonymizer._faces_to_hide(overlapping, np.array([False, True])).tolist() == [nearest, elsewhere]
+    assert anonymizer._faces_to_hide(Detections.empty(), np.zeros(0, bool)).tolist() == [nearest, farther, elsewhere]
 
 
 def covered(faces: np.ndarray, masks: np.ndarray) -> np.ndarray:
