@@ -52,6 +52,28 @@ def test_interpolation_moves_shared_tracks_and_holds_the_rest():
     assert not middle.data["detected"].any()
 
 
+def test_interpolation_hides_a_track_hidden_on_either_side():
+    """Shown at one analysis frame and hidden at the next (it walked into an opted-out seat): hidden on every frame
+    between, on the shown side of the midpoint too; two shown sides keep the nearer side's data."""
+    def keyframe(index, x, opted_out, blur, state):
+        return Keyframe(index, tracked([1, 2], x, opted_out=np.array(opted_out), blur=np.array(blur),
+                                       consent=["analyzed" if not o else "seat" for o in opted_out], state=state))
+
+    before = keyframe(0, [0, 100], [False, False], [False, False], ["attentive", "bored"])
+    after = keyframe(6, [60, 160], [True, False], [True, False], ["", "confused"])
+    for index in (1, 3, 5):
+        middle = interpolate(before, after, index)
+        by_id = {int(t): i for i, t in enumerate(middle.track_id)}
+        assert middle.data["opted_out"][by_id[1]] and middle.data["blur"][by_id[1]]
+        assert middle.data["consent"][by_id[1]] == "seat" and middle.data["state"][by_id[1]] == ""
+        assert middle.xyxy[by_id[1], 0] == pytest.approx(10.0 * index)  # still moving with the track
+        assert not middle.data["blur"][by_id[2]]
+        assert middle.data["state"][by_id[2]] == ("bored" if index < 3 else "confused")
+    blurred_only = Keyframe(6, tracked([1], [60], opted_out=np.array([False]), blur=np.array([True])))
+    assert interpolate(Keyframe(0, tracked([1], [0], opted_out=np.array([True]), blur=np.array([True]))),
+                       blurred_only, 5).data["opted_out"].tolist() == [True]  # opted out outranks blurred
+
+
 def test_interpolation_between_empty_frames_is_an_ordinary_frame():
     """Nobody in view on two analysis frames in a row: the frames between keep the consent columns."""
     from engagement.consent.stage import analysable

@@ -37,8 +37,10 @@ class Keyframe:
 def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> Detections:
     """Detections for a frame between two analysis frames.
 
-    A track seen on both sides moves linearly from one box to the other; a person seen on one side
-    only (including untracked detections) is held in place, so the anonymizer fails closed.
+    A track seen on both sides moves linearly from one box to the other and keeps the data of the nearer side,
+    unless the other side hides more (opted out, or blurred): then it takes that side's, so a person who is hidden
+    on either side is hidden in between. A person seen on one side only (including untracked detections) is held
+    in place, so the anonymizer fails closed.
     """
     sides = [k for k in (before, after) if k is not None]
     if not sides:
@@ -51,10 +53,12 @@ def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> 
     a, b = before.detections, after.detections
     shared = np.intersect1d(a.track_id[a.track_id >= 0], b.track_id[b.track_id >= 0])
     in_a, in_b = np.isin(a.track_id, shared), np.isin(b.track_id, shared)
-    order_a = np.argsort(a.track_id[in_a])
-    order_b = np.argsort(b.track_id[in_b])
-    moving_a, moving_b = a[in_a][order_a], b[in_b][order_b]
-    moving = (moving_a if alpha < 0.5 else moving_b)[np.arange(len(shared))]
+    moving_a, moving_b = a[in_a][np.argsort(a.track_id[in_a])], b[in_b][np.argsort(b.track_id[in_b])]
+    hidden_a, hidden_b = _privacy_rank(moving_a), _privacy_rank(moving_b)
+    from_b = (hidden_b > hidden_a) | ((hidden_b == hidden_a) & (alpha >= 0.5))
+    order = np.concatenate([np.flatnonzero(~from_b), np.flatnonzero(from_b)])
+    moving_a, moving_b, from_b = moving_a[order], moving_b[order], from_b[order]
+    moving = Detections.merge([moving_a[~from_b], moving_b[from_b]])
     moving.xyxy = (1 - alpha) * moving_a.xyxy + alpha * moving_b.xyxy
     moving.keypoints = moving_a.keypoints.copy()
     moving.keypoints[..., :2] = (1 - alpha) * moving_a.keypoints[..., :2] + alpha * moving_b.keypoints[..., :2]
@@ -63,6 +67,13 @@ def interpolate(before: Keyframe | None, after: Keyframe | None, index: int) -> 
     result = Detections.merge([moving, a[~in_a], b[~in_b]])
     result.data["detected"] = np.zeros(len(result), bool)
     return result
+
+
+def _privacy_rank(detections: Detections) -> np.ndarray:
+    """Per row, how much it hides: 2 opted out (no analytics, blurred), 1 blurred only, 0 shown."""
+    n = len(detections)
+    opted_out = np.asarray(detections.data.get("opted_out", np.zeros(n, bool)), bool)
+    return 2 * opted_out + np.asarray(detections.data.get("blur", np.zeros(n, bool)), bool)
 
 
 def state_rows(frame_index: int, time_s: float, detections: Detections) -> dict[str, Any]:
