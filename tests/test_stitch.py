@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engagement.config import ConsentConfig, PipelineConfig, TrackerConfig
+from engagement.config import ConsentConfig, PipelineConfig, SeatZone, TrackerConfig
 from engagement.consent.stage import ConsentStage
 from engagement.detections import Detections
 from engagement.pipeline.analyse import Analyzer
@@ -103,6 +103,23 @@ def test_analyse_then_decide_gives_one_id_to_a_person_seen_twice() -> None:
     assert record.id_ratio_before_stitching == pytest.approx(2.0) and record.id_ratio == pytest.approx(1.0)
     assert all("embedding" not in d.data for d in keyframes.values())  # appearance stays in the tracklet log
     assert all(d.data["blur"].all() for d in keyframes.values())  # the default policy: every face hidden
+
+
+def test_decide_opts_out_a_whole_track_that_entered_an_opted_out_seat_late() -> None:
+    """Track 1 is analysed for three frames, then its anchor enters an opted-out seat zone: after decide, none of
+    its rows is analysed or shown, the first three included; track 2 never enters it and keeps its rows."""
+    walker = [np.array([[0, 0, 40, 100], [200, 0, 240, 100]], np.float32) + [30 * i, 0, 30 * i, 0] for i in range(3)]
+    seated = np.array([[100, 0, 140, 100], [200, 0, 240, 100]], np.float32)  # track 1's anchor (120, 100) in the zone
+    zone = SeatZone("left out", [[110, 90], [130, 90], [130, 110], [110, 110]])
+    config = PipelineConfig(consent=ConsentConfig(blur="opted_out", opted_out_seats=[zone]))
+    analyzer = Analyzer(config, FakeDetector([*walker, seated]), FakeTracker([[1, 2]] * 4), ConsentStage(config.consent))
+    frame = np.zeros((10, 10, 3), np.uint8)
+    keyframes = {index: analyzer(frame, index / 5) for index in range(4)}
+    assert [d.data["opted_out"].tolist() for d in keyframes.values()] == [[False, False]] * 3 + [[True, False]]
+    decide(keyframes, analyzer)
+    assert [d.data["opted_out"].tolist() for d in keyframes.values()] == [[True, False]] * 4
+    assert [d.data["blur"].tolist() for d in keyframes.values()] == [[True, False]] * 4
+    assert {d.data["consent"][0] for d in keyframes.values()} == {"seat"}
 
 
 def test_tracklets_skip_unconfirmed_rows_and_count_people() -> None:

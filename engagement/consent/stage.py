@@ -223,6 +223,25 @@ class ConsentStage:
             detections.data.update(self(detections).data)
         return decisions
 
+    def exclude_whole_tracks(self, frames: list[Detections], mapping: dict[int, int]) -> None:
+        """A recording, between the passes: every row of each track opted out at any time (``excluded_track_ids``,
+        renamed by the stitching ``mapping``) is opted out and hidden, in place, its frames before that included;
+        pass 1 could only decide forward in time."""
+        reasons = {mapping.get(track, track): reason for track, reason in self._excluded.items()}
+        hide = self.config.blur != "none"
+        for detections in frames:
+            rows = [row for row, track in enumerate(detections.track_id.tolist()) if track in reasons]
+            if not rows:
+                continue
+            opted_out = np.array(detections.data["opted_out"], bool)
+            blur = np.array(detections.data["blur"], bool)
+            consent = list(detections.data["consent"])
+            opted_out[rows] = True
+            blur[rows] |= hide
+            for row in rows:
+                consent[row] = reasons[int(detections.track_id[row])]
+            detections.data.update(opted_out=opted_out, blur=blur, consent=consent)
+
     def keep_seats_apart(self, tracklets: "Tracklets", frames: list[tuple[float, Detections]], width: int, height: int) -> None:
         """Before a seat-plan run's tracklets are stitched: each tracklet's consent key becomes the seat it sat in,
         so stitching joins only tracklets of one seat, never a neighbour to a student, and none seated nowhere or

@@ -4,7 +4,8 @@
    so the tables, the states and the annotated video all use the final IDs; with a seat plan, only tracklets
    that sat in the same seat are joined.
 2. Seats: with a room's seat plan, each track gets its seat and, through the roster, its student; consent is
-   decided again for every row (``ConsentStage.place``, ``engagement.consent.seatplan``).
+   decided again for every row (``ConsentStage.place``, ``engagement.consent.seatplan``). A track opted out at
+   any time is then opted out on all its rows, those before it was included (``ConsentStage.exclude_whole_tracks``).
 3. Roles: the instructor's tracks are marked and leave the analytics (``engagement.roles``).
 4. Settle the states: with ``classifier.baseline: session`` each student's track is compared with its whole
    (stitched) session, classified and smoothed (``StateStage.settle``); with the running baseline pass 1 already
@@ -41,6 +42,7 @@ def decide(keyframes: dict[int, Detections], analyzer: Analyzer, frame_size: tup
     if by_seat:
         with analyzer.timer("seats"):
             analyzer.consent.place(sorted(keyframes.items()), *frame_size)
+    analyzer.consent.exclude_whole_tracks(frames, mapping)
     instructors = instructor_tracks(frames, config.classifier.instructor, config.classifier.instructor_zone)
     mark_roles(frames, instructors)
     if analyzer.states is not None:
