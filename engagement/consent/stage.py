@@ -178,7 +178,7 @@ class ConsentStage:
             self._excluded.setdefault(int(track_ids[row]), str(reasons[row]))
         for row in np.flatnonzero(tracked):
             reasons[row] = self._excluded.get(int(track_ids[row]), reasons[row])
-        reasons[elsewhere] = "seat"  # this frame only: a person in someone else's seat is not who the track says
+        reasons[elsewhere] = "seat"  # this frame only: a person away from the track's seat may not be who it says
         opted_out = reasons != "analyzed"
 
         blur = {
@@ -260,12 +260,15 @@ class ConsentStage:
         return hits[:, [not seat.participating for seat in self._placed_plan.seats]].any(axis=1)
 
     def _outside_own_seat(self, track_ids: np.ndarray, hits: np.ndarray) -> np.ndarray:
-        """Rows in a seat that is not their track's seat (a seated person the tracker swapped with a neighbour, or
-        a student visiting another seat), from their ``seat_hits``: excluded for that frame."""
+        """Rows away from their track's seat, from their ``seat_hits``: in another seat (a seated person the tracker
+        swapped with a neighbour, or a student visiting another seat), or a seated track's row in no seat (an ID
+        switch onto someone walking past, or the student standing away from their seat): excluded for that frame,
+        since who it is is in doubt."""
         column = {seat.name: index for index, seat in enumerate(self._placed_plan.seats)}
         own = [self.seats.get(int(t)) for t in track_ids]
         in_own = np.array([seat is not None and bool(row[column[seat]]) for seat, row in zip(own, hits)], bool)
-        return hits.any(axis=1) & ~in_own
+        has_seat = np.array([seat is not None for seat in own], bool)
+        return (hits.any(axis=1) | has_seat) & ~in_own
 
 
 def analysable(detections: Detections) -> np.ndarray:
