@@ -136,13 +136,24 @@ def _cache_model(ov: Any, model: Any, folder: Path) -> None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+SINGLE_PERSON_DOMINANCE = 4.0  # track 1 is confirmed only when its box is this many times larger than anyone else's
+
+
 def single_person(detections: Detections) -> Detections:
-    """The largest person as track 1, confirmed; everyone else untracked (``tracker.single_person``)."""
+    """The largest person as track 1, everyone else untracked (``tracker.single_person``). Track 1 is confirmed only
+    while nobody else in view comes near its size (``SINGLE_PERSON_DOMINANCE``): with two people of similar size,
+    say a roommate leaning in, which of them the session's student is is in doubt, so both stay unknown (blurred,
+    not analysed) for that frame."""
     result = detections[np.arange(len(detections))]
     result.track_id = np.full(len(detections), -1, np.int64)
+    confirmed = np.zeros(len(detections), bool)
     if len(detections):
-        result.track_id[int(np.argmax(detections.area))] = 1
-    result.data["confirmed"] = result.track_id == 1
+        areas = detections.area
+        largest = int(np.argmax(areas))
+        result.track_id[largest] = 1
+        others = np.delete(areas, largest)
+        confirmed[largest] = not len(others) or areas[largest] >= SINGLE_PERSON_DOMINANCE * others.max()
+    result.data["confirmed"] = confirmed
     return result
 
 

@@ -502,6 +502,10 @@ def test_single_person_tracking_keeps_the_largest_person_as_track_1():
     tracked = single_person(people)
     assert tracked.track_id.tolist() == [-1, 1, -1] and tracked.data["confirmed"].tolist() == [False, True, False]
     assert len(single_person(Detections.empty())) == 0
+    # someone leaning in at more than a quarter of the largest box's area: nobody is confirmed (blurred, not analysed)
+    leaning_in = Detections.from_boxes(np.array([[0, 0, 100, 80], [100, 0, 160, 70]], np.float32))
+    doubtful = single_person(leaning_in)
+    assert doubtful.track_id.tolist() == [1, -1] and not doubtful.data["confirmed"].any()
 
 
 def test_face_fallback_makes_a_person_of_the_largest_face_only_when_nobody_is_found():
