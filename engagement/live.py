@@ -117,7 +117,8 @@ class AnalysisWorker:
 class LiveView:
     """The analysed, anonymized view of a source, frame by frame: opens the source and the real models (webcam
     pipeline with the running baseline), paces a file to its frame rate when ``realtime``, and counts the frames
-    shown and analysed since the start. Shared by ``engagement live`` and the web app's live page."""
+    shown and analysed since the start. Until the first analysis returns, every frame is obscured whole. Shared by
+    ``engagement live`` and the web app's live page."""
 
     def __init__(self, source: str, config: PipelineConfig, realtime: bool = True) -> None:
         if config.consent.room is not None:
@@ -157,7 +158,7 @@ class LiveView:
             if index / fps >= next_analysis:
                 self.worker.offer(frame.copy(), index / fps)
                 next_analysis += self.interval
-            image = self.renderer(frame, self.worker.latest)
+            image = self.renderer(frame, self.worker.latest) if self.worker.analysed else self.renderer.hidden(frame)
             self.shown += 1
             overlay.annotate(image, f"{self.display_fps:.1f} fps shown, {self.analysis_fps:.1f} fps analysed")
             yield image

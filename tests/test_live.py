@@ -84,3 +84,35 @@ def test_the_live_class_score_is_the_mean_of_the_last_minute():
             assert worker.class_score == expected
     finally:
         worker.stop()
+
+
+def test_nothing_is_shown_before_the_first_analysis(models_dir: Path):
+    """Until the analysis thread returns its first result nobody's head region is known, so the live view obscures
+    the whole frame; from then on it shows the anonymized, annotated frame."""
+    import numpy as np
+
+    from engagement.config import load_pipeline
+    from engagement.detections import Detections
+    from engagement.live import LiveView
+    from engagement.pipeline.render import Renderer
+
+    class NoAnalysisYet:
+        analysed, error, latest = 0, None, Detections.empty()
+
+        def offer(self, frame, time_s):
+            pass
+
+    config = load_pipeline("webcam", [f"models_dir={models_dir}"])
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    view = LiveView.__new__(LiveView)
+    view.frames, view.info = [(0, frame), (1, frame)], type("Info", (), {"fps": 10.0})()
+    view.renderer, view.worker = Renderer(config, 10.0), NoAnalysisYet()
+    view.interval, view.pace, view.shown, view.started = 0.1, False, 0, 0.0
+    first = next(iter(view))
+    assert first[60:, :].std() < 0.2 * frame.std()  # obscured whole (the rates overlay is drawn at the top)
+    view.worker.analysed = 1
+    shown = list(iter(view))[-1]
+    expected = Renderer(config, 10.0)(frame, Detections.empty())  # nobody in view: the frame with its legend
+    assert np.array_equal(shown[60:, :], expected[60:, :]) and shown[60:, :].std() > 0.6 * frame.std()
+    config = load_pipeline("webcam", [f"models_dir={models_dir}", "consent.blur=none"])
+    assert np.array_equal(Renderer(config, 10.0).hidden(frame), frame)  # the policy hides nobody

@@ -130,6 +130,17 @@ class Renderer:
             frame = self.anonymizer.annotate(frame, detections, self.blur_all, faces)
         return annotate(frame, detections, self.annotators)
 
+    def hidden(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` obscured whole (unless the policy hides nobody): what a live view shows before its first
+        analysis, when nobody's head region is known and the face detector alone would decide what is shown."""
+        if self.anonymizer is None:
+            return frame.copy()
+        from engagement.anonymize import obscure
+
+        image = frame.copy()
+        obscure(image, np.array([0, 0, image.shape[1], image.shape[0]], np.float32), self.anonymizer.config.method)
+        return image
+
 
 class RunWriter:
     """The tables and video of a run, written as frames come (memory stays flat)."""
