@@ -191,7 +191,10 @@ def process_many(
     try:
         for row in engine.run(pending, settings, progress):
             if consent is not None and row["status"] != "failed":
-                register_session(config, Path(row["run_dir"]), read_session(Path(row["run_dir"])), snapshot_taken)
+                try:
+                    register_session(config, Path(row["run_dir"]), read_session(Path(row["run_dir"])), snapshot_taken)
+                except UserError as error:  # that run is deleted; the runs after it still get registered
+                    row = {**row, "status": "failed", "error": str(error)}
             rows.append(row)
             progress.bar.write(f"{row['status']:>6}  {row['video']}" + (f": {row['error']}" if row["error"] else ""), file=sys.stderr)
     finally:

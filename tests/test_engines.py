@@ -91,6 +91,35 @@ def test_the_registry_is_read_and_written_by_the_driver_only(clips: Path, tmp_pa
         assert [session.run_dir for session in registry.sessions("CS101")] == [(out / "a").resolve()]  # the failed video is not recorded
 
 
+def test_a_run_the_registry_cannot_record_is_deleted_and_the_next_still_registered(
+        clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from engagement.consent.registry import Registry
+
+    registry_path = tmp_path / "registry.sqlite"
+    with Registry.open(registry_path) as registry:
+        registry.add_course("CS101", "Intro")
+        registry.add_approval("CS101", "I-1", "A-1", dt.date.today(), "all sessions")
+    record_session = Registry.record_session
+
+    def failing_for_a(self, course, date, run_dir, *rest):
+        if Path(run_dir).name == "a":
+            raise UserError("registry lost its connection")
+        return record_session(self, course, date, run_dir, *rest)
+
+    monkeypatch.setattr(Registry, "record_session", failing_for_a)
+    out = tmp_path / "runs"
+    course = ["--set", f"consent.registry={registry_path}", "--set", "consent.course=CS101", "--set", "consent.track_students={1: S1}"]
+    assert main(["process", str(clips / "a.mp4"), str(clips / "b.mp4"), "--out", str(out), *FAST, *course]) == 1
+    table = pd.read_parquet(out / "batch_summary.parquet").set_index("video")
+    assert table.status.to_dict() == {str(clips / "a.mp4"): "failed", str(clips / "b.mp4"): "ok"}
+    assert table.loc[str(clips / "a.mp4"), "error"] == f"registry lost its connection; run {out / 'a'} deleted: the registry could not record it"
+    assert not (out / "a").exists() and (out / "b" / "session.json").exists()
+    with Registry.open(registry_path) as registry:
+        assert [session.run_dir for session in registry.sessions("CS101")] == [(out / "b").resolve()]
+
+
 def test_an_output_folder_that_cannot_be_written_is_one_line_and_writes_nothing(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -4,12 +4,14 @@ and the session's entry in the consent registry."""
 from __future__ import annotations
 
 import platform
+import shutil
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
 from engagement import __version__
 from engagement.config import PipelineConfig
+from engagement.errors import UserError
 from engagement.files import ANNOTATED_MP4, SCORES_CSV, STATES_PARQUET, SUMMARY_JSON, TRACKS_PARQUET
 from engagement.models import file_sha256, find_model
 from engagement.pipeline.analyse import Analyzer
@@ -113,19 +115,26 @@ def register_session(config: PipelineConfig, run_dir: Path, session: SessionReco
     """With a course set, remember the run in the consent registry so withdrawal and purge can find it, remove the
     students who opted out or withdrew since the run's consent facts were read at ``started`` (their change came
     too late for it), then delete the analysed recording when the course asks for it. Runs where the registry
-    lives (the CLI)."""
+    lives (the CLI). A run the registry could not record is deleted (failing closed): withdrawal and purge could
+    never find it."""
     from engagement.consent.outputs import delete_source, remove_late_opt_outs
     from engagement.consent.registry import Registry
 
-    with Registry.open(config.consent.registry) as registry:
-        session_id = registry.record_session(
-            config.consent.course,
-            datetime.now(timezone.utc).date(),
-            run_dir,
-            session.input.sha256,
-            session.consent.track_students,
-        )
-        remove_late_opt_outs(registry, session_id, started)
+    try:
+        with Registry.open(config.consent.registry) as registry:
+            session_id = registry.record_session(
+                config.consent.course,
+                datetime.now(timezone.utc).date(),
+                run_dir,
+                session.input.sha256,
+                session.consent.track_students,
+            )
+            remove_late_opt_outs(registry, session_id, started)
+    except BaseException as error:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(error, UserError):
+            raise type(error)(f"{error}; run {run_dir} deleted: the registry could not record it") from None
+        raise
     delete_source(config.consent.registry, config.consent.course, session.input.path, run_dir)
 
 

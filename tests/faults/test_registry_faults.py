@@ -202,3 +202,18 @@ def test_a_withdrawal_during_processing_is_applied_before_the_session_is_registe
         (session,) = registry.sessions()
         scrubbed = [e for e in registry.audit_log() if e["action"] == "outputs_scrubbed"]
     assert [(e["subject"], e["details"]["session"]) for e in scrubbed] == [("S2", session.id)]
+
+
+def test_a_run_the_registry_cannot_record_is_deleted(tmp_path: Path) -> None:
+    """Withdrawal and purge find runs through the registry: a run it could not record would hold students' analytics
+    beyond their reach, so it is deleted and the one-line error says so."""
+    path = tmp_path / "registry.sqlite"
+    path.write_bytes(os.urandom(8192))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "tracks.parquet").write_bytes(b"analytics")
+    config = PipelineConfig()
+    config.consent.registry, config.consent.course = str(path), "CS101"
+    with pytest.raises(UserError, match=f"run {run_dir} deleted: the registry could not record it") as raised:
+        register_session(config, run_dir, SessionRecord(consent=ConsentRecord(track_students={1: "S1"})), dt.datetime.now(dt.timezone.utc))
+    assert not run_dir.exists() and len(str(raised.value).splitlines()) == 1
