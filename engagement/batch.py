@@ -8,8 +8,10 @@ tasks, here on the driver) and exit codes. A video that fails is reported in the
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -157,11 +159,31 @@ class BatchProgress:
         self.bar.close()
 
 
-def resumed_row(job: Job, allow_partial: bool) -> dict[str, Any]:
-    """The row of a run completed by an earlier batch (``--resume``)."""
-    row = session_row(read_session(job.out), allow_partial)
-    return {"video": str(job.video), "run_dir": str(job.out), "node": "", "attempts": 0, **row,
-            "status": "skipped" if row["status"] == "ok" else row["status"]}
+PRIVACY_SECTIONS = ("consent", "anonymizer")  # a run made with other settings of these may show or keep other people
+
+
+def resumed_row(job: Job, allow_partial: bool, config: PipelineConfig) -> dict[str, Any]:
+    """The row of a run completed by an earlier batch (``--resume``); ``failed`` when that run was made with other
+    consent or anonymizer settings than ``config``: skipping it would keep outputs this batch would not make."""
+    from engagement.config import to_dict
+
+    session = read_session(job.out)
+    row = {"video": str(job.video), "run_dir": str(job.out), "node": "", "attempts": 0, **session_row(session, allow_partial)}
+    changed = [name for name in PRIVACY_SECTIONS if to_dict(getattr(session.config, name)) != to_dict(getattr(config, name))]
+    if changed:
+        return {**row, "status": "failed",
+                "error": f"{job.out} was made with other {' and '.join(changed)} settings; --overwrite processes it again"}
+    return {**row, "status": "skipped" if row["status"] == "ok" else row["status"]}
+
+
+def unregistered(jobs: list[Job], config: PipelineConfig) -> list[Job]:
+    """Of the runs an earlier batch finished, those the consent registry does not hold (that batch stopped between
+    a task and its registration): no withdrawal or purge could find them."""
+    from engagement.consent.registry import Registry
+
+    with Registry.open(config.consent.registry) as registry:
+        known = {session.run_dir for session in registry.sessions(config.consent.course)}
+    return [job for job in jobs if job.out.resolve() not in known]
 
 
 def process_many(
@@ -183,7 +205,12 @@ def process_many(
     consent = RegistrySnapshot.read(config.consent) if config.consent.course is not None else None
     jobs = [Job(video, out, fresh=not out.exists()) for video, out in zip(videos, run_dirs(videos, parent))]
     done = [job for job in jobs if resume and not overwrite and is_run(job.out)]
-    rows = [resumed_row(job, allow_partial) for job in done]
+    if consent is not None and done:
+        for job in unregistered(done, config):  # deleted and processed again, as a run the registry could not record
+            shutil.rmtree(job.out)
+            done.remove(job)
+            jobs[jobs.index(job)] = replace(job, fresh=True)
+    rows = [resumed_row(job, allow_partial, config) for job in done]
     pending = [job for job in jobs if job not in done]
     parent.mkdir(parents=True, exist_ok=True)
     settings = TaskSettings(config, overwrite, report, allow_partial, consent)

@@ -59,6 +59,36 @@ def test_local_engine_and_resume(clips: Path, tmp_path: Path, capsys: pytest.Cap
     assert "cannot be opened as a video" in capsys.readouterr().err
 
 
+def test_resume_redoes_unregistered_runs_and_refuses_runs_with_other_privacy_settings(clips: Path, tmp_path: Path) -> None:
+    """A run an earlier batch finished but never registered (here: a registry the run was never recorded in) is
+    deleted and processed again; a run made with other consent settings is not skipped as if it were this batch's."""
+    import datetime as dt
+
+    from engagement.consent.registry import Registry
+
+    def registry_with_course(path: Path) -> Path:
+        with Registry.open(path) as registry:
+            registry.add_course("CS101", "Intro")
+            registry.add_approval("CS101", "I-1", "A-1", dt.date.today(), "all sessions")
+        return path
+
+    out = tmp_path / "runs"
+    course = ["--set", "consent.course=CS101", "--set", "consent.track_students={1: S1}"]
+    first, second = registry_with_course(tmp_path / "first.sqlite"), registry_with_course(tmp_path / "second.sqlite")
+    videos = [str(clips / "a.mp4"), str(clips / "b.mp4")]
+    assert main(["process", *videos, "--out", str(out), *FAST, *course, "--set", f"consent.registry={first}"]) == 0
+    made = (out / "a" / "session.json").stat().st_mtime_ns
+    assert main(["process", *videos, "--out", str(out), "--resume", *FAST, *course, "--set", f"consent.registry={second}"]) == 0
+    assert (out / "a" / "session.json").stat().st_mtime_ns != made  # processed again
+    with Registry.open(second) as registry:
+        assert sorted(session.run_dir for session in registry.sessions("CS101")) == [(out / "a").resolve(), (out / "b").resolve()]
+    assert main(["process", *videos, "--out", str(out), "--resume", *FAST, *course, "--set", f"consent.registry={second}"]) == 0
+    assert pd.read_csv(out / "batch_summary.csv").status.tolist() == ["skipped", "skipped"]  # registered, same settings
+    assert main(["process", *videos, "--out", str(out), "--resume", *FAST, "--set", "consent.blur=all"]) == 1
+    row = pd.read_csv(out / "batch_summary.csv").iloc[0]
+    assert row.status == "failed" and row.error == f"{out / 'a'} was made with other consent settings; --overwrite processes it again"
+
+
 def test_the_registry_is_read_and_written_by_the_driver_only(clips: Path, tmp_path: Path) -> None:
     """A task gets the consent decisions as data and leaves the registry alone (opening it would create its
     folder); the batch reads the registry before the tasks and records each finished session after them."""
