@@ -32,7 +32,7 @@ def test_process_into_a_read_only_place(clip: Path, tmpfs: Callable, engagement:
 def test_live_record_to_a_place_that_cannot_take_it(
     clip: Path, tmpfs: Callable, engagement: Callable, one_line_error: Callable, read_only: bool, reason: str
 ) -> None:
-    with tmpfs(size="1m", read_only=read_only, free=None if read_only else 64 * 1024) as place:
+    with tmpfs(size="1m", read_only=read_only, free=None if read_only else 16 * 1024) as place:
         result = engagement("live", "--source", clip, "--no-window", "--as-fast-as-possible", "--record", place / "view.mp4")
         line = one_line_error(result, exit_code=74)
         assert line == f"engagement: error: cannot record to {place / 'view.mp4'}: {reason}"
