@@ -2,6 +2,7 @@
 consent. Synthetic boxes (no keypoints: everyone seated) except the run on the shared classroom video."""
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,9 @@ IN_A1, IN_A2, IN_B1, NOWHERE = [50, 100, 150, 190], [250, 100, 350, 190], [100, 
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": "no"}]}, "true or false"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]]}] * 2}, "repeated: A1"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10**400, 0], [0, 9]]}]}, "at least 3 points"),
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participate": False}]},
+     re.escape("seats[0]: unknown key participate (valid keys: name, polygon, participating)")),
+    ({"widht": 400}, re.escape("unknown key widht (valid keys: room, width, height, seats)")),
 ])
 def test_a_malformed_plan_is_refused_naming_the_field(change: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):

@@ -52,6 +52,7 @@ class SeatPlan:
         """A validated plan; anything malformed is a UserError naming the field."""
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a mapping with room, width, height and seats")
+        _only_known_keys(data, PLAN_KEYS, where)
         room = data.get("room")
         if not isinstance(room, str) or not room.strip() or len(room) > 64:
             raise UserError(f"{where}: room must be a name of 1 to 64 characters")
@@ -117,6 +118,7 @@ class SeatPlan:
 def _seat(item: Any, where: str, width: int, height: int) -> Seat:
     if not isinstance(item, dict):
         raise UserError(f"{where}: expected a mapping with name, polygon and participating")
+    _only_known_keys(item, SEAT_KEYS, where)
     name = item.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 64:
         raise UserError(f"{where}: name must be a seat name of 1 to 64 characters (A1, B2, ...)")
@@ -139,6 +141,17 @@ def _seat(item: Any, where: str, width: int, height: int) -> Seat:
     if not isinstance(participating, bool):
         raise UserError(f"{where} ({name}): participating must be true or false")
     return Seat(name.strip(), tuple(points), participating)
+
+
+PLAN_KEYS = ("room", "width", "height", "seats")
+SEAT_KEYS = ("name", "polygon", "participating")
+
+
+def _only_known_keys(data: dict, known: tuple[str, ...], where: str) -> None:
+    """Refuse a key the plan does not know: a misspelt ``participating`` must not leave a seat participating."""
+    unknown = sorted(str(key) for key in data if key not in known)
+    if unknown:
+        raise UserError(f"{where}: unknown key {', '.join(unknown)} (valid keys: {', '.join(known)})")
 
 
 def _finite(value: float) -> bool:
