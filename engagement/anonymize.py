@@ -316,17 +316,20 @@ class Anonymizer:
 
     def _faces_to_hide(self, detections: Detections, blur: np.ndarray) -> np.ndarray:
         """Detected faces, less at most one per consenting person: the face nearest the centre of that person's
-        head region, inside it and inside no hidden person's box. Any other face, such as a student the pose
-        model missed behind or beside a consenting one, stays hidden."""
+        head region, inside it and inside no hidden person's box (with the other boxes of that same face: the
+        search in turned frames finds an upright face again). Any other face, such as a student the pose model
+        missed behind or beside a consenting one, stays hidden."""
         heads = face_mask_boxes(detections[~blur])
         candidates = centres_inside(self.faces, heads) & ~centres_inside(self.faces, detections.xyxy[blur]).any(axis=1)[:, None]
         face_centres = (self.faces[:, :2] + self.faces[:, 2:]) / 2
+        inside = centres_inside(self.faces, self.faces)
+        same_face = inside & inside.T  # each centre inside the other box (IoU alone can be as low as 0.36)
         shown = np.zeros(len(self.faces), bool)
         for head, box in enumerate(heads):
             free = np.flatnonzero(candidates[:, head] & ~shown)
             if len(free):
-                distances = np.linalg.norm(face_centres[free] - (box[:2] + box[2:]) / 2, axis=1)
-                shown[free[np.argmin(distances)]] = True
+                nearest = free[np.argmin(np.linalg.norm(face_centres[free] - (box[:2] + box[2:]) / 2, axis=1))]
+                shown |= same_face[nearest] & candidates[:, head]
         return self.faces[~shown]
 
     def _hold(self, boxes: np.ndarray) -> None:
