@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class DetectorConfig:
     # When the pose model finds nobody, the largest face (YuNet) becomes a person: a close-up webcam framing shows a
     # face and little body. Off for classrooms, where a face without a body is someone hidden, not the subject.
     face_fallback: bool = False
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -133,6 +137,14 @@ class AnonymizerConfig:
         minimum = METHOD_MIN_SCALE[self.method]
         if self.mask_scale < minimum:
             raise UserError(f"anonymizer.mask_scale must be at least {minimum} for method {self.method}, got {self.mask_scale}")
+        if not 0.0 < self.face_confidence <= 1.0:
+            raise UserError(f"anonymizer.face_confidence must be a probability above 0, got {self.face_confidence}")
+        if not self.hold_s >= 0:
+            raise UserError(f"anonymizer.hold_s must be 0 or more seconds, got {self.hold_s}")
+        if self.face_every < 1:
+            raise UserError(f"anonymizer.face_every must be 1 (every frame) or more, got {self.face_every}")
+        if self.face_input_width < 0:
+            raise UserError(f"anonymizer.face_input_width must be 0 (full resolution) or a width in pixels, got {self.face_input_width}")
         return self
 
 
@@ -214,8 +226,20 @@ class PipelineConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> "PipelineConfig":
-        if self.analysis_fps <= 0:
+        if not self.analysis_fps > 0:
             raise UserError(f"analysis_fps must be positive, got {self.analysis_fps}")
+        if not 0.0 <= self.detector.confidence <= 1.0:
+            raise UserError(f"detector.confidence must be a probability from 0 to 1, got {self.detector.confidence}")
+        if not 0.0 < self.detector.iou <= 1.0:
+            raise UserError(f"detector.iou must be an overlap above 0 and at most 1, got {self.detector.iou}")
+        if self.detector.max_people < 1:
+            raise UserError(f"detector.max_people must be at least 1, got {self.detector.max_people}")
+        if self.detector.imgsz < 32:
+            raise UserError(f"detector.imgsz must be at least 32 pixels, got {self.detector.imgsz}")
+        if not DEVICE.fullmatch(self.detector.device):
+            raise UserError(f"detector.device must be auto, cpu, cuda, cuda:N or mps, got {self.detector.device!r}")
+        if not 0 <= self.output.crf <= 51:
+            raise UserError(f"output.crf must be an x264 quality from 0 (lossless) to 51, got {self.output.crf}")
         if self.detector.threads < 0:
             raise UserError(f"detector.threads must be 0 (auto) or a positive number of threads, got {self.detector.threads}")
         if self.detector.batch < 0:

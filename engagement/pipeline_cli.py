@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from pathlib import Path
 
+from engagement.arguments import positive
 from engagement.config import BLUR_POLICIES, PipelineConfig, load_pipeline
 from engagement.errors import EXIT_INCOMPLETE_INPUT, UserError
 from engagement.session import SessionRecord
@@ -144,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--workers", type=int, default=1, help="--engine local: videos processed at once when given several (default 1)")
     process.add_argument("--engine", choices=["local", "ray"], default="local", help="where several videos run: local process pool (default) or a Ray cluster")
     process.add_argument("--address", metavar="HOST:PORT", help="--engine ray: the Ray head (default: RAY_ADDRESS, else a Ray instance on this machine)")
-    process.add_argument("--cpus-per-video", type=float, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1 (also with --engine local)")
+    process.add_argument("--cpus-per-video", type=positive, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1 (also with --engine local)")
     process.add_argument("--gpus-per-video", type=float, default=0, metavar="F", help="--engine ray: GPU share per video, e.g. 0.5 (default 0); the detector then runs on CUDA")
     process.add_argument("--memory-per-video", type=parse_size, metavar="SIZE", help="--engine ray: memory reserved per video, e.g. 3GiB")
     process.add_argument("--retries", type=int, default=2, help="--engine ray: reruns of a video whose worker crashed or whose node was lost (default 2)")
@@ -164,7 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     live.add_argument("--source", default="0", help="camera index, video file or rtsp:// URL (default: 0)")
     live.add_argument("--no-window", action="store_true", help="run headless (servers, tests)")
     live.add_argument("--record", help="write the annotated, anonymized view to this MP4 file")
-    live.add_argument("--duration", type=float, help="stop after this many seconds")
+    live.add_argument("--duration", type=positive, help="stop after this many seconds")
     live.add_argument("--as-fast-as-possible", action="store_true", help="read a file source as fast as possible instead of at its frame rate")
     _add_config_options(live, "webcam")
     live.set_defaults(handler=_live)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engagement.arguments import not_negative
 from engagement.config import PipelineConfig
 from engagement.errors import UserError
 
@@ -188,7 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "at each person's anchor (filled: inside a zone, so opted out). Every face is blurred, whatever --blur says.",
     )
     check.add_argument("video", metavar="VIDEO", help="a recording of the room, from the camera position used in class")
-    check.add_argument("--frame-time", type=float, default=0.0, metavar="S", help="seconds into the video (default 0)")
+    check.add_argument("--frame-time", type=not_negative, default=0.0, metavar="S", help="seconds into the video (default 0)")
     check.add_argument("--out", required=True, help="PNG file to write")
     _add_config_options(check, "lecture")
     check.set_defaults(handler=_check)

@@ -213,7 +213,7 @@ def read_frame_at(path: str | Path, time_s: float, last_if_past_end: bool = Fals
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = fps if 0 < fps < 1000 else 30.0
         frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        index = max(0, round(time_s * fps))
+        index = round(min(max(time_s * fps, 0.0), 2.0**31))  # far past the end is past the end, not an overflow
         capture.set(cv2.CAP_PROP_POS_FRAMES, min(index, frames - 1) if last_if_past_end and frames else index)
         ok, frame = capture.read()
     finally:

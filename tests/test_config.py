@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,23 @@ def test_a_mask_too_small_for_its_method_is_refused_not_enlarged(method: str, sc
     with pytest.raises(UserError, match=rf"^.*anonymizer\.mask_scale must be at least {minimum} for method {method}, got {scale}$"):
         load_pipeline("lecture", [f"anonymizer.method={method}", f"anonymizer.mask_scale={scale}"])
     assert load_pipeline("lecture", ["anonymizer.method=fill", "anonymizer.mask_scale=1.3"]).anonymizer.mask_scale == 1.3
+
+
+@pytest.mark.parametrize("override, message", [
+    ("detector.confidence=5", "detector.confidence must be a probability from 0 to 1, got 5.0"),
+    ("detector.iou=0", "detector.iou must be an overlap above 0 and at most 1, got 0.0"),
+    ("detector.iou=nan", "detector.iou: expected float, got 'nan'"),
+    ("detector.max_people=0", "detector.max_people must be at least 1, got 0"),
+    ("detector.imgsz=0", "detector.imgsz must be at least 32 pixels, got 0"),
+    ("detector.device=banana", "detector.device must be auto, cpu, cuda, cuda:N or mps, got 'banana'"),
+    ("output.crf=-5", "output.crf must be an x264 quality from 0 (lossless) to 51, got -5"),
+    ("output.crf=99", "output.crf must be an x264 quality from 0 (lossless) to 51, got 99"),
+    ("anonymizer.face_input_width=-5", "anonymizer.face_input_width must be 0 (full resolution) or a width in pixels, got -5"),
+    ("anonymizer.face_confidence=0", "anonymizer.face_confidence must be a probability above 0, got 0.0"),
+    ("anonymizer.hold_s=-1", "anonymizer.hold_s must be 0 or more seconds, got -1.0"),
+    ("anonymizer.face_every=0", "anonymizer.face_every must be 1 (every frame) or more, got 0"),
+])
+def test_out_of_range_settings_are_refused_before_any_model_loads(override: str, message: str):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_pipeline("lecture", [override])
+    assert load_pipeline("lecture", ["detector.device=cuda:1", "output.crf=0", "anonymizer.face_input_width=0"]).output.crf == 0

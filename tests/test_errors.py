@@ -40,3 +40,22 @@ def test_a_benchmark_missing_its_input_says_so_in_one_line(tmp_path: Path):
                           timeout=120)
     assert done.returncode == IO_ERROR_EXIT
     assert done.stderr == f"webcam_segments: error: {tmp_path / 'lecture.segments.csv'}: No such file or directory\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["privacy-check", "a.mp4", "b.mp4", "--iou", "2"], "argument --iou: must be above 0 and at most 1, got 2"),
+    (["privacy-check", "a.mp4", "b.mp4", "--iou", "nan"], "argument --iou: not a finite number: 'nan'"),
+    (["privacy-check", "a.mp4", "b.mp4", "--max-frames", "0"], "argument --max-frames: must be at least 1, got 0"),
+    (["classifier", "evaluate", "set", "--limit", "-3"], "argument --limit: must be at least 1, got -3"),
+    (["classifier", "predict", "v.mp4", "--out", "p.csv", "--every-s", "inf"], "argument --every-s: not a finite number: 'inf'"),
+    (["seats", "check", "v.mp4", "--out", "c.png", "--frame-time", "-1"], "argument --frame-time: must be 0 or more, got -1"),
+    (["process", "v.mp4", "--out", "run", "--cpus-per-video", "0"], "argument --cpus-per-video: must be above 0, got 0"),
+    (["live", "--duration", "x"], "argument --duration: not a number: 'x'"),
+    (["generate", "sample", "model", "--eta", "-3", "--out", "s.npz"], "argument --eta: must be 0 or more, got -3"),
+])
+def test_a_bad_number_is_refused_before_any_work(args: list[str], message: str, capsys: pytest.CaptureFixture[str]):
+    from engagement.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engagement.arguments import at_least_one, positive
+
 if TYPE_CHECKING:
     from engagement.config import HandsConfig
 
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", help="cctv split to use (default: every split found)")
     evaluate.add_argument("--persons", help="persons to keep, e.g. 1,2 or person1 (default: all)")
     evaluate.add_argument("--rooms", help="rooms to keep (COCO images' room), e.g. A (default: all)")
-    evaluate.add_argument("--limit", type=int, help="only the first N images (quick checks)")
+    evaluate.add_argument("--limit", type=at_least_one, help="only the first N images (quick checks)")
     evaluate.add_argument("--baseline", choices=["running", "session"],
                           help="webcam rows: relative features against each person's frames so far (as live video) or "
                                "whole session (as the webcam pipeline does for a recording); default: as the webcam "
@@ -74,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                   "video's sampled frames, as a CSV table (never images)")
     predict.add_argument("path", help="an image, a folder of images, or a video")
     predict.add_argument("--out", required=True, help="CSV file to write")
-    predict.add_argument("--every-s", type=float, default=1.0, help="video: seconds between scored frames (default 1)")
+    predict.add_argument("--every-s", type=positive, default=1.0, help="video: seconds between scored frames (default 1)")
     predict.add_argument("--tiles", default="1x1", help="detect on ROWSxCOLS overlapping tiles, e.g. 3x3 for small "
                          "people in a wide classroom still, as evaluate does for classroom sets (default 1x1)")
     predict.add_argument("--weights", help="weights file (default: the packaged weights)")

@@ -9,6 +9,8 @@ person nor a face gets one row saying so, with no state.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Iterator
 
@@ -43,8 +45,8 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
                 raise UserError(f"cannot read image {image}")
             yield str(image), 0, 0.0, frame
         return
-    if every_s <= 0:
-        raise UserError(f"--every-s must be positive, got {every_s}")
+    if not 0 < every_s < math.inf:
+        raise UserError(f"--every-s must be a positive number of seconds, got {every_s}")
     from engagement.sources import FrameSource
 
     source = FrameSource(str(path))

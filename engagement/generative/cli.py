@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from engagement.arguments import not_negative
 from engagement.errors import UserError
 
 GRID_COLUMNS = 10
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--sampler", help="ddpm or ddim (DDPM models)")
     sample.add_argument("--steps", type=int, help="sampling steps (DDIM/DDPM/latent diffusion) or Langevin steps per level (score)")
-    sample.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    sample.add_argument("--eta", type=not_negative, help="DDIM eta (0 = deterministic)")
     sample.set_defaults(handler=run_sample)
 
 
