@@ -329,11 +329,12 @@ def _purge(args: argparse.Namespace) -> int:
 
 def _privacy_check(args: argparse.Namespace) -> int:
     from engagement.privacy import leak_check
+    from engagement.records import write_json
 
     report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames,
                         detector=args.detector, region=args.region)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     totals = report["totals"]
     print(
         f"{totals['frames']} frames ({args.detector}): {totals['faces_original']} faces in the original, "
