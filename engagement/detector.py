@@ -42,9 +42,8 @@ class PoseDetector:
         self.is_openvino = Path(str(self.weights)).name.endswith("_openvino_model")
         # OpenVINO exports run on the CPU through OpenVINO whatever torch device is chosen.
         self.device = "cpu" if self.is_openvino else select_device(self.config.device)
-        self.model = self._load(self.weights)
+        self.model = self._load(self.weights, self.device)
         if self.is_openvino:
-            self.model.predict(np.zeros((32, 32, 3), np.uint8), device=self.device, verbose=False)  # builds the backend
             self._limit_openvino_threads(self.config.threads or max(1, (os.cpu_count() or 1) - 1))
 
     def _limit_openvino_threads(self, threads: int) -> None:
@@ -84,16 +83,20 @@ class PoseDetector:
         return f"{stem}.pt"  # ultralytics downloads official weights by name on a connected machine
 
     @staticmethod
-    def _load(weights: Path | str) -> Any:
+    def _load(weights: Path | str, device: str) -> Any:
+        """The YOLO model with its backend built by one prediction on a blank image, so that a file or folder that
+        is not a model fails here, in one line, not on the first frame."""
         from ultralytics import YOLO
 
         try:
-            return YOLO(str(weights), task="pose")
+            model = YOLO(str(weights), task="pose")
+            model.predict(np.zeros((32, 32, 3), np.uint8), device=device, verbose=False)
         except Exception as error:  # ultralytics raises many types for a failed download or a bad file
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].strip("❌ ")
             if isinstance(weights, Path):
-                raise UserError(f"cannot load detector weights {weights}: {error}") from None
-            reason = str(error).splitlines()[0].strip("❌ ")
+                raise UserError(f"cannot load detector weights {weights}: {reason}") from None
             raise ModelNotFoundError(missing_message(str(weights), None, reason)) from None
+        return model
 
     @property
     def batch_size(self) -> int:

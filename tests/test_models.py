@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engagement.config import DetectorConfig
-from engagement.errors import ModelNotFoundError
+from engagement.errors import ModelNotFoundError, UserError
 from engagement.models import find_model, resolve_model, search_dirs
 
 
@@ -50,6 +50,18 @@ def test_unknown_model_name_is_not_downloaded(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("ENGAGEMENT_MODELS", str(tmp_path))
     with pytest.raises(ModelNotFoundError, match="'my-model' not found"):
         PoseDetector(DetectorConfig(model="my-model"))
+
+
+@pytest.mark.parametrize("name, reason", [("empty.pt", "the file is empty"), ("weights", "not a supported model format"),
+                                          ("clip.mp4", "not a supported model format")])
+def test_detector_weights_that_are_no_model_fail_at_load_in_one_line(tmp_path: Path, name: str, reason: str):
+    from engagement.detector import PoseDetector
+
+    path = tmp_path / name
+    path.mkdir() if name == "weights" else path.write_bytes(b"" if name.endswith(".pt") else b"not a video")
+    with pytest.raises(UserError, match=f"cannot load detector weights {path}: .*{reason}") as raised:
+        PoseDetector(DetectorConfig(model=str(path)))
+    assert len(str(raised.value).splitlines()) == 1
 
 
 @pytest.mark.slow
