@@ -89,3 +89,23 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, trained_cvae: str, ar
     error = capsys.readouterr().err.strip()
     assert message in error and "\n" not in error
     assert not (tmp_path / "s.npz").exists()
+
+
+@pytest.mark.parametrize("weights", ["empty", "another model's"])
+def test_corrupt_weights_are_one_line(tmp_path, capsys, trained_cvae: str, weights: str) -> None:
+    import shutil
+
+    from engagement.generative.training import WEIGHTS_FILE
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_cvae, broken)
+    if weights == "empty":
+        (broken / WEIGHTS_FILE).write_bytes(b"")
+    else:
+        other = tmp_path / "vae"
+        assert main(["generate", "train", "vae", "--data", "digits", "--out", str(other), "--steps", "1"]) == 0
+        shutil.copy(other / WEIGHTS_FILE, broken / WEIGHTS_FILE)
+    capsys.readouterr()
+    assert main(["generate", "sample", str(broken), "--out", str(tmp_path / "s.npz")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"engagement: error: corrupt generative model in {broken}: ") and "\n" not in error

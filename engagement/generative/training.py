@@ -114,6 +114,7 @@ def save_model(directory: Path, model_name: str, model: nn.Module, metadata: dic
 
 def load_model(directory: Path) -> tuple[str, nn.Module, dict]:
     """Rebuild a saved model from its directory; returns (model name, model in eval mode, full config)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model as load_weights
 
     from engagement.generative import model_module
@@ -126,6 +127,7 @@ def load_model(directory: Path) -> tuple[str, nn.Module, dict]:
         module = model_module(config["model"])
         model = module.MODEL_CLASS(**config["model_config"])
         load_weights(model, str(weights_path))
-    except (json.JSONDecodeError, KeyError, TypeError, RuntimeError) as error:
-        raise UserError(f"corrupt generative model in {directory}: {error}") from error
+    except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch lists every mismatched tensor
+        raise UserError(f"corrupt generative model in {directory}: {reason}") from None
     return config["model"], model.eval(), config
