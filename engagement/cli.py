@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     os.environ.setdefault("YOLO_VERBOSE", "True" if args.verbose else "False")
+    if not args.verbose:  # FFmpeg's own line about a broken file would come before our one-line error
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     args.progress = show_progress(args)
     with contextlib.ExitStack() as stack:
         if args.quiet and not args.verbose:

@@ -57,3 +57,12 @@ def test_an_empty_room_is_an_ordinary_video(tmp_path: Path, pipeline: str) -> No
     out = tmp_path / "run"
     assert main(["process", str(video), "--out", str(out), "--pipeline", pipeline, "--quiet", "--no-report"]) == 0
     assert pd.read_parquet(out / "tracks.parquet").empty and pd.read_parquet(out / "states.parquet").empty
+
+
+def test_a_file_that_is_no_video_is_one_line_without_ffmpegs_own(tmp_path: Path, engagement: Callable, one_line_error: Callable) -> None:
+    """FFmpeg prints its reason ("moov atom not found") on its own; only -v shows it."""
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("lecture notes, not a video")
+    line = one_line_error(engagement("process", notes, "--out", tmp_path / "run"))
+    assert line == f"engagement: error: {notes}: cannot be opened as a video" and not (tmp_path / "run").exists()
+    assert "moov atom not found" in engagement("-v", "process", notes, "--out", tmp_path / "run").stderr
