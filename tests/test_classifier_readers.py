@@ -255,8 +255,9 @@ def test_predict_an_image_with_nobody_gets_one_row_saying_so(
     assert ((found["score"] >= 0) & (found["score"] <= 100)).all()
     assert [p.name for p in out.parent.iterdir()] == ["preds.csv"]  # a table only, never an image
     assert main(["classifier", "predict", str(tmp_path / "nowhere.jpg"), "--out", str(out)]) == 2
-    assert main(["classifier", "predict", str(tmp_path / "stills"), "--out", str(out), "--tiles", "3"]) == 2
-    assert "--tiles must be ROWSxCOLS" in capsys.readouterr().err
+    for tiles in ("3", "100x100", "0x2"):
+        assert main(["classifier", "predict", str(tmp_path / "stills"), "--out", str(out), "--tiles", tiles]) == 2
+        assert "--tiles must be ROWSxCOLS of 1 to 8 each" in capsys.readouterr().err
 
 
 @pytest.mark.slow

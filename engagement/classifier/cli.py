@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from engagement.config import HandsConfig
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "engagement-classifier-cache"
+MAX_TILES = 8  # per side: 8x8 tiles of a 4K frame are already smaller than the detector's input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -193,8 +194,8 @@ def _predict(args: argparse.Namespace) -> int:
         tiles = tuple(int(n) for n in args.tiles.lower().split("x"))
     except ValueError:
         tiles = ()
-    if len(tiles) != 2 or min(tiles) < 1:
-        raise UserError(f"--tiles must be ROWSxCOLS, e.g. 3x3, got {args.tiles!r}")
+    if len(tiles) != 2 or not 1 <= min(tiles) <= max(tiles) <= MAX_TILES:
+        raise UserError(f"--tiles must be ROWSxCOLS of 1 to {MAX_TILES} each, e.g. 3x3, got {args.tiles!r}")
     if args.hands and tiles != (1, 1):
         raise UserError("--hands runs on whole frames: leave out --tiles (or give 1x1)")
     out = Path(args.out)
