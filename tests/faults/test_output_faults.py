@@ -59,8 +59,10 @@ def test_an_empty_room_is_an_ordinary_video(tmp_path: Path, pipeline: str) -> No
     assert pd.read_parquet(out / "tracks.parquet").empty and pd.read_parquet(out / "states.parquet").empty
 
 
-def test_a_file_that_is_no_video_is_one_line_without_ffmpegs_own(tmp_path: Path, engagement: Callable, one_line_error: Callable) -> None:
+def test_a_file_that_is_no_video_is_one_line_without_ffmpegs_own(tmp_path: Path, engagement: Callable, one_line_error: Callable,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """FFmpeg prints its reason ("moov atom not found") on its own; only -v shows it."""
+    monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)  # set by an in-process main() of an earlier test
     notes = tmp_path / "notes.mp4"
     notes.write_text("lecture notes, not a video")
     line = one_line_error(engagement("process", notes, "--out", tmp_path / "run"))
