@@ -162,6 +162,23 @@ def test_withdraw_removes_every_row_about_the_student(registry_location: str | P
     assert not list(run_dir.glob(".*"))  # no temp files left behind
 
 
+def test_a_withdrawal_that_failed_half_way_deletes_the_media_when_run_again(registry_location: str | Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tables were scrubbed, then the disk failed: run again, the withdrawal still deletes the video and reports
+    that show the student, although no row of theirs is left to remove."""
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    with Registry.open(registry_location) as registry:
+        registry.set_consent("S2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
+    for path in [*run_dir.glob("*.parquet"), *run_dir.glob("*.csv"), *run_dir.glob("*.json")]:
+        outputs._scrub_table(path, "S2", {2}) if path.suffix != ".json" else outputs._scrub_json(path, "S2", {2})
+    with Registry.open(registry_location) as registry:
+        (removal,) = withdraw_student(registry, "S2")
+    assert removal["rows_removed"] == {} and removal["files_deleted"] == ["annotated.mp4", "report.html", "report.pdf"]
+    assert not any(run_dir.glob("annotated*")) and not any(run_dir.glob("report.*"))
+
+
 def test_withdraw_recomputes_class_figures_without_the_student(registry_location: str | Path, tmp_path: Path) -> None:
     """Session score, timeline and state shares must not keep a withdrawn student's rows in their averages."""
     run_dir = tmp_path / "run"

@@ -124,15 +124,19 @@ def _class_aggregates(states_path: Path, summary: dict[str, Any]) -> dict[str, A
 
 
 def remove_student(run_dir: Path, student: str, track_ids: set[int]) -> dict[str, Any]:
-    """Delete every row and mention of ``student`` (tracked as ``track_ids``) in ``run_dir``'s tables and JSON
-    files, and its rendered media when anything was removed; returns what was removed."""
+    """Delete the rendered media of ``run_dir`` when ``student`` was tracked there (as ``track_ids``: the video and
+    the report may show them), then every row and mention of them in its tables and JSON files (and the media, if
+    only those named them); returns what was removed. The media go first, so that a removal that fails half-way and
+    is run again finds them too."""
+    deleted = _delete(run_dir, RENDERED_PATTERNS) if track_ids else []
     rows: dict[str, int] = {}
     if run_dir.is_dir():
         for path in sorted([*run_dir.glob("*.parquet"), *run_dir.glob("*.csv")]):
             rows[path.name] = _scrub_table(path, student, track_ids)
         for path in sorted(run_dir.glob("*.json")):  # after the tables: the summary is recomputed from states.parquet
             rows[path.name] = _scrub_json(path, student, track_ids)
-    deleted = _delete(run_dir, RENDERED_PATTERNS) if any(rows.values()) else []
+    if any(rows.values()):  # named without a track of theirs
+        deleted += _delete(run_dir, RENDERED_PATTERNS)
     return {"run_dir": str(run_dir), "rows_removed": {k: v for k, v in rows.items() if v}, "files_deleted": deleted}
 
 
