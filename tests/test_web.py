@@ -272,7 +272,7 @@ def days_keeping_week_01() -> int:
 
 def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
     by_policy = client.get("/consent/purge").get_data(as_text=True)
-    assert f"Held on or before {dt.date.today() - dt.timedelta(days=180)}:" in by_policy  # the policy's 180 days
+    assert f"BIO-101: held on or before {dt.date.today() - dt.timedelta(days=180)} (180 days, its retention)" in by_policy
     kept = client.get(f"/consent/purge?older_than={days_keeping_week_01()}").get_data(as_text=True)
     assert "Nothing to delete." in kept
     assert "Live recordings started on or before" in kept and "Delete these outputs" not in kept
@@ -280,12 +280,29 @@ def test_purge_previews_then_deletes(client: Any, runs: Path) -> None:
     assert "session 1 of BIO-101 held 2026-10-05: annotated.mp4, session.json, states.parquet" in preview
     assert (runs / "week-01" / "session.json").is_file()
     assert client.get("/consent/purge?older_than=soon").status_code == 400
-    assert "Held on or before 0001-01-01:" in client.get(f"/consent/purge?older_than={10**12}").get_data(as_text=True)
+    assert "BIO-101: held on or before 0001-01-01 (" in client.get(f"/consent/purge?older_than={10**12}").get_data(as_text=True)
+    for bad in ("\u00b2", "9" * 5000):  # a superscript digit; more digits than int() takes
+        assert client.get("/consent/purge", query_string={"older_than": bad}).status_code == 400
     done = client.post("/consent/purge", data={"older_than": "0", "course": "BIO-101", "csrf_token": csrf(client)},
                        follow_redirects=True).get_data(as_text=True)
     assert "purged 1 session(s)<" in done and "live recording" not in done  # a course's purge leaves recordings alone
     assert not (runs / "week-01").exists()
     assert "No runs under the runs folder yet" in client.get("/").get_data(as_text=True)
+
+
+def test_purge_goes_by_each_courses_retention_unless_days_are_given(client: Any, runs: Path, registry_path: Path) -> None:
+    """Week-01 is younger than the policy's 180 days but older than BIO-101's own retention: the default purge takes it,
+    as `engagement consent purge` does."""
+    retention = days_keeping_week_01() - 1  # week-01 is held exactly this many days ago
+    with Registry.open(registry_path) as registry:
+        registry.add_course(COURSE, retention_days=retention)
+    preview = client.get("/consent/purge").get_data(as_text=True)
+    assert f"BIO-101: held on or before 2026-10-05 ({retention} days, its retention)" in preview
+    assert "session 1 of BIO-101 held 2026-10-05" in preview
+    assert "Nothing to delete." in client.get("/consent/purge?older_than=180").get_data(as_text=True)
+    done = client.post("/consent/purge", data={"older_than": "", "course": "", "csrf_token": csrf(client)},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "purged 1 session(s)" in done and not (runs / "week-01").exists()
 
 
 def test_purge_deletes_live_recordings_for_all_courses_only(client: Any, runs: Path) -> None:

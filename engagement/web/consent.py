@@ -8,6 +8,7 @@ reference in URLs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -127,36 +128,43 @@ def audit() -> str:
     return render_template("audit.html.j2", entries=list(registry().audit_log())[::-1])
 
 
-def _purge_request() -> tuple[int, str | None]:
-    """Days and course of a purge form (query or form fields); the policy's retention when no days are given."""
+def _purge_request() -> tuple[int | None, str | None]:
+    """Days and course of a purge form (query or form fields); no days: each course's own retention."""
     values = request.form if request.method == "POST" else request.args
     course = values.get("course") or None
     if course is not None:
         _course_or_404(course)
-    text = values.get("older_than") or str(load_policy()["retention_days"])
-    if not text.isdigit():
+    text = values.get("older_than") or ""
+    if text and not re.fullmatch(r"[0-9]{1,15}", text):
         abort(400, "older than must be a whole number of days, zero or more")
-    return int(text), course
+    return (int(text) if text else None), course
 
 
 @blueprint.route("/purge", methods=["GET", "POST"])
 def purge() -> Any:
     """GET: the sessions (and, for all courses, the live recordings) a purge would delete; POST: delete them, with the
-    sessions' registry entries."""
+    sessions' registry entries. Without a number of days, each course's sessions go by its own retention (else the
+    policy's), as ``engagement consent purge`` does; live recordings by the policy's."""
     days, course = _purge_request()
+    policy_days = load_policy()["retention_days"]
+    courses = registry().courses()
+    retention = {item["code"]: days if days is not None else item["retention_days"] or policy_days
+                 for item in courses if course in (None, item["code"])}
+    recording_days = days if days is not None else policy_days
     recordings = current_app.config["RUNS"] / LIVE_RECORDINGS
     if request.method == "POST":
-        purged = purge_sessions(registry(), days, course)
-        deleted = purge_recordings(registry(), recordings, days) if course is None else []
+        purged = [removed for code, kept_days in retention.items() for removed in purge_sessions(registry(), kept_days, code)]
+        deleted = purge_recordings(registry(), recordings, recording_days) if course is None else []
         flash(f"purged {len(purged)} session(s)" + (f" and {len(deleted)} live recording(s)" if course is None else ""),
               "info")
-        return redirect(url_for("consent.purge", older_than=days, course=course or ""))
-    cutoff = session_cutoff(days)
+        return redirect(url_for("consent.purge", older_than="" if days is None else days, course=course or ""))
+    cutoffs = {code: session_cutoff(kept_days) for code, kept_days in retention.items()}
     sessions = [
         {"id": s.id, "course": s.course, "held_on": s.held_on, "run_dir": s.run_dir,
          "files": sorted({p.name for pattern in KNOWN_OUTPUT_PATTERNS for p in s.run_dir.glob(pattern) if p.is_file()})}
-        for s in registry().sessions(course=course, held_on_or_before=cutoff)
+        for code, cutoff in cutoffs.items() for s in registry().sessions(course=code, held_on_or_before=cutoff)
     ]
-    expired = [path.name for path in expired_recordings(recordings, days)] if course is None else []
-    return render_template("purge.html.j2", days=days, course=course, cutoff=cutoff, sessions=sessions,
-                           recordings=expired, recordings_cutoff=recording_cutoff(days), courses=registry().courses())
+    expired = [path.name for path in expired_recordings(recordings, recording_days)] if course is None else []
+    return render_template("purge.html.j2", days=days, course=course, cutoffs=cutoffs, retention=retention,
+                           sessions=sessions, recordings=expired, recordings_cutoff=recording_cutoff(recording_days),
+                           courses=courses)
