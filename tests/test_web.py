@@ -154,10 +154,29 @@ def test_video_is_served_with_ranges(client: Any, runs: Path) -> None:
 def test_files_outside_the_run_are_refused(client: Any, runs: Path) -> None:
     (runs / "week-01" / "link.txt").symlink_to(runs.parent / "secret.txt")
     for url in ("/files/week-01/-/../../secret.txt", "/files/week-01/-/..%2F..%2Fsecret.txt", "/files/week-01/-/link.txt",
-                "/files/week-01/-//etc/passwd", "/files/..%2F/-/secret.txt", "/files/week-01/-/missing.csv"):
+                "/files/week-01/-//etc/passwd", "/files/..%2F/-/secret.txt", "/files/week-01/-/missing.csv",
+                "/files/week-01/-/%00", "/files/week-01/-/" + "a" * 5000, "/live/recordings/live-%00"):
         response = client.get(url, follow_redirects=True)  # a doubled slash is first merged by a redirect
         assert response.status_code == 404, url
         assert b"outside the runs folder" not in response.data
+
+
+def test_hidden_run_folders_are_neither_listed_nor_served(client: Any, runs: Path) -> None:
+    """The previous run of an overwrite that a killed process left behind (``.NAME.old-PID``) is in no registry, so no
+    withdrawal reaches it: the app must not show it."""
+    import shutil
+
+    shutil.copytree(runs / "week-01", runs / ".week-01.old-4242")
+    assert ".week-01.old" not in client.get("/").get_data(as_text=True)
+    assert client.get("/files/.week-01.old-4242/-/annotated.mp4").status_code == 404
+    assert client.get("/sessions/.week-01.old-4242").status_code == 404
+
+
+def test_an_unexpected_error_is_an_error_page(client: Any, runs: Path) -> None:
+    summary = json.loads((runs / "week-01" / "summary.json").read_text())
+    (runs / "week-01" / "summary.json").write_text(json.dumps({**summary, "state_share": 5}))  # hand-edited nonsense
+    page = client.get("/courses/BIO-101")
+    assert page.status_code == 500 and "<h1>Error 500</h1>" in page.get_data(as_text=True)
 
 
 # --- security ---------------------------------------------------------------------------------------------------
@@ -339,7 +358,7 @@ def saved_plan(registry_path: Path, room: str = "R1") -> dict | None:
         return registry.seat_plan(room).to_dict() if room in registry.rooms() else None
 
 
-def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Path) -> None:
+def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Path, runs: Path) -> None:
     import cv2
 
     assert "No seat plans yet" in client.get("/seats/").get_data(as_text=True)
@@ -350,6 +369,11 @@ def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Pat
     assert frame.mimetype == "image/png" and cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
     assert client.get("/seats/R1/frame.png?source=no-such-run").status_code == 404
     assert client.get("/seats/R1/frame.png?source=week-01&t=inf").status_code == 404
+    session = json.loads((runs / "week-01" / "session.json").read_text())
+    session["config"]["consent"]["blur"] = "none"  # a run that shows every face: never a reference frame
+    (runs / "week-01" / "session.json").write_text(json.dumps(session))
+    refused = client.get("/seats/R1/frame.png?source=week-01&t=1")
+    assert refused.status_code == 404 and "consent.blur none" in refused.get_data(as_text=True)
     assert client.get("/seats/%20R1").status_code == 404  # would save over R1's plan once stripped
     plan = {"width": 160, "height": 120, "seats": [SEAT, {**SEAT, "name": "A2", "participating": False,
                                                         "polygon": [[80, 60], [150, 60], [150, 110]]}]}
@@ -365,6 +389,8 @@ def test_seat_plan_pages_draw_on_a_session_frame(client: Any, registry_path: Pat
 
 @pytest.mark.parametrize("plan, message", [
     ("{not json", "not valid JSON"),
+    ("[" * 100_000, "not valid JSON"),  # nested deeper than the parser recurses
+    (json.dumps({"width": 160, "height": 120, "seats": [{**SEAT, "participate": False}]}), "unknown key participate"),
     (json.dumps({"width": 160, "height": 120, "seats": [{**SEAT, "polygon": [[10, 60], [70, 60]]}]}), "at least 3 points"),
     (json.dumps({"width": 160, "height": 120, "seats": [{**SEAT, "polygon": [[10, 60], [700, 60], [10, 90]]}]}), "outside the 160x120"),
 ])

@@ -78,9 +78,19 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
     for blueprint in (sessions.blueprint, consent.blueprint, seats.blueprint, live.blueprint):
         app.register_blueprint(blueprint)
     app.add_url_rule("/login", "login", _login, methods=["GET", "POST"])
-    for code in (400, 401, 404, 405, 413):
+    for code in (400, 401, 404, 405, 413, 500):  # 500: an unexpected error is logged and shown as a page too
         app.register_error_handler(code, _error_page)
     return app
+
+
+def file_in(folder: Path, name: str) -> Path | None:
+    """The file ``name`` names inside ``folder``, or None: absent, outside the folder, or no valid path at all (a NUL
+    byte, a name too long for the file system)."""
+    try:
+        path = (folder / name).resolve()
+        return path if not Path(name).is_absolute() and path.is_relative_to(folder.resolve()) and path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def registry() -> Registry:

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from engagement.consent.outputs import LIVE_RECORDING_NAME, LIVE_RECORDINGS
 from engagement.report.charts import STATE_COLOURS
 from engagement.report.run import readable_name
+from engagement.web.app import file_in
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
 BOUNDARY = "frame"
@@ -155,8 +156,8 @@ def start() -> Any:
 @blueprint.get("/recordings/<name>")
 def recording(name: str) -> Any:
     """A recorded live view (already anonymized)."""
-    path = (_recordings() / name).resolve()
-    if not name.startswith("live-") or path.parent != _recordings().resolve() or not path.is_file():
+    path = file_in(_recordings(), name) if name.startswith("live-") else None
+    if path is None or path.parent != _recordings().resolve():
         abort(404, "no such recording")
     return send_file(path, conditional=True)
 

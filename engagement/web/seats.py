@@ -18,12 +18,14 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 
 from engagement.consent.seatplan import SeatPlan
 from engagement.errors import UserError
-from engagement.files import ANNOTATED_MP4
+from engagement.files import ANNOTATED_MP4, SESSION_JSON
+from engagement.session import SessionRecord
 from engagement.web.app import registry
 from engagement.web.sessions import run_folder, run_folders
 
 blueprint = Blueprint("seats", __name__, url_prefix="/seats")
 UPLOADED = "uploaded"  # the ``source`` of a reference frame taken from an uploaded video
+FACES_OF_CONSENTING_ONLY = ("unconsented", "all")  # blur policies whose videos may serve as reference frames
 
 
 def _room_or_404(room: str) -> str:
@@ -80,9 +82,14 @@ def frame(room: str) -> Response:
         if room not in _uploads():
             abort(404, "no uploaded reference frame for this room: upload a video first")
         return Response(_uploads()[room], mimetype="image/png")
-    video = run_folder(source) / ANNOTATED_MP4
+    folder = run_folder(source)
+    video = folder / ANNOTATED_MP4
     if not video.is_file():
         abort(404, "this session has no annotated video (deleted on a withdrawal?); pick another session or upload a video")
+    policy = SessionRecord.read(folder / SESSION_JSON).config.consent.blur
+    if policy not in FACES_OF_CONSENTING_ONLY:
+        abort(404, f"this session was made with consent.blur {policy}, which shows faces without a consent record; "
+                   "pick another session or upload a video")
     try:
         image, _, _ = read_frame_at(video, _seconds(request.args.get("t")), last_if_past_end=True)
     except UserError as error:
@@ -122,7 +129,7 @@ def save(room: str) -> Any:
         if isinstance(data, dict):
             data["room"] = room
         plan = SeatPlan.from_dict(data, f"seat plan of room {room}")
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nested beyond what the parser recurses into
         flash("not saved: the plan is not valid JSON", "error")
     except UserError as error:
         flash(f"not saved: {error}", "error")

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, abort, current_app, render_template, send
 from engagement.errors import UserError
 from engagement.report.builder import comparison_charts, comparison_context, session_charts, session_overview
 from engagement.report.run import Run, load_run
+from engagement.web.app import file_in
 
 blueprint = Blueprint("sessions", __name__)
 DOWNLOADS = ("*.csv", "*.parquet", "*.json", "report.html", "report.pdf")
@@ -27,11 +28,13 @@ TABLE_SUFFIXES = {".json", ".parquet", ".csv"}
 
 def run_folders(runs: Path) -> dict[str, Path]:
     """Every run folder under ``runs`` (which is resolved) by its key, newest path last; folders reached through a
-    symlink out of ``runs`` are left out."""
+    symlink out of ``runs`` are left out, and so are hidden ones (a run being written, or the previous run of an
+    overwrite that a killed process left behind: neither is registered, so no withdrawal reaches them)."""
     found = {}
     for record in sorted(runs.rglob("session.json")):
         folder = record.parent.resolve()
-        if folder.is_relative_to(runs):
+        hidden = any(part.startswith(".") for part in record.parent.relative_to(runs).parts)
+        if folder.is_relative_to(runs) and not hidden:
             found[record.parent.relative_to(runs).as_posix()] = folder
     return found
 
@@ -145,8 +148,7 @@ def session_chart(key: str, name: str) -> Response:
 @blueprint.get("/files/<path:key>/-/<path:name>")
 def run_file(key: str, name: str) -> Any:
     """A file of a run, with HTTP range requests (video seeking); anything resolving outside the run is a 404."""
-    folder = run_folder(key)
-    path = (folder / name).resolve()
-    if Path(name).is_absolute() or not path.is_relative_to(folder) or not path.is_file():
+    path = file_in(run_folder(key), name)
+    if path is None:
         abort(404, "no such file in this session")
     return send_file(path, conditional=True, as_attachment=path.suffix not in INLINE)
