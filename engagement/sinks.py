@@ -146,7 +146,8 @@ class RunDirectory:
                 raise OutputError(f"cannot write {self.final}: {os_error_reason(exc)}; nothing of the run was kept") from exc
             return
         if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
+            # named as a partial: if this process dies before removing it, the next run here removes it
+            old = self.final.parent / f".{self.final.name}.old.partial-{os.getpid()}@{socket.gethostname()}"
             os.replace(self.final, old)
             os.replace(self.path, self.final)
             shutil.rmtree(old, ignore_errors=True)

@@ -292,6 +292,7 @@ def test_partials_of_dead_processes_are_removed_by_the_next_run(tmp_path: Path):
     stale = [tmp_path / f".old.partial-{dead}", tmp_path / f".clip.mp4.partial-{dead}.mp4"]
     here = socket.gethostname()
     stale.append(tmp_path / f".killed.partial-{dead}@{here}")
+    stale.append(tmp_path / f".run.old.partial-{dead}@{here}")  # the replaced run of an overwrite killed half-way
     kept = [tmp_path / f".busy.partial-{alive}", tmp_path / f".live.mp4.partial-{alive}.mp4",
             tmp_path / f"notes.partial-{dead}", tmp_path / f".other.old-{dead}",
             tmp_path / f".elsewhere.partial-{dead}@another-{here}"]  # another machine's PID: not judged here

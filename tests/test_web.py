@@ -162,14 +162,14 @@ def test_files_outside_the_run_are_refused(client: Any, runs: Path) -> None:
 
 
 def test_hidden_run_folders_are_neither_listed_nor_served(client: Any, runs: Path) -> None:
-    """The previous run of an overwrite that a killed process left behind (``.NAME.old-PID``) is in no registry, so no
-    withdrawal reaches it: the app must not show it."""
+    """A run being written, or the previous run of an overwrite that a killed process left behind, is in no registry,
+    so no withdrawal reaches it: the app must not show it."""
     import shutil
 
-    shutil.copytree(runs / "week-01", runs / ".week-01.old-4242")
+    shutil.copytree(runs / "week-01", runs / ".week-01.old.partial-4242@host")
     assert ".week-01.old" not in client.get("/").get_data(as_text=True)
-    assert client.get("/files/.week-01.old-4242/-/annotated.mp4").status_code == 404
-    assert client.get("/sessions/.week-01.old-4242").status_code == 404
+    assert client.get("/files/.week-01.old.partial-4242@host/-/annotated.mp4").status_code == 404
+    assert client.get("/sessions/.week-01.old.partial-4242@host").status_code == 404
 
 
 def test_an_unexpected_error_is_an_error_page(client: Any, runs: Path) -> None:
