@@ -277,6 +277,7 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
     assert set(pd.read_parquet(run / "states.parquet")["track_id"]) == {1, 2, 3}  # nothing happens on GET
     done = client.post("/consent/courses/BIO-101/students/S1/withdraw", data={"csrf_token": csrf(client)})
     assert done.status_code == 200 and "row(s) removed; deleted annotated.mp4" in done.get_data(as_text=True)
+    assert not client.application.extensions["charts"]  # no chart drawn from the student's rows stays in memory
     for table in ("states.parquet", "tracks.parquet"):
         assert set(pd.read_parquet(run / table)["track_id"]) == {2, 3}
     assert statuses(registry_path)["S1"] == "withdrawn"

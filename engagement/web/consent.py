@@ -23,6 +23,7 @@ from engagement.consent.outputs import (
 )
 from engagement.errors import UserError
 from engagement.web.app import registry
+from engagement.web.sessions import forget_charts
 
 blueprint = Blueprint("consent", __name__, url_prefix="/consent")
 RECORDABLE = ("consented", "opted_out")
@@ -117,6 +118,7 @@ def withdraw(code: str, student: str) -> Any:
         abort(404, f"student {student!r} has no consent record in course {code!r}")
     if request.method == "POST":
         removals = withdraw_student(registry(), student, code)
+        forget_charts()
         return render_template("withdrawn.html.j2", course=code, student=student, removals=removals)
     sessions = [s for s in registry().sessions(code) if student in s.track_students.values()]
     return render_template("withdraw.html.j2", course=code, student=student, sessions=sessions)
@@ -155,6 +157,7 @@ def purge() -> Any:
     if request.method == "POST":
         purged = [removed for code, kept_days in retention.items() for removed in purge_sessions(registry(), kept_days, code)]
         deleted = purge_recordings(registry(), recordings, recording_days) if course is None else []
+        forget_charts()
         flash(f"purged {len(purged)} session(s)" + (f" and {len(deleted)} live recording(s)" if course is None else ""),
               "info")
         return redirect(url_for("consent.purge", older_than="" if days is None else days, course=course or ""))

@@ -53,6 +53,11 @@ def _version(folders: list[Path]) -> tuple:
     return tuple((str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files)
 
 
+def forget_charts() -> None:
+    """Drop every drawn chart: after a withdrawal or a purge none drawn from the removed rows may stay in memory."""
+    current_app.extensions.get("charts", OrderedDict()).clear()
+
+
 def _cached_chart(key: tuple, name: str, draw: Callable[[], dict[str, bytes]]) -> Response:
     """Chart ``name`` of the set ``draw`` makes, drawn once per ``key`` (a set of folders and their version)."""
     cache: OrderedDict = current_app.extensions.setdefault("charts", OrderedDict())
