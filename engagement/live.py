@@ -244,6 +244,10 @@ def run_live(
 
     if window:
         require_display()
+    if record and config.consent.course is not None and config.consent.blur != "all":
+        raise UserError(f"--record with a course (consent.course {config.consent.course}) would keep consenting students' "
+                        "faces in a file no withdrawal can find: record without a course, or with --blur all, or process "
+                        "a recorded video instead")
     recording = Recording(Path(record)) if record else None
     view = LiveView(source, config, realtime)
     if recording is not None:

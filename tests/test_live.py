@@ -116,3 +116,14 @@ def test_nothing_is_shown_before_the_first_analysis(models_dir: Path):
     assert np.array_equal(shown[60:, :], expected[60:, :]) and shown[60:, :].std() > 0.6 * frame.std()
     config = load_pipeline("webcam", [f"models_dir={models_dir}", "consent.blur=none"])
     assert np.array_equal(Renderer(config, 10.0).hidden(frame), frame)  # the policy hides nobody
+
+
+def test_recording_a_live_view_with_a_course_is_refused(tmp_path: Path):
+    """Consenting students' faces would be kept in a file that no withdrawal or purge can find."""
+    from engagement.config import load_pipeline
+    from engagement.live import run_live
+
+    config = load_pipeline("webcam", ["consent.course=CS101", "consent.track_students={1: S1}"])
+    with pytest.raises(UserError, match="no withdrawal can find"):
+        run_live(str(tmp_path / "never-opened.mp4"), config, window=False, record=str(tmp_path / "view.mp4"))
+    assert list(tmp_path.iterdir()) == []
