@@ -336,13 +336,16 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 
 
 def pipeline_path(name_or_path: str) -> Path:
-    """A pipeline YAML: an existing path, or a name shipped in ``pipelines/``."""
+    """A pipeline YAML: a name shipped in ``pipelines/`` (a bare name, so a file or folder of that name in the working
+    folder never stands in for it), or a path."""
     path = Path(name_or_path)
+    shipped = resource_dir("pipelines")
+    if path.name == name_or_path and not path.suffix and (shipped / f"{name_or_path}.yaml").is_file():
+        return shipped / f"{name_or_path}.yaml"
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise UserError(f"pipeline file not found: {path}")
         return path
-    shipped = resource_dir("pipelines")
     candidate = shipped / f"{name_or_path}.yaml"
     if not candidate.is_file():
         names = sorted(p.stem for p in shipped.glob("*.yaml"))

@@ -117,3 +117,12 @@ def test_out_of_range_settings_are_refused_before_any_model_loads(override: str,
     with pytest.raises(UserError, match=re.escape(message)):
         load_pipeline("lecture", [override])
     assert load_pipeline("lecture", ["detector.device=cuda:1", "output.crf=0", "anonymizer.face_input_width=0"]).output.crf == 0
+
+
+def test_a_shipped_name_is_never_taken_from_the_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A folder of webcam videos called ``webcam``, or a file called ``lecture``, must not replace the shipped pipeline."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "webcam").mkdir()
+    (tmp_path / "lecture").write_text("consent:\n  blur: none\n")
+    assert load_pipeline("webcam").tracker.single_person and load_pipeline("lecture").consent.blur == "unconsented"
+    assert load_pipeline("./lecture").consent.blur == "none"  # a path says it is one
