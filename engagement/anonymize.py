@@ -18,7 +18,7 @@ import numpy as np
 
 from engagement.config import AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, Detections
-from engagement.errors import UserError
+from engagement.errors import UserError, error_line
 from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_model
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
@@ -68,7 +68,7 @@ class FaceDetector:
         try:
             net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), self.confidence, YUNET_NMS_IOU, YUNET_TOP_K)
         except cv2.error as error:
-            raise UserError(f"cannot load face detector {self.path}: {str(error).strip().splitlines()[-1]}") from None
+            raise UserError(f"cannot load face detector {self.path}: {error_line(error, last=True)}") from None
         sizes = [(320, 320)]
 
         def run(image: np.ndarray) -> np.ndarray:
@@ -93,7 +93,7 @@ class FaceDetector:
         try:
             model = core.read_model(self.path)
         except RuntimeError as error:
-            raise UserError(f"cannot load face detector {self.path}: {str(error).strip().splitlines()[0]}") from None
+            raise UserError(f"cannot load face detector {self.path}: {error_line(error)}") from None
         steps = PrePostProcessor(model)
         steps.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
         steps.input().model().set_layout(ov.Layout("NCHW"))
@@ -320,6 +320,8 @@ class Anonymizer:
         search in turned frames finds an upright face again). Any other face, such as a student the pose model
         missed behind or beside a consenting one, stays hidden."""
         heads = face_mask_boxes(detections[~blur])
+        if not len(heads) or not len(self.faces):  # nobody to show (the default without a registry): every face hidden
+            return self.faces
         candidates = centres_inside(self.faces, heads) & ~centres_inside(self.faces, detections.xyxy[blur]).any(axis=1)[:, None]
         face_centres = (self.faces[:, :2] + self.faces[:, 2:]) / 2
         inside = centres_inside(self.faces, self.faces)

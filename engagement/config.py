@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
-from engagement.errors import UserError
 from engagement.detections import KEYPOINT_MIN_SCORE
+from engagement.errors import UserError
 from engagement.resources import resource_dir
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from engagement.config import DetectorConfig
 from engagement.detections import Detections
-from engagement.errors import ModelNotFoundError, UserError
+from engagement.errors import ModelNotFoundError, UserError, error_line
 from engagement.models import file_sha256, find_model, missing_message
 
 
@@ -92,7 +92,7 @@ class PoseDetector:
             model = YOLO(str(weights), task="pose")
             model.predict(np.zeros((32, 32, 3), np.uint8), device=device, verbose=False)
         except Exception as error:  # ultralytics raises many types for a failed download or a bad file
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].strip("❌ ")
+            reason = error_line(error).strip("❌ ")
             if isinstance(weights, Path):
                 raise UserError(f"cannot load detector weights {weights}: {reason}") from None
             raise ModelNotFoundError(missing_message(str(weights), None, reason)) from None

@@ -30,6 +30,13 @@ class OutputError(UserError):
     exit_code = IO_ERROR_EXIT
 
 
+def error_line(error: BaseException, last: bool = False) -> str:
+    """One line of a library's error message: its first non-empty line, or with ``last`` its last one (OpenCV and
+    OpenVINO put context first); the error's type when it has no message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else type(error).__name__
+
+
 def os_error_reason(error: OSError) -> str:
     """The system's reason for a failed read or write, in one line ("No space left on device")."""
     return error.strerror or (os.strerror(error.errno) if error.errno else str(error).strip().splitlines()[0])

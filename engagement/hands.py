@@ -24,7 +24,7 @@ import numpy as np
 from engagement.anonymize import box_iou
 from engagement.config import HandsConfig
 from engagement.detections import KEYPOINT_INDEX, KEYPOINT_MIN_SCORE, Detections
-from engagement.errors import UserError
+from engagement.errors import UserError, error_line
 from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_model
 
 INPUT_SIZE = 192
@@ -128,7 +128,7 @@ class TFLiteModel:
             try:
                 compiled = ov.Core().compile_model(str(path), "CPU", OPENVINO_ONE_THREAD)
             except RuntimeError as error:
-                raise UserError(f"cannot load {what} {path}: {_error_line(error)}") from None
+                raise UserError(f"cannot load {what} {path}: {error_line(error, last=True)}") from None
             names = [output.get_any_name() for output in compiled.outputs]
             self._run = lambda image: dict(zip(names, compiled(image[None]).values()))
         else:
@@ -137,7 +137,7 @@ class TFLiteModel:
             try:
                 net = cv2.dnn.readNetFromTFLite(str(path))
             except cv2.error as error:
-                raise UserError(f"cannot load {what} {path}: {_error_line(error)}") from None
+                raise UserError(f"cannot load {what} {path}: {error_line(error, last=True)}") from None
             names = list(net.getUnconnectedOutLayersNames())
 
             def run(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -148,12 +148,6 @@ class TFLiteModel:
 
     def __call__(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self._run(image)
-
-
-def _error_line(error: Exception) -> str:
-    """The message of a model loader's error: its last non-empty line (OpenCV and OpenVINO put context first)."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 from engagement.annotate import TextAnnotator
 from engagement.config import PipelineConfig
 from engagement.detections import Detections
-from engagement.errors import OutputError, UserError, os_error_reason
+from engagement.errors import OutputError, UserError, error_line, os_error_reason
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
 from engagement.pipeline.run import with_running_baseline
@@ -51,7 +51,7 @@ def show(image: np.ndarray) -> bool:
         cv2.imshow(WINDOW, image)
         return cv2.waitKey(1) & 0xFF in ESCAPE_KEYS
     except cv2.error as error:
-        reason = str(error).strip().splitlines()[-1]
+        reason = error_line(error, last=True)
         raise UserError(f"cannot open the live window ({reason}); {NO_WINDOW_HINT}") from None
 
 

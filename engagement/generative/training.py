@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from engagement.errors import UserError
+from engagement.errors import UserError, error_line
 from engagement.files import write_atomic
 
 CONFIG_FILE = "config.json"
@@ -128,6 +128,6 @@ def load_model(directory: Path) -> tuple[str, nn.Module, dict]:
         model = module.MODEL_CLASS(**config["model_config"])
         load_weights(model, str(weights_path))
     except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch lists every mismatched tensor
-        raise UserError(f"corrupt generative model in {directory}: {reason}") from None
+        # torch lists every mismatched tensor on lines of their own
+        raise UserError(f"corrupt generative model in {directory}: {error_line(error)}") from None
     return config["model"], model.eval(), config
