@@ -189,6 +189,12 @@ class ClassifierConfig:
     # 0 never uses it. Chosen on validation people for the webcam pipeline (80; MODEL_CARD.md); the lecture
     # pipeline keeps 0, as the warm-up model scored classroom frames lower there.
     warmup_frames: int = 0
+    # Share of the upper-body crop model (engagement/classifier/crops.py) in a front view's state probabilities: the
+    # feature network's are mixed (1 - crop_weight) to crop_weight with it. 0 never runs it; the lecture pipeline
+    # uses 0.75, chosen on the clabehavior rooms (MODEL_CARD.md, "Crop model"). Used for the front view only (it
+    # learned classrooms filmed from the front): other views ignore it.
+    crop_weight: float = 0.0
+    crop_weights: str | None = None  # crop model file; None: the one shipped in the package
     # Who is the instructor, left out of every student table, score and report (engagement/roles.py): "auto" (stands
     # and walks most of the time), "zone" (mostly inside instructor_zone, a polygon in pixels), "none". Recorded
     # video only: a live view keeps everyone a student.
@@ -254,6 +260,8 @@ class PipelineConfig:
         if not 0.0 <= self.classifier.uncertain_below <= 1.0:
             raise UserError(f"classifier.uncertain_below must be a probability from 0 to 1, got {self.classifier.uncertain_below}")
         check_warmup_frames(self.classifier.warmup_frames, "classifier.warmup_frames")
+        if not 0.0 <= self.classifier.crop_weight <= 1.0:
+            raise UserError(f"classifier.crop_weight must be a share from 0 to 1, got {self.classifier.crop_weight}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         self.anonymizer.validate()

@@ -59,6 +59,7 @@ class ModelsRecord:
     palm_detector: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
     hand_landmarker: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)
     classifier: ClassifierRecord | None = field(default=None, metadata=OMIT_IF_NONE)
+    crop_model: ModelRecord | None = field(default=None, metadata=OMIT_IF_NONE)  # front view: upper-body crop model
 
 
 @dataclass(frozen=True)

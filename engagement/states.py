@@ -59,3 +59,8 @@ class StateSmoother:
     def forget(self, track_id: int) -> None:
         """Drop a finished track."""
         self._state.pop(track_id, None)
+
+
+def mixed(probs: np.ndarray, other: np.ndarray, other_weight: float) -> np.ndarray:
+    """Two models' state probabilities of the same rows, mixed (1 - other_weight) to other_weight."""
+    return ((1.0 - other_weight) * np.asarray(probs, np.float32) + other_weight * np.asarray(other, np.float32)).astype(np.float32)

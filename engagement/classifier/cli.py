@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engagement.arguments import at_least_one, positive
+from engagement.arguments import at_least_one, positive, share
 
 if TYPE_CHECKING:
     from engagement.config import HandsConfig
@@ -46,6 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     train.set_defaults(handler=_train)
 
+    train_crops = commands.add_parser("train-crops", help="fine-tune the upper-body crop model (front view) on a COCO "
+                                      "classroom set, write its weights")
+    train_crops.add_argument("dataset", help="COCO classroom set (annotations.json + images), e.g. clabehavior")
+    train_crops.add_argument("--out", required=True, help="crop model file to write (.safetensors)")
+    train_crops.add_argument("--pretrained", default="yolov8n.pt", help="COCO-trained YOLOv8n detection weights the "
+                             "backbone starts from: a path, or a name in the models folder (default yolov8n.pt)")
+    train_crops.add_argument("--label-map", help="flat YAML 'label: state' map (default: the packaged map)")
+    train_crops.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one network per seed, averaged "
+                             "(default 0 1 2, as the packaged model)")
+    train_crops.add_argument("--epochs", type=at_least_one, default=None, help="passes over the crops (default: the "
+                             "packaged model's)")
+    train_crops.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto; a fit "
+                             "takes minutes on a GPU, about an hour on a 2-core CPU)")
+    train_crops.add_argument("--models-dir", help="folder to look for --pretrained in")
+    train_crops.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
+    train_crops.set_defaults(handler=_train_crops)
+
     evaluate = commands.add_parser("evaluate", help="accuracy, macro-F1, per-class figures as JSON")
     evaluate.add_argument("dataset", help="a labelled folder: COCO (annotations.json), labels.csv (states, webcam "
                           "frames or engagement levels) or YOLO images/ + labels/ (cctv_headstate, or one split of it)")
@@ -70,6 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
                           "hand models with the webcam pipeline's hands settings (csv formats, whose images are not "
                           "tiled; `engagement models hands` installs them)")
+    evaluate.add_argument("--crop-weight", type=share, help="share of the upper-body crop model in the state "
+                          "probabilities (classifier.crop_weight; 0 leaves it out); default: the lecture pipeline's for a "
+                          "COCO classroom set seen from the front, else 0")
+    evaluate.add_argument("--crop-weights", help="crop model file (classifier.crop_weights; default: the packaged one)")
     evaluate.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -89,6 +110,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
     predict.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
                          "hand models with the webcam pipeline's hands settings (--tiles 1x1 only; `engagement models hands`)")
+    predict.add_argument("--crop-weight", type=share, help="share of the upper-body crop model in the state probabilities "
+                         "(classifier.crop_weight, front view only; 0 leaves it out); default: the lecture pipeline's for "
+                         "the front view, else 0")
+    predict.add_argument("--crop-weights", help="crop model file (classifier.crop_weights; default: the packaged one)")
     predict.set_defaults(handler=_predict)
 
 
@@ -146,8 +171,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_crops(args: argparse.Namespace) -> int:
+    from engagement.classifier.crops import EPOCHS, train_crop_model
+    from engagement.classifier.data import DatasetFeaturizer
+    from engagement.detector import select_device
+    from engagement.errors import UserError
+    from engagement.models import resolve_model
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"output folder not found: {out.parent}")
+    pretrained = Path(args.pretrained) if Path(args.pretrained).is_file() else resolve_model(args.pretrained, args.models_dir)
+    featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, models_dir=args.models_dir)
+    labelled = featurizer.classroom_crops(args.dataset, args.label_map)
+    fitted = labelled.covered & (labelled.y >= 0)
+    model = train_crop_model(labelled.crops[fitted], labelled.y[fitted], pretrained, tuple(args.seeds),
+                             args.epochs or EPOCHS, select_device(args.device))
+    model.save(out)
+    print(f"engagement: crop model of {len(args.seeds)} networks fitted on {int(fitted.sum())} crops -> {out}",
+          file=sys.stderr)
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from engagement.classifier.data import CROWD_FORMATS, DatasetFeaturizer
+    from engagement.classifier.data import COCO, CROWD_FORMATS, FORMAT_VIEWS, DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
     from engagement.classifier.train import default_baseline
     from engagement.config import check_warmup_frames
@@ -155,18 +202,40 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.warmup_frames is not None:
         check_warmup_frames(args.warmup_frames, "--warmup-frames")
     model = StateClassifier.load(args.weights)
-    features = DatasetFeaturizer(cache_dir=args.cache_dir, hands=_webcam_hands(args.hands)).featurize(
-        args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
+    featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, hands=_webcam_hands(args.hands))
+    features = featurizer.featurize(args.dataset, label_map=args.label_map, split=args.split, limit=args.limit)
+    view = args.view or FORMAT_VIEWS[features.format]
+    crop_weight = _crop_weight(args.crop_weight, features.format == COCO and view == "front",
+                               f"{features.format} seen from the {view} view")
+    if crop_weight > 0:
+        from engagement.classifier.crops import CropStateModel
+
+        crops = CropStateModel.load(args.crop_weights)
+        features.crop_probs = crops.predict_crops(featurizer.classroom_crops(args.dataset, args.label_map, args.limit).crops)
     per_image = features.format not in CROWD_FORMATS
     for option, wanted, applies in (("--persons", args.persons, per_image), ("--rooms", args.rooms, not per_image)):
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
     report = _scored(model, features, args.baseline or default_baseline(features.dataset),
-                     _threshold(args.uncertain_below), args.view, args.warmup_frames)
+                     _threshold(args.uncertain_below), args.view, args.warmup_frames, crop_weight)
     print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {report['view']} view, "
           f"{len(features.y)} labelled rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _crop_weight(given: float | None, front: bool, what: str) -> float:
+    """``--crop-weight``: by default the lecture pipeline's where the crop model applies (a front view of a classroom),
+    else 0; a positive share elsewhere is refused."""
+    from engagement.config import load_pipeline
+    from engagement.errors import UserError
+
+    if given is None:
+        return load_pipeline("lecture").classifier.crop_weight if front else 0.0
+    if given > 0 and not front:
+        raise UserError(f"--crop-weight: the crop model scores classrooms seen from the front; this is {what}: "
+                        "give 0 or leave it out")
+    return given
 
 
 def _kept(features: Any, option: str, wanted: list[str], applies: bool) -> Any:
@@ -202,7 +271,8 @@ def _predict(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
     table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view,
-                          _webcam_hands(args.hands))
+                          _webcam_hands(args.hands), _crop_weight(args.crop_weight, args.view == "front", f"the {args.view} view"),
+                          args.crop_weights)
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
@@ -230,14 +300,15 @@ def _threshold(value: float | None) -> float:
 
 
 def _scored(model: Any, features: Any, baseline: str, uncertain_below: float,
-            view: str | None = None, warmup_frames: int | None = None) -> dict[str, Any]:
+            view: str | None = None, warmup_frames: int | None = None, crop_weight: float = 0.0) -> dict[str, Any]:
     """``evaluate`` on the rows with relative features against the given ``baseline``, which it records, with
-    rows below ``uncertain_below`` called uncertain (wrong), seen from ``view`` (default: the format's), and rows
-    of a young baseline sent to the warm-up model (``warmup_frames``, default: ``default_warmup``)."""
+    rows below ``uncertain_below`` called uncertain (wrong), seen from ``view`` (default: the format's), rows
+    of a young baseline sent to the warm-up model (``warmup_frames``, default: ``default_warmup``) and the crop
+    model mixed in by ``crop_weight``."""
     from engagement.classifier.train import default_warmup, evaluate, with_baseline
 
     warmup_frames = default_warmup(features.dataset) if warmup_frames is None else warmup_frames
     report = evaluate(model, with_baseline(features, baseline), uncertain_below=uncertain_below, view=view,
-                      warmup_frames=warmup_frames)
+                      warmup_frames=warmup_frames, crop_weight=crop_weight)
     routed = model.warmup is not None and features.baseline_frames is not None
     return {"baseline": baseline, "warmup_frames": warmup_frames if routed else 0, **report}

@@ -73,11 +73,14 @@ class FeatureSet:
     states: tuple[int, ...] = ()  # the states its label map can give (empty: those of the packaged section)
     # (n,) int, csv formats: face frames in the baseline behind each row's relative features (not cached: derived)
     baseline_frames: np.ndarray | None = None
+    # (n, len(STATES)) the crop model's state probabilities of each row's person (COCO sets; not cached: model output)
+    crop_probs: np.ndarray | None = None
 
     def subset(self, mask: np.ndarray) -> "FeatureSet":
         return replace(self, X=self.X[mask], y=self.y[mask], labels=self.labels[mask], groups=self.groups[mask],
                        clips=self.clips[mask], covered=self.covered[mask],
-                       baseline_frames=None if self.baseline_frames is None else self.baseline_frames[mask])
+                       baseline_frames=None if self.baseline_frames is None else self.baseline_frames[mask],
+                       crop_probs=None if self.crop_probs is None else self.crop_probs[mask])
 
     def save(self, stream: BinaryIO) -> None:
         np.savez_compressed(stream, X=self.X, y=self.y, labels=self.labels, groups=self.groups, clips=self.clips,
@@ -89,6 +92,15 @@ class FeatureSet:
         with np.load(path, allow_pickle=False) as data:
             return cls(data["X"], data["y"], data["labels"], data["groups"], data["clips"], data["covered"],
                        str(data["dataset"]), str(data["format"]), tuple(int(s) for s in data["states"]))
+
+
+class ClassroomCrops(NamedTuple):
+    """Upper-body crops of a COCO classroom set's labelled people, as ``DatasetFeaturizer.classroom_crops`` cuts them."""
+
+    crops: np.ndarray  # (n, S, S, 3) uint8 RGB
+    y: np.ndarray  # (n,) state index, NO_STATE for a label without one
+    groups: np.ndarray  # (n,) room (or image)
+    covered: np.ndarray  # (n,) bool: a detected person was matched to the label
 
 
 class Item(NamedTuple):
@@ -326,6 +338,41 @@ class DatasetFeaturizer:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache_file, features.save)
         return with_stream_baselines(features)
+
+    def classroom_crops(self, path: str | Path, label_map: str | Path | None = None,
+                        limit: int | None = None) -> "ClassroomCrops":
+        """Upper-body crops (``engagement.classifier.crops``) of the detected people matched to the labelled boxes of a
+        COCO classroom set, one per row of ``featurize`` with the same arguments, in the same order (grey where no
+        detected person was matched), with their states and rooms. Only the detector runs (cached when it was)."""
+        import cv2
+
+        from engagement.classifier.crops import CROP_SIZE, cut_crops, upper_body_squares
+
+        path = Path(path)
+        fmt = dataset_format(path, user_map=label_map is not None)
+        if fmt != COCO:
+            raise UserError(f"{path}: crops are cut from COCO classroom sets (front view); this is {fmt}")
+        _, mapping = resolve_label_map(path, fmt, label_map)
+        crops, labels, groups, covered = [], [], [], []
+        for item in list(READERS[fmt](path, mapping, fmt, None))[:limit]:
+            frame = cv2.imread(str(item.image))
+            if frame is None:
+                raise UserError(f"cannot read image {item.image}")
+            found = self.detections(item.image, frame, self.tile_grid)
+            height, width = frame.shape[:2]
+            matches = match_heads(item.heads * np.array([width, height, width, height], np.float32), found)
+            image_crops = np.full((len(matches), CROP_SIZE, CROP_SIZE, 3), 114, np.uint8)
+            if (matches >= 0).any():
+                heads = head_boxes(found.keypoints, found.xyxy)[matches[matches >= 0]]
+                image_crops[matches >= 0] = cut_crops(frame, upper_body_squares(heads))
+            crops.append(image_crops)
+            labels += item.labels
+            groups += [item.group] * len(matches)
+            covered.append(matches >= 0)
+        if not crops:
+            raise UserError(f"{path}: no labelled samples with a mapped state")
+        y = np.array([STATE_INDEX[mapping[label]] if mapping.get(label) else NO_STATE for label in labels])
+        return ClassroomCrops(np.concatenate(crops), y, np.array(groups), np.concatenate(covered))
 
     def _featurize(self, path: Path, fmt: str, dataset: str, mapping: dict[str, str | None], split: str | None,
                    limit: int | None) -> FeatureSet:

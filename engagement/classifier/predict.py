@@ -21,7 +21,7 @@ from engagement.config import CameraView, ClassifierConfig, HandsConfig
 from engagement.errors import UserError
 from engagement.features import FRAME_FEATURES
 from engagement.scoring import PROBABILITY_COLUMNS, engagement_score
-from engagement.states import named_state
+from engagement.states import mixed, named_state
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 COLUMNS = ("source", "frame", "time_s", "person", "person_found", "face_found", "x0", "y0", "x1", "y1",
@@ -58,15 +58,21 @@ def frames_of(path: Path, every_s: float) -> Iterator[tuple[str, int, float, np.
 
 def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = None,
                   tiles: tuple[int, int] = (1, 1), uncertain_below: float = 0.0,
-                  view: CameraView = ClassifierConfig.view, hands: HandsConfig | None = None) -> pd.DataFrame:
+                  view: CameraView = ClassifierConfig.view, hands: HandsConfig | None = None,
+                  crop_weight: float = 0.0, crop_weights: str | None = None) -> pd.DataFrame:
     """One row per detected person (``COLUMNS``): box, six state probabilities, state (``uncertain`` below
     ``uncertain_below``), engagement score, and whether a person and a face were found; one row without a state
     for a frame with neither. The classifier is told the camera ``view`` (``classifier.view``); with ``hands``
-    enabled, wrists the pose model misses come from the hand models (untiled frames), as in the webcam pipeline."""
+    enabled, wrists the pose model misses come from the hand models (untiled frames), as in the webcam pipeline.
+    A front view mixes in the upper-body crop model of each detected person by ``crop_weight``, as the lecture
+    pipeline does."""
+    from engagement.classifier.crops import crop_model_for
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.classifier.model import StateClassifier
+    from engagement.features import head_boxes
 
     model = StateClassifier.load(weights).for_view(view)
+    crops = crop_model_for(ClassifierConfig(view=view, crop_weight=crop_weight, crop_weights=crop_weights))
     featurizer = DatasetFeaturizer(tile_grid=tiles, hands=hands)
     has_face = FRAME_FEATURES.index("has_face")
     rows = []
@@ -75,6 +81,8 @@ def predict_table(path: str | Path, every_s: float = 1.0, weights: str | None = 
             features, found, person_found = featurizer.image_people(Path(source), frame, tiles)
             face_found = features[:, has_face] == 1.0
             probs = model.predict_proba(features)
+            if crops is not None and person_found:
+                probs = mixed(probs, crops.predict_proba(frame, head_boxes(found.keypoints, found.xyxy)), crop_weight)
             scores = engagement_score(probs)
             for i in range(len(features)):
                 row = {"source": source, "frame": index, "time_s": round(time_s, 3),

@@ -11,9 +11,10 @@ import numpy as np
 from engagement.config import PipelineConfig
 from engagement.consent.stage import analysable
 from engagement.detections import Detections
-from engagement.features import warming_up
+from engagement.features import head_boxes, warming_up
 from engagement.models import file_sha256
-from engagement.session import ClassifierRecord
+from engagement.session import ClassifierRecord, ModelRecord
+from engagement.states import mixed
 
 if TYPE_CHECKING:
     from engagement.pipeline.analyse import StageTimer
@@ -27,12 +28,16 @@ class StateStage:
     """
 
     def __init__(self, config: PipelineConfig) -> None:
+        from engagement.classifier.crops import crop_model_for
         from engagement.classifier.model import load_classifier
         from engagement.features import FeatureExtractor
         from engagement.states import StateSmoother
 
         self.features = FeatureExtractor(config.classifier, config.models_dir)
         self.classifier = load_classifier(config.classifier)
+        self.crops = crop_model_for(config.classifier)
+        self.crop_weight = config.classifier.crop_weight
+        self.crop_weights = config.classifier.crop_weights
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
         self.session_baseline = config.classifier.baseline == "session"
@@ -40,8 +45,9 @@ class StateStage:
         self._last_seen: dict[int, float] = {}  # track id -> time it was last analysed
         self.uncertain_below = config.classifier.uncertain_below
         self.warmup_frames = config.classifier.warmup_frames
-        # (detections, analysable rows, their frame features, fresh-face flags, time) per analysis frame
-        self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, float]] = []
+        # (detections, analysable rows, their frame features, fresh-face flags, crop-model probabilities or None, time)
+        # per analysis frame
+        self._recorded: list[tuple[Detections, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float]] = []
 
     def classifier_record(self) -> ClassifierRecord:
         """Provenance of the state classifier, with its model card for the report."""
@@ -49,6 +55,15 @@ class StateStage:
 
         path = Path(self.weights) if self.weights else PACKAGED_WEIGHTS
         return ClassifierRecord(name="engagement state classifier", file=str(path), sha256=file_sha256(path), card=self.classifier.model_card())
+
+    def crop_record(self) -> ModelRecord | None:
+        """Provenance of the upper-body crop model, when this view runs one."""
+        if self.crops is None:
+            return None
+        from engagement.classifier.crops import PACKAGED_CROP_WEIGHTS
+
+        path = Path(self.crop_weights) if self.crop_weights else PACKAGED_CROP_WEIGHTS
+        return ModelRecord(name="upper-body crop model", file=str(path), sha256=file_sha256(path))
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
         from engagement.states import STATES
@@ -58,7 +73,8 @@ class StateStage:
         if self.session_baseline:
             with timer("features"):
                 frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
-            self._recorded.append((detections, rows, frame_features, fresh, time_s))
+            self._recorded.append((detections, rows, frame_features, fresh, self._crop_probs(frame, detections[rows], timer),
+                                   time_s))
             return detections
         probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
         if rows.any():
@@ -69,9 +85,19 @@ class StateStage:
                 warming = warming_up(features, self.features.calibration.baseline_frames(subset.track_id),
                                      self.warmup_frames)
                 raw = self.classifier.predict_proba(features, warming)
-                probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
+            crop_probs = self._crop_probs(frame, subset, timer)
+            if crop_probs is not None:
+                raw = mixed(raw, crop_probs, self.crop_weight)
+            probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
         set_states(detections, rows, probs, self.uncertain_below)
         return detections
+
+    def _crop_probs(self, frame: np.ndarray, people: Detections, timer: StageTimer) -> np.ndarray | None:
+        """The crop model's state probabilities of ``people`` (None without a crop model)."""
+        if self.crops is None:
+            return None
+        with timer("crops"):
+            return self.crops.predict_proba(frame, head_boxes(people.keypoints, people.xyxy))
 
     def _forget_gone(self, track_ids: np.ndarray, time_s: float) -> None:
         """Free the per-track state (feature history, running baseline, smoothing) of tracks not analysed for
@@ -94,8 +120,8 @@ class StateStage:
             return
         with timer("classify"):
             track_ids = np.concatenate([detections.track_id[rows] for detections, rows, *_ in self._recorded])
-            frame_features = np.concatenate([features for _, _, features, _, _ in self._recorded])
-            fresh = np.concatenate([flags for *_, flags, _ in self._recorded])
+            frame_features = np.concatenate([features for _, _, features, *_ in self._recorded])
+            fresh = np.concatenate([flags for _, _, _, flags, _, _ in self._recorded])
             relative = np.full((len(track_ids), len(RELATIVE_FEATURES)), np.nan, np.float32)
             baseline_frames = np.zeros(len(track_ids), int)
             for track_id in np.unique(track_ids):
@@ -104,8 +130,10 @@ class StateStage:
                 baseline_frames[mine] = (face_rows(frame_features[mine]) & fresh[mine]).sum()
             warming = warming_up(frame_features, baseline_frames, self.warmup_frames)
             raw = self.classifier.predict_proba(np.concatenate([frame_features, relative], axis=1), warming)
+            if self.crops is not None:
+                raw = mixed(raw, np.concatenate([crop_probs for *_, crop_probs, _ in self._recorded]), self.crop_weight)
             start = 0
-            for detections, rows, features, _, time_s in self._recorded:
+            for detections, rows, features, *_, time_s in self._recorded:
                 probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
                 if len(features):
                     probs[rows] = self.smoother.update(detections.track_id[rows], raw[start:start + len(features)], time_s)
@@ -114,10 +142,12 @@ class StateStage:
         self._recorded.clear()
 
     @staticmethod
-    def _still_analysable(detections: Detections, rows: np.ndarray, features: np.ndarray, fresh: np.ndarray, time_s: float) -> tuple:
+    def _still_analysable(detections: Detections, rows: np.ndarray, features: np.ndarray, fresh: np.ndarray,
+                          crop_probs: np.ndarray | None, time_s: float) -> tuple:
         """A recorded frame less the rows that a track-level decision (the instructor's role) took out of analytics."""
         keep = analysable(detections)[rows]
-        return detections, rows & analysable(detections), features[keep], fresh[keep], time_s
+        return (detections, rows & analysable(detections), features[keep], fresh[keep],
+                None if crop_probs is None else crop_probs[keep], time_s)
 
     @staticmethod
     def drop_unanalysable(detections: Detections) -> None:

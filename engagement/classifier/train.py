@@ -28,7 +28,7 @@ from engagement.errors import UserError
 from engagement.files import write_atomic
 from engagement.features import FRAME_FEATURES, face_rows, session_relative, warming_up, without_relative
 from engagement.generative.augment import METHODS as SYNTHESIS_METHODS
-from engagement.states import STATE_INDEX, STATES, UNCERTAIN
+from engagement.states import STATE_INDEX, STATES, UNCERTAIN, mixed
 
 AUGMENTATIONS = ("none", "class_weight", *SYNTHESIS_METHODS)  # the last ones add synthetic rows
 HIDDEN_UNITS = 128
@@ -194,20 +194,26 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> dict[s
 
 
 def predict_states(model: Any, features: FeatureSet, uncertain_below: float = 0.0,
-                   warming: np.ndarray | None = None) -> np.ndarray:
+                   warming: np.ndarray | None = None, crop_weight: float = 0.0) -> np.ndarray:
     """Argmax state per row; ``UNSURE`` where its probability is below ``uncertain_below`` and ``MISSED`` for
-    rows without a detected person (both scored as wrong). ``warming`` rows go to the model's warm-up model."""
+    rows without a detected person (both scored as wrong). ``warming`` rows go to the model's warm-up model; the
+    rows' crop-model probabilities are mixed in by ``crop_weight``, as a front-view pipeline does."""
     predicted = np.full(len(features.y), MISSED)
     if features.covered.any():
         covered = features.X[features.covered]
         probs = (model.predict_proba(covered) if warming is None else
                  model.predict_proba(covered, warming[features.covered]))
+        if crop_weight > 0:
+            if features.crop_probs is None:
+                raise ValueError("crop_weight needs the rows' crop_probs")
+            probs = mixed(probs, features.crop_probs[features.covered], crop_weight)
         predicted[features.covered] = np.where(probs.max(axis=1) < uncertain_below, UNSURE, probs.argmax(axis=1))
     return predicted
 
 
 def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int | None = None,
-             uncertain_below: float = 0.0, view: CameraView | None = None, warmup_frames: int = 0) -> dict[str, Any]:
+             uncertain_below: float = 0.0, view: CameraView | None = None, warmup_frames: int = 0,
+             crop_weight: float = 0.0) -> dict[str, Any]:
     """Model, majority-class and rule-based figures on one dataset, with detector coverage. The model is scored
     with all its labels, and, on a dataset it was trained on, with only that dataset's own (as a pipeline with
     ``labels_of`` runs it); a model row whose top probability is below ``uncertain_below`` is ``uncertain``,
@@ -216,7 +222,8 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
     constant guess). An engagement-level set also gets ``level_figures``; rows whose label has no state stay out
     of the state part. The model sees the rows as from ``view``, by default the camera view of their format
     (``view_of``). Rows whose baseline holds fewer than ``warmup_frames`` face frames go to the warm-up model, as in
-    a pipeline with that ``classifier.warmup_frames``."""
+    a pipeline with that ``classifier.warmup_frames``. With ``crop_weight`` the model rows mix in the rows' crop-model
+    probabilities (``features.crop_probs``), as a front-view pipeline with that ``classifier.crop_weight``."""
     view = view or view_of(features)
     model = model.for_view(view)
     report: dict[str, Any] = {"dataset": features.dataset, "format": features.format or None, "view": view,
@@ -247,7 +254,8 @@ def evaluate(model: StateClassifier, features: FeatureSet, majority_state: int |
         "majority_state": STATES[int(majority_state)],
         "uncertain_below": float(uncertain_below),
         "warmup_rows": int(warming[stated.covered].sum()) if warming is not None and model.warmup is not None else 0,
-        **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below, warming) if name.startswith("model")
+        "crop_weight": float(crop_weight),
+        **{name: metrics(stated.y, predict_states(clf, stated, uncertain_below, warming, crop_weight) if name.startswith("model")
                          else predict_states(clf, stated), labels) for name, clf in contenders.items()},
     }
 

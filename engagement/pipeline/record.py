@@ -52,6 +52,7 @@ def model_records(analyzer: Analyzer, renderer: Renderer) -> ModelsRecord:
         palm_detector=model_record(config.hands.palm_model, config.models_dir) if hands else None,
         hand_landmarker=model_record(config.hands.landmark_model, config.models_dir) if hands else None,
         classifier=analyzer.states.classifier_record() if analyzer.states is not None else None,
+        crop_model=analyzer.states.crop_record() if analyzer.states is not None else None,
     )
 
 

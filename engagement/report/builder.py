@@ -353,15 +353,21 @@ def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:
                 f"faces >= {classifier.min_face_px} px)"
                 + (f"; wrists the pose model misses from the hands ({model_name(models.palm_detector)}, confirmed by "
                    f"{model_name(models.hand_landmarker)})" if models.palm_detector else "")),
-            "why": "Geometry, not pixels: no face image is stored or classified, and the features work at a distance.",
+            "why": "Geometry, not pixels: no face image is stored, and the features work at a distance.",
         },
         {
             "stage": "Classifier",
             "choice": unused or f"{model_name(models.classifier)}, {classifier.view} camera view, smoothed over "
                                 f"{classifier.smoothing_s} s"
                                 + (f", {classifier.labels_of} labels only" if classifier.labels_of else "")
+                                + (f", mixed {1 - classifier.crop_weight:g} to {classifier.crop_weight:g} with the "
+                                   f"{model_name(models.crop_model)} (each student's upper-body pixels, never stored)"
+                                   if models.crop_model else "")
                                 + f", uncertain below {classifier.uncertain_below:g}",
-            "why": "Small and fast on CPU; its held-out figures are below.",
+            "why": "Small and fast on CPU; its held-out figures are below."
+                   + (" The crop model sees a pen, a book or a raised hand that the pose keypoints of a seated, "
+                      "half-hidden student miss, and transfers better to a classroom it never saw (model card)."
+                      if models.crop_model else ""),
         },
     ]
 

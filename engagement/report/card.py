@@ -5,6 +5,7 @@ card recorded in session.json, else the shipped classifier's (only when the run 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,20 +38,40 @@ def load_card(session: SessionRecord) -> CardSummary:
     classifier = session.config.classifier
     if not classifier.enabled:
         return CardSummary(source="the classifier was disabled for this run")
+    crop_rows = _crop_model_rows(session)
     recorded = session.models.classifier.card if session.models.classifier is not None else None
     if recorded is not None:
-        return summarize_card(recorded, "model card recorded with this run")
+        return summarize_card(recorded, "model card recorded with this run", crop_rows)
     if classifier.weights is None:
         shipped = _shipped_card()
         if shipped is not None:
-            return summarize_card(shipped, "model card of the shipped classifier")
+            return summarize_card(shipped, "model card of the shipped classifier", crop_rows)
     return CardSummary()
 
 
-def summarize_card(card: ModelCard, source: str) -> CardSummary:
+def _crop_model_rows(session: SessionRecord) -> dict[str, Any]:
+    """A classroom never seen, as the run's crop model's card gives it, mixed with the feature network at the card's
+    weight, when the run used one and its file is still there (the other mixes are in the model card)."""
+    from engagement.classifier.crops import read_metadata
+
+    record = session.models.crop_model
+    if record is None or not record.file:
+        return {}
+    try:
+        card = json.loads(read_metadata(record.file).get("card", "{}"))
+    except Exception as error:  # moved or replaced since the run: the report still renders
+        log.debug("no crop model card: %s", error)
+        return {}
+    return {f"{room}, {how} with the crop model": {"model": {"macro_f1": figure}}
+            for room, figures in card.get("unseen_rooms", {}).items() for how, figure in figures.items()
+            if how.startswith("crop weight")}
+
+
+def summarize_card(card: ModelCard, source: str, crop_rows: dict[str, Any] | None = None) -> CardSummary:
     """The report's view of a model card: held-out figures, a classroom the recipe never saw (one room out), then
     the same held-out data against the running baseline (as a live view sees it) and with low-probability rows
-    called uncertain (counted as wrong); the augmentation, the data (licences, label maps) and how it was split."""
+    called uncertain (counted as wrong); the augmentation, the data (licences, label maps) and how it was split.
+    ``crop_rows`` (``_crop_model_rows``) follow the unseen classrooms."""
     # The two further views show the model's row only (its baselines are the held-out table's). An engagement-level
     # set shows its ranking only: its two fitted ends as states are in the model card, and the pages are few. A
     # set's coverage goes into its model row rather than a row of its own.
@@ -60,7 +81,7 @@ def summarize_card(card: ModelCard, source: str) -> CardSummary:
     running = {f"{name} (running baseline{_warmup(report)})": {"model": report["model"]}
                for name, report in card.held_out_running_baseline.items()}
     uncertain = {f"{name} (uncertain counted wrong)": {"model": report["model"]} for name, report in card.held_out_with_uncertain.items()}
-    columns, rows = _figure_table({**held_out, **unseen, **running, **uncertain})
+    columns, rows = _figure_table({**held_out, **unseen, **(crop_rows or {}), **running, **uncertain})
     splits = "; ".join(f"{dataset.replace('_', ' ')}: {how}" for dataset, how in card.splits.items())
     return CardSummary(
         source=source,
