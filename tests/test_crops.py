@@ -94,6 +94,10 @@ def test_a_missing_or_foreign_crop_model_is_one_clear_error(tmp_path: Path) -> N
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "something-else"})
     with pytest.raises(UserError, match="not a crop model of format 1"):
         CropStateModel.load(tmp_path / "other.safetensors")
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "empty.safetensors"),
+              metadata={"format": "crop-states-1", "states": json.dumps(CROP_STATES), "networks": "0"})
+    with pytest.raises(UserError, match="names no networks"):
+        CropStateModel.load(tmp_path / "empty.safetensors")
     save_file({"0.head.weight": torch.zeros(3, 3)}, str(tmp_path / "shape.safetensors"),
               metadata={"format": "crop-states-1", "states": json.dumps(CROP_STATES), "networks": "1"})
     with pytest.raises(UserError, match="do not fit YOLOv8n"):

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train_crops.add_argument("--epochs", type=at_least_one, default=None, help="passes over the crops (default: the "
                              "packaged model's)")
     train_crops.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto; a fit "
-                             "takes minutes on a GPU, about an hour on a 2-core CPU)")
+                             "takes minutes on a GPU, half an hour on a 2-core CPU)")
     train_crops.add_argument("--models-dir", help="folder to look for --pretrained in")
     train_crops.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="detections cache")
     train_crops.set_defaults(handler=_train_crops)

@@ -10,7 +10,7 @@ that room's light.
 
 Weights are one safetensors file (no pickle): the fine-tuned backbone and the head, with the crop size and the
 states in its metadata, checked on load. ``StateStage`` mixes its probabilities with the feature network's for
-the front view (``classifier.crops``, ``classifier.crop_weight``).
+the front view (``classifier.crop_weight``, ``classifier.crop_weights``).
 """
 
 from __future__ import annotations
@@ -228,8 +228,11 @@ class CropStateModel:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
             raise UserError(f"{path}: not a crop model ({error})") from None
+        count = int(meta["networks"]) if meta.get("networks", "").isdigit() else 0
+        if count < 1:
+            raise UserError(f"{path}: a crop model file names no networks")
         nets = []
-        for index in range(int(meta.get("networks", "0"))):
+        for index in range(count):
             prefix = f"{index}."
             net = CropNet(yolo_backbone())
             try:
@@ -240,7 +243,7 @@ class CropStateModel:
         return cls(nets, int(meta.get("crop_size", CROP_SIZE)), json.loads(meta.get("card", "{}")))
 
     def save(self, path: str | Path) -> None:
-        """Every network's weights in half precision (the file is half the size; predictions move by < 0.001)."""
+        """Every network's weights in half precision (half the file), with the metadata ``load`` checks."""
         from safetensors.torch import save
 
         from engagement.files import write_atomic
@@ -271,7 +274,6 @@ class CropStateModel:
     def predict_proba(self, frame: np.ndarray, heads: np.ndarray) -> np.ndarray:
         """(k, len(STATES)) probabilities of the people whose head boxes (xyxy) are given, in a BGR frame."""
         return self.predict_crops(cut_crops(frame, upper_body_squares(heads), self.crop_size))
-
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
