@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--crop-weights", type=float, nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--fit-rooms", nargs="+", choices=["A", "B"], default=["A", "B"],
+                        help="the folds to run, by the room fitted (default both: A -> B, then B -> A)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -56,7 +58,8 @@ def main() -> None:
     rooms = featurizer.featurize(args.clabehavior)
     labelled = featurizer.classroom_crops(args.clabehavior)
     results = []
-    for fit_room, scored_room in (("A", "B"), ("B", "A")):
+    for fit_room in args.fit_rooms:
+        scored_room = "B" if fit_room == "A" else "A"
         started = time.perf_counter()
         fitting = (labelled.groups == fit_room) & labelled.covered & (labelled.y >= 0)
         crops = train_crop_model(labelled.crops[fitting], labelled.y[fitting], pretrained, tuple(args.seeds),

@@ -195,6 +195,10 @@ class ClassifierConfig:
     # learned classrooms filmed from the front): other views ignore it.
     crop_weight: float = 0.0
     crop_weights: str | None = None  # crop model file; None: the one shipped in the package
+    # A tracked student's crop is classified again at most this often (the last probabilities are reused in between):
+    # six passes of a small backbone per student add up with 20 students, and states are smoothed over seconds anyway
+    # (docs/benchmarks.md). 0 = every analysis frame.
+    crop_refresh_s: float = 1.2
     # Who is the instructor, left out of every student table, score and report (engagement/roles.py): "auto" (stands
     # and walks most of the time), "zone" (mostly inside instructor_zone, a polygon in pixels), "none". Recorded
     # video only: a live view keeps everyone a student.
@@ -262,6 +266,9 @@ class PipelineConfig:
         check_warmup_frames(self.classifier.warmup_frames, "classifier.warmup_frames")
         if not 0.0 <= self.classifier.crop_weight <= 1.0:
             raise UserError(f"classifier.crop_weight must be a share from 0 to 1, got {self.classifier.crop_weight}")
+        if not self.classifier.crop_refresh_s >= 0:
+            raise UserError(f"classifier.crop_refresh_s must be 0 (every analysis frame) or a number of seconds, got "
+                            f"{self.classifier.crop_refresh_s}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
         self.anonymizer.validate()

@@ -178,8 +178,10 @@ def test_evaluate_mixes_the_crop_model_on_a_coco_set_and_refuses_it_elsewhere(
     assert main(["classifier", "evaluate", str(folder), *cache]) == 0
     default = json.loads(capsys.readouterr().out)
     assert default["crop_weight"] == 0.75 and default["model"]["n_samples"] == 4
+    assert default["uncertain_below"] == load_pipeline("lecture").classifier.uncertain_below == 0.35  # chosen on the mix
     assert main(["classifier", "evaluate", str(folder), "--crop-weight", "0", *cache]) == 0
-    assert json.loads(capsys.readouterr().out)["crop_weight"] == 0.0
+    features_only = json.loads(capsys.readouterr().out)
+    assert features_only["crop_weight"] == 0.0 and features_only["uncertain_below"] == 0.45
     assert main(["classifier", "evaluate", str(folder), "--view", "ceiling", *cache]) == 0
     assert json.loads(capsys.readouterr().out)["crop_weight"] == 0.0  # not the crop model's view
     assert main(["classifier", "evaluate", str(folder), "--view", "ceiling", "--crop-weight", "0.5", *cache]) == 2
@@ -258,3 +260,33 @@ def test_the_report_gives_the_crop_models_unseen_classroom_figures(tmp_path: Pat
     assert any("crop weight 0.75 with the crop model" in label for label in labels)
     assert _crop_model_rows(session(str(tmp_path / "gone.safetensors"))) == {}
     assert _crop_model_rows(SimpleNamespace(models=SimpleNamespace(crop_model=None))) == {}
+
+
+def test_a_tracks_crop_is_classified_again_only_after_the_refresh_time() -> None:
+    from engagement.classifier.stage import StateStage
+    from engagement.detections import Detections
+    from engagement.pipeline.analyse import StageTimer
+
+    classified: list[int] = []
+
+    class Crops:
+        def predict_proba(self, frame: np.ndarray, heads: np.ndarray) -> np.ndarray:
+            classified.append(len(heads))
+            probs = np.zeros((len(heads), len(STATES)), np.float32)
+            probs[:, STATE_INDEX["attentive"] if len(classified) == 1 else STATE_INDEX["distracted"]] = 1.0
+            return probs
+
+    stage = StateStage(load_pipeline("lecture", overrides=["classifier.crop_refresh_s=1.0"]))
+    stage.crops = Crops()
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    seen = []
+    for time_s, track_ids in ((0.0, [1, 2]), (0.5, [1, 2]), (0.9, [1, 3]), (1.2, [1, 2])):
+        people = Detections.from_boxes(np.tile(np.array([[20, 20, 100, 220]], np.float32), (2, 1)))
+        people.track_id[:] = track_ids
+        people.data["opted_out"] = np.array([False, False])
+        seen.append(stage._crop_probs(frame, people, time_s, StageTimer()))
+    assert classified == [2, 1, 2]  # both new; the newcomer 3 only; both again after a second
+    np.testing.assert_allclose(seen[1], seen[0])  # reused, not classified again
+    assert seen[2][0, STATE_INDEX["attentive"]] == 1.0 and seen[2][1, STATE_INDEX["distracted"]] == 1.0
+    with pytest.raises(UserError, match="crop_refresh_s must be 0"):
+        load_pipeline("lecture", overrides=["classifier.crop_refresh_s=-1"])

@@ -83,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--view", choices=CAMERA_VIEWS, help="camera view the model is told (classifier.view); "
                           "default: the format's (COCO front, YOLO heads ceiling, csv formats webcam)")
     evaluate.add_argument("--uncertain-below", type=float, help="call a row uncertain (scored as wrong) when its top "
-                          f"state probability is below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
+                          f"state probability is below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames; "
+                          "the lecture pipeline's with the crop model mixed in)")
     evaluate.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
                           "hand models with the webcam pipeline's hands settings (csv formats, whose images are not "
                           "tiled; `engagement models hands` installs them)")
@@ -107,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          f"ceiling or webcam (one person at a laptop); default {ClassifierConfig.view}, as the lecture "
                          "pipeline")
     predict.add_argument("--uncertain-below", type=float, help="state 'uncertain' when the top state probability is "
-                         f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames)")
+                         f"below this (default: {UNCERTAIN_BELOW}, the threshold chosen for single frames; the lecture "
+                         "pipeline's with the crop model mixed in)")
     predict.add_argument("--hands", action="store_true", help="fill the wrists the pose model misses from MediaPipe's "
                          "hand models with the webcam pipeline's hands settings (--tiles 1x1 only; `engagement models hands`)")
     predict.add_argument("--crop-weight", type=share, help="share of the upper-body crop model in the state probabilities "
@@ -217,7 +219,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if wanted:
             features = _kept(features, option, _names(wanted), applies)
     report = _scored(model, features, args.baseline or default_baseline(features.dataset),
-                     _threshold(args.uncertain_below), args.view, args.warmup_frames, crop_weight)
+                     _threshold(args.uncertain_below, crop_weight), args.view, args.warmup_frames, crop_weight)
     print(f"engagement: {args.dataset}: format {features.format} ({features.dataset}), {report['view']} view, "
           f"{len(features.y)} labelled rows, coverage {report['coverage']:.3f}", file=sys.stderr)
     print(json.dumps(report, indent=2))
@@ -270,9 +272,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise UserError(f"output folder not found: {out.parent}")
-    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below), args.view,
-                          _webcam_hands(args.hands), _crop_weight(args.crop_weight, args.view == "front", f"the {args.view} view"),
-                          args.crop_weights)
+    crop_weight = _crop_weight(args.crop_weight, args.view == "front", f"the {args.view} view")
+    table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below, crop_weight),
+                          args.view, _webcam_hands(args.hands), crop_weight, args.crop_weights)
     write_atomic(out, lambda stream: stream.write(table.to_csv(index=False).encode()))
     people = int(table["person_found"].sum())
     print(f"engagement: {len(table)} rows ({people} detected people) -> {out}", file=sys.stderr)
@@ -286,14 +288,14 @@ def _webcam_hands(wanted: bool) -> "HandsConfig | None":
     return load_pipeline("webcam").hands if wanted else None
 
 
-def _threshold(value: float | None) -> float:
-    """``--uncertain-below``, by default the single-frame threshold (evaluate and predict score unsmoothed frames);
-    a probability."""
-    from engagement.config import UNCERTAIN_BELOW
+def _threshold(value: float | None, crop_weight: float = 0.0) -> float:
+    """``--uncertain-below``, by default the single-frame threshold (evaluate and predict score unsmoothed frames), or
+    the lecture pipeline's when the crop model is mixed in (chosen on the mixed rows); a probability."""
+    from engagement.config import UNCERTAIN_BELOW, load_pipeline
     from engagement.errors import UserError
 
     if value is None:
-        return UNCERTAIN_BELOW
+        return load_pipeline("lecture").classifier.uncertain_below if crop_weight > 0 else UNCERTAIN_BELOW
     if not 0.0 <= value <= 1.0:
         raise UserError(f"--uncertain-below must be a probability from 0 to 1, got {value}")
     return value

@@ -14,7 +14,7 @@ from engagement.detections import Detections
 from engagement.features import head_boxes, warming_up
 from engagement.models import file_sha256
 from engagement.session import ClassifierRecord, ModelRecord
-from engagement.states import mixed
+from engagement.states import STATES, mixed
 
 if TYPE_CHECKING:
     from engagement.pipeline.analyse import StageTimer
@@ -38,6 +38,8 @@ class StateStage:
         self.crops = crop_model_for(config.classifier)
         self.crop_weight = config.classifier.crop_weight
         self.crop_weights = config.classifier.crop_weights
+        self.crop_refresh_s = config.classifier.crop_refresh_s
+        self._crop_cache: dict[int, tuple[float, np.ndarray]] = {}  # track id -> (time, crop-model probabilities)
         self.smoother = StateSmoother(config.classifier.smoothing_s)
         self.weights = config.classifier.weights
         self.session_baseline = config.classifier.baseline == "session"
@@ -66,15 +68,13 @@ class StateStage:
         return ModelRecord(name="upper-body crop model", file=str(path), sha256=file_sha256(path))
 
     def __call__(self, frame: np.ndarray, detections: Detections, time_s: float, timer: StageTimer) -> Detections:
-        from engagement.states import STATES
-
         rows = analysable(detections)
         self._forget_gone(detections.track_id[rows], time_s)
         if self.session_baseline:
             with timer("features"):
                 frame_features, fresh = self.features.frame_features(frame, detections[rows], time_s)
-            self._recorded.append((detections, rows, frame_features, fresh, self._crop_probs(frame, detections[rows], timer),
-                                   time_s))
+            self._recorded.append((detections, rows, frame_features, fresh,
+                                   self._crop_probs(frame, detections[rows], time_s, timer), time_s))
             return detections
         probs = np.full((len(detections), len(STATES)), np.nan, np.float32)
         if rows.any():
@@ -85,19 +85,30 @@ class StateStage:
                 warming = warming_up(features, self.features.calibration.baseline_frames(subset.track_id),
                                      self.warmup_frames)
                 raw = self.classifier.predict_proba(features, warming)
-            crop_probs = self._crop_probs(frame, subset, timer)
+            crop_probs = self._crop_probs(frame, subset, time_s, timer)
             if crop_probs is not None:
                 raw = mixed(raw, crop_probs, self.crop_weight)
             probs[rows] = self.smoother.update(subset.track_id, raw, time_s)
         set_states(detections, rows, probs, self.uncertain_below)
         return detections
 
-    def _crop_probs(self, frame: np.ndarray, people: Detections, timer: StageTimer) -> np.ndarray | None:
-        """The crop model's state probabilities of ``people`` (None without a crop model)."""
+    def _crop_probs(self, frame: np.ndarray, people: Detections, time_s: float, timer: StageTimer) -> np.ndarray | None:
+        """The crop model's state probabilities of the tracked ``people`` (None without a crop model): a track's
+        last ones while younger than ``classifier.crop_refresh_s``, else its crop classified now."""
         if self.crops is None:
             return None
-        with timer("crops"):
-            return self.crops.predict_proba(frame, head_boxes(people.keypoints, people.xyxy))
+        probs = np.empty((len(people), len(STATES)), np.float32)
+        stale = np.ones(len(people), bool)
+        for row, track_id in enumerate(people.track_id.tolist()):
+            cached = self._crop_cache.get(track_id)
+            if cached is not None and 0 <= time_s - cached[0] < self.crop_refresh_s:
+                probs[row], stale[row] = cached[1], False
+        if stale.any():
+            with timer("crops"):
+                probs[stale] = self.crops.predict_proba(frame, head_boxes(people.keypoints[stale], people.xyxy[stale]))
+            self._crop_cache.update({track_id: (time_s, row_probs) for track_id, row_probs
+                                     in zip(people.track_id[stale].tolist(), probs[stale])})
+        return probs
 
     def _forget_gone(self, track_ids: np.ndarray, time_s: float) -> None:
         """Free the per-track state (feature history, running baseline, smoothing) of tracks not analysed for
@@ -108,13 +119,12 @@ class StateStage:
             del self._last_seen[track_id]
             self.features.forget(track_id)
             self.smoother.forget(track_id)
+            self._crop_cache.pop(track_id, None)
 
     def settle(self, timer: StageTimer) -> None:
         """Classify the recorded rows against each track's whole-session baseline, then smooth them per track
         in time order, as the running mode would have: states for every recorded analysis frame."""
         from engagement.features import RELATIVE_FEATURES, face_rows, session_relative
-        from engagement.states import STATES
-
         self._recorded = [self._still_analysable(*entry) for entry in self._recorded]
         if not self._recorded:
             return
