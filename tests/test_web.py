@@ -459,13 +459,18 @@ def wait_for(condition: Any, seconds: float) -> Any:
 
 
 def element_text(browser: Any, element_id: str) -> str:
-    """The element's text, or "" while the page is being replaced (a form's redirect)."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """The element's text, or "" while the page is being replaced (a form's redirect, or a script swapping the node
+    between finding it and reading it, which Chromium reports as a node that "does not belong to the document")."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 
     try:
         return browser.find_element("id", element_id).text
     except (NoSuchElementException, StaleElementReferenceException):
         return ""
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return ""
+        raise
 
 
 def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -> None:
