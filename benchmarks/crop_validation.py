@@ -9,7 +9,8 @@ evaluated as ``engagement classifier evaluate`` does (macro-F1 over its four sta
 labels, ``--uncertain-below 0``) at every ``--crop-weights`` value: 0 is the feature network alone, 1 the crop
 model alone. The rooms are validation: the crop square and the pipeline's weight were chosen on them.
 
-    python benchmarks/crop_validation.py --device cuda --json crops.json   # minutes on a GPU, about an hour on 2 CPU cores (--seeds 0: 15 minutes)
+    python benchmarks/crop_validation.py --device cuda --json crops.json   # minutes on a GPU; 2 CPU cores: 15 minutes
+    python benchmarks/crop_validation.py --device cuda --seeds 0 1 2       # three networks averaged per fold
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> None:
     parser.add_argument("--webcam", default="../shared/datasets/webcam_behaviour")
     parser.add_argument("--levels", default="../shared/datasets/engagement_levels")
     parser.add_argument("--pretrained", default="yolov8n.pt", help="YOLOv8n .pt, a path or a name in the models folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="crop networks averaged per fold")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="crop networks averaged per fold "
+                        "(default 0: one, as the packaged model)")
     parser.add_argument("--mlp-seed", type=int, default=0, help="seed of the feature network's fit")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--device", default="auto")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from engagement.classifier.crops import (
-    CROP_SIZE, CROP_STATES, CropNet, CropStateModel, crop_model_for, crop_targets, cut_crops, fit_crop_model,
-    upper_body_squares, yolo_backbone,
+    CROP_SIZE, CROP_STATES, FORMAT_VERSION, PACKAGED_CROP_WEIGHTS, SCALE_SUFFIX, CropNet, CropStateModel,
+    crop_model_for, crop_targets, cut_crops, dequantize, fit_crop_model, quantize, upper_body_squares, yolo_backbone,
 )
 from engagement.cli import main
 from engagement.config import ClassifierConfig, load_pipeline
@@ -72,7 +72,22 @@ def test_fitting_learns_synthetic_crops_and_the_file_keeps_the_model(tmp_path: P
     assert (np.array(columns)[crop_targets(probs.argmax(axis=1))] == np.array(columns)[test_states]).all()
     model.save(tmp_path / "crops.safetensors")
     loaded = CropStateModel.load(tmp_path / "crops.safetensors")
-    np.testing.assert_allclose(loaded.predict_crops(test_crops), probs, atol=0.01)  # stored in half precision
+    np.testing.assert_allclose(loaded.predict_crops(test_crops), probs, atol=0.01)  # stored in int8
+
+
+def test_stored_weights_are_int8_per_output_channel_and_come_back_within_half_a_step() -> None:
+    generator = torch.Generator().manual_seed(0)
+    channel_sizes = torch.tensor([1e-3, 1, 10, 0]).view(4, 1, 1, 1)
+    weights = {"conv.weight": torch.randn(4, 3, 3, 3, generator=generator) * channel_sizes,
+               "bn.bias": torch.randn(4, generator=generator), "bn.num_batches_tracked": torch.tensor(7)}
+    stored = quantize(weights)
+    assert stored["conv.weight"].dtype == torch.int8 and stored["conv.weight" + SCALE_SUFFIX].shape == (4, 1, 1, 1)
+    assert stored["bn.bias"].dtype == torch.float16 and stored["bn.num_batches_tracked"].dtype == torch.int64
+    back = dequantize(stored)
+    assert set(back) == set(weights) and back["bn.num_batches_tracked"].item() == 7
+    step = weights["conv.weight"].abs().amax(dim=(1, 2, 3), keepdim=True) / 127  # a small channel keeps its own scale
+    assert ((back["conv.weight"] - weights["conv.weight"]).abs() <= step / 2 + 1e-9).all()
+    assert (back["conv.weight"][3] == 0).all()
 
 
 def test_bad_fitting_input_is_refused() -> None:
@@ -92,14 +107,14 @@ def test_a_missing_or_foreign_crop_model_is_one_clear_error(tmp_path: Path) -> N
     with pytest.raises(UserError, match="not a crop model"):
         CropStateModel.load(tmp_path / "text.safetensors")
     save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"), metadata={"format": "something-else"})
-    with pytest.raises(UserError, match="not a crop model of format 1"):
+    with pytest.raises(UserError, match=f"not a crop model of format {FORMAT_VERSION}"):
         CropStateModel.load(tmp_path / "other.safetensors")
     save_file({"x": torch.zeros(2)}, str(tmp_path / "empty.safetensors"),
-              metadata={"format": "crop-states-1", "states": json.dumps(CROP_STATES), "networks": "0"})
+              metadata={"format": f"crop-states-{FORMAT_VERSION}", "states": json.dumps(CROP_STATES), "networks": "0"})
     with pytest.raises(UserError, match="names no networks"):
         CropStateModel.load(tmp_path / "empty.safetensors")
     save_file({"0.head.weight": torch.zeros(3, 3)}, str(tmp_path / "shape.safetensors"),
-              metadata={"format": "crop-states-1", "states": json.dumps(CROP_STATES), "networks": "1"})
+              metadata={"format": f"crop-states-{FORMAT_VERSION}", "states": json.dumps(CROP_STATES), "networks": "1"})
     with pytest.raises(UserError, match="do not fit YOLOv8n"):
         CropStateModel.load(tmp_path / "shape.safetensors")
 
@@ -108,7 +123,8 @@ def test_the_lecture_pipeline_runs_the_packaged_crop_model_for_the_front_view_on
     lecture = load_pipeline("lecture").classifier
     assert lecture.view == "front" and lecture.crop_weight == 0.75
     model = crop_model_for(lecture)
-    assert model is not None and len(model.nets) == 3
+    assert model is not None and len(model.nets) == 1
+    assert PACKAGED_CROP_WEIGHTS.stat().st_size < 2_000_000  # int8: the package stays small
     assert crop_model_for(ClassifierConfig(view="ceiling", crop_weight=0.75)) is None
     assert crop_model_for(ClassifierConfig(view="front", crop_weight=0.0)) is None
     assert load_pipeline("webcam").classifier.crop_weight == 0.0
@@ -221,11 +237,11 @@ def test_train_crops_writes_a_model_and_refuses_other_formats(
     people["f1.jpg"] = np.array([[22, 18, 82, 95], [120, 20, 180, 90]])
     people["f2.jpg"] = np.array([[18, 20, 80, 90]])
     out = tmp_path / "crops.safetensors"
-    arguments = ["classifier", "train-crops", str(folder), "--out", str(out), "--seeds", "0", "--epochs", "1",
+    arguments = ["classifier", "train-crops", str(folder), "--out", str(out), "--epochs", "1",
                  "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
     assert main(arguments) == 0
     assert "fitted on 3 crops" in capsys.readouterr().err  # the "stand" box has no crop state
-    assert len(CropStateModel.load(out).nets) == 1
+    assert len(CropStateModel.load(out).nets) == 1  # one network by default, as the packaged model
     assert main([*arguments[:-6], "--pretrained", str(tmp_path / "none.pt"), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "none.pt" in err

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train_crops.add_argument("--pretrained", default="yolov8n.pt", help="COCO-trained YOLOv8n detection weights the "
                              "backbone starts from: a path, or a name in the models folder (default yolov8n.pt)")
     train_crops.add_argument("--label-map", help="flat YAML 'label: state' map (default: the packaged map)")
-    train_crops.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one network per seed, averaged "
-                             "(default 0 1 2, as the packaged model)")
+    train_crops.add_argument("--seeds", type=int, nargs="+", default=[0], help="one network per seed, averaged "
+                             "(default 0: one network, as the packaged model)")
     train_crops.add_argument("--epochs", type=at_least_one, default=None, help="passes over the crops (default: the "
                              "packaged model's)")
     train_crops.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto; a fit "
