@@ -47,6 +47,9 @@ PROMISES: dict[str, str | tuple[str, ...]] = {
     "an estimated engagement state (attentive, taking notes, distracted, confused, bored, in discussion), linked to a pseudonymous ID": (
         "test_form_lists_the_classifier_states", "test_names_stay_in_the_registry"),
     "appears in no analysis output": "test_names_stay_in_the_registry",
+    "facial expression and the image of their head, shoulders, hands and desk": (
+        "test_crops.py::test_only_consenting_people_are_classified_from_their_image",
+        "test_crops.py::test_the_state_stage_mixes_the_crop_model_in"),
     "is blurred in every stored video and leaves no row in any table": (
         "test_registry_mode_blurs_and_excludes_everyone_not_consented",
         "test_consent_stage.py::test_registry_mode_refuses_settings_that_would_show_or_analyse_others",

@@ -185,6 +185,42 @@ def test_the_state_stage_mixes_the_crop_model_in(monkeypatch: pytest.MonkeyPatch
     assert Crops.calls == 2
 
 
+def test_only_consenting_people_are_classified_from_their_image() -> None:
+    """The consent form's promise: the face model and the crop model read consenting people only."""
+    from engagement.classifier.stage import StateStage
+    from engagement.detections import Detections
+    from engagement.pipeline.analyse import StageTimer
+
+    seen = {"faces": [], "crops": []}
+
+    class Crops:
+        def predict_proba(self, frame: np.ndarray, heads: np.ndarray) -> np.ndarray:
+            seen["crops"].append(heads.copy())
+            return np.full((len(heads), len(STATES)), 1 / len(STATES), np.float32)
+
+    stage = StateStage(load_pipeline("lecture", overrides=["classifier.baseline=running"]))
+    stage.crops = Crops()
+    features = stage.features
+
+    class Features:
+        def __getattr__(self, name: str):
+            return getattr(features, name)
+
+        def __call__(self, frame: np.ndarray, people: Detections, time_s: float) -> np.ndarray:
+            seen["faces"].append(people.xyxy.copy())
+            return features(frame, people, time_s)
+
+    stage.features = Features()
+    boxes = np.array([[20, 20, 100, 220], [120, 30, 200, 230], [220, 30, 300, 230]], np.float32)
+    people = Detections.from_boxes(boxes)
+    people.track_id[:] = [1, 2, 3]
+    people.data["opted_out"] = np.array([False, True, False])
+    stage(np.full((240, 320, 3), 90, np.uint8), people, 0.0, StageTimer())
+    np.testing.assert_array_equal(seen["faces"][0], boxes[[0, 2]])
+    assert len(seen["crops"]) == 1 and len(seen["crops"][0]) == 2
+    assert people.data["state"][1] == "" and people.data["state"][0] != ""
+
+
 def test_evaluate_mixes_the_crop_model_on_a_coco_set_and_refuses_it_elsewhere(
         tmp_path: Path, people: dict, capsys: pytest.CaptureFixture) -> None:
     folder = coco_set(tmp_path / "classroom")
