@@ -300,6 +300,21 @@ def test_bad_run_directories_are_user_errors(tmp_path: Path, capsys: pytest.Capt
     assert main(["report", "--compare", str(tmp_path)]) == 2  # no --out
 
 
+def test_a_registered_sessions_report_stays_in_its_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A withdrawal or the retention purge deletes the reports in the run folder only (consent form)."""
+    run = make_run(tmp_path / "run", students=3, minutes=2, video=False)
+    assert main(["report", "--format", "html", str(run), "--out", str(tmp_path / "elsewhere")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "course BIO-101 in the consent registry" in error
+    assert not (tmp_path / "elsewhere").exists()
+    assert main(["report", "--format", "html", str(run), "--out", str(run)]) == 0  # its own folder, named
+    record = json.loads((run / "session.json").read_text())
+    record["consent"]["course"] = None  # a run outside the registry: the user keeps the copy
+    (run / "session.json").write_text(json.dumps(record))
+    assert main(["report", "--format", "html", str(run), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "report.html").is_file()
+
+
 def test_cli_and_course_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = [make_run(tmp_path / f"week{week}", students=6 + week, minutes=4, session=f"week-{week:02d}", seed=week)
             for week in (1, 2, 3)]

@@ -44,14 +44,20 @@ MAX_SHORT_PERIODS = 30
 def build_report(run_dir: Path, formats: tuple[str, ...] = FORMATS, out_dir: Path | None = None) -> dict[str, Path]:
     """Write ``report.html`` and/or ``report.pdf`` for one run into ``out_dir`` (default: the run directory).
 
-    Returns the written paths by format. Raises UserError when ``run_dir`` is not a run directory.
+    Returns the written paths by format. Raises UserError when ``run_dir`` is not a run directory, or when it is a
+    session of a course in the consent registry and ``out_dir`` is elsewhere: a withdrawal or the retention purge
+    deletes the reports in the run folder only, as the consent form promises.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     run = load_run(run_dir)
+    target = Path(out_dir or run.path)
+    if run.session.consent.course and target.resolve() != run.path.resolve():
+        raise UserError(f"{run_dir} is a session of course {run.session.consent.course} in the consent registry: its "
+                        "report is written into the run folder only, where a withdrawal or the retention purge finds it")
     html = _render("session.html.j2", session_context(run))
-    return _write_outputs(html, Path(out_dir or run.path), "report", formats, base_url=run.path)
+    return _write_outputs(html, target, "report", formats, base_url=run.path)
 
 
 def build_comparison(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:

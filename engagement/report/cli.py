@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directory from `engagement process`")
     parser.add_argument("--compare", action="store_true", help="one course view across all RUN_DIRs (needs --out)")
-    parser.add_argument("--out", type=Path, help="output folder (default: each run directory)")
+    parser.add_argument("--out", type=Path, help="output folder (default: each run directory; a session of a course in "
+                        "the consent registry is reported into its run directory only)")
     parser.add_argument("--format", dest="formats", choices=("html", "pdf"), action="append",
                         help="write only this format (repeatable; default: both)")
     parser.set_defaults(handler=run_report)
