@@ -14,6 +14,7 @@ from engagement.classifier.crops import (
     CROP_SIZE, CROP_STATES, FORMAT_VERSION, PACKAGED_CROP_WEIGHTS, SCALE_SUFFIX, CropNet, CropStateModel,
     crop_model_for, crop_targets, cut_crops, dequantize, fit_crop_model, quantize, upper_body_squares, yolo_backbone,
 )
+from engagement.classifier.data import NO_STATE
 from engagement.cli import main
 from engagement.config import ClassifierConfig, load_pipeline
 from engagement.errors import UserError
@@ -41,6 +42,7 @@ def test_crops_are_rgb_and_grey_beyond_the_frame() -> None:
 def test_states_the_crop_model_does_not_give_are_marked() -> None:
     states = [STATE_INDEX[s] for s in ("taking_notes", "confused", "attentive", "engaged_in_discussion")]
     assert crop_targets(np.array(states)).tolist() == [3, -1, 0, 2]
+    assert crop_targets(np.array([NO_STATE, STATE_INDEX["distracted"]])).tolist() == [-1, 1]  # not the last state
 
 
 def stripes(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -188,10 +188,12 @@ def fit_crop_model(crops: np.ndarray, states: np.ndarray, backbone: torch.nn.Mod
 
 
 def crop_targets(states: np.ndarray) -> np.ndarray:
-    """Indices into ``CROP_STATES`` of state indices (``STATES``); -1 for a state the crop model does not give."""
+    """Indices into ``CROP_STATES`` of state indices (``STATES``); -1 for a state the crop model does not give and
+    for no state (``NO_STATE``, -1)."""
+    states = np.asarray(states, np.int64)
     lookup = np.full(len(STATES), -1)
     lookup[[STATE_INDEX[state] for state in CROP_STATES]] = np.arange(len(CROP_STATES))
-    return lookup[np.asarray(states, np.int64)]
+    return np.where(states >= 0, lookup[np.maximum(states, 0)], -1)
 
 
 def train_crop_model(crops: np.ndarray, states: np.ndarray, pretrained: str | Path, seeds: tuple[int, ...] = (0,),
