@@ -196,6 +196,8 @@ class Recording:
         self.path = path
         self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}@{socket.gethostname()}.mp4")
         self.writer: VideoWriter | None = None
+        if path.suffix.lower() != ".mp4":
+            raise UserError(f"cannot record to {path}: the recording is an MP4 (H.264) file, so its name ends in .mp4")
         if not path.parent.is_dir():
             raise UserError(f"cannot record to {path}: folder {path.parent} does not exist")
         remove_stale_partials(path.parent)

@@ -164,7 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     live = subparsers.add_parser("live", help="analyse a webcam, stream or file live, with a window")
     live.add_argument("--source", default="0", help="camera index, video file or rtsp:// URL (default: 0)")
     live.add_argument("--no-window", action="store_true", help="run headless (servers, tests)")
-    live.add_argument("--record", help="write the annotated, anonymized view to this MP4 file")
+    live.add_argument("--record", help="write the annotated, anonymized view to this MP4 file (name ending in .mp4)")
     live.add_argument("--duration", type=positive, help="stop after this many seconds")
     live.add_argument("--as-fast-as-possible", action="store_true", help="read a file source as fast as possible instead of at its frame rate")
     _add_config_options(live, "webcam")

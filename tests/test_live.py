@@ -127,3 +127,14 @@ def test_recording_a_live_view_with_a_course_is_refused(tmp_path: Path):
     with pytest.raises(UserError, match="no withdrawal can find"):
         run_live(str(tmp_path / "never-opened.mp4"), config, window=False, record=str(tmp_path / "view.mp4"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["view.avi", "view", "view.mp4.txt"])
+def test_a_recording_not_named_mp4_is_refused_before_anything_opens(tmp_path: Path, name: str):
+    """The recording is written as MP4 whatever its name: a name that says otherwise is refused."""
+    from engagement.config import load_pipeline
+    from engagement.live import run_live
+
+    with pytest.raises(UserError, match="its name ends in .mp4"):
+        run_live(str(tmp_path / "never-opened.mp4"), load_pipeline("webcam"), window=False, record=str(tmp_path / name))
+    assert list(tmp_path.iterdir()) == []
