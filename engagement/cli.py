@@ -11,7 +11,7 @@ import warnings
 from typing import Iterator
 
 from engagement import __version__
-from engagement.errors import run_reporting_errors
+from engagement.errors import exit_with, run_reporting_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,4 +103,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

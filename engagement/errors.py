@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 IO_ERROR_EXIT = 74  # sysexits EX_IOERR: a file could not be read or written (disk full, read-only place, permissions)
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: the run was interrupted (Ctrl-C)
 
 
 class UserError(Exception):
@@ -65,4 +66,15 @@ def run_reporting_errors(run: Callable[[], int | None], prog: str, reraise: bool
         return IO_ERROR_EXIT
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the process with ``code`` (for ``python -m``). After an interrupt, end it at once: under ``python -m``
+    CPython ends the process by SIGINT instead (exit status -2, not 130) when the interrupt passed through code run
+    by ``exec`` or ``eval`` of a string, in a library, although ``run_reporting_errors`` handled it."""
+    if code == INTERRUPTED_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

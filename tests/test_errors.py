@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engagement.errors import IO_ERROR_EXIT, ModelNotFoundError, run_reporting_errors
+from engagement.errors import INTERRUPTED_EXIT, IO_ERROR_EXIT, ModelNotFoundError, run_reporting_errors
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def test_user_and_file_errors_become_one_line_and_their_exit_codes(capsys: pytes
     assert run_reporting_errors(fail_with(ModelNotFoundError("model 'x' not found")), "tool") == 2
     missing = FileNotFoundError(2, "No such file or directory", "/in.mp4")
     assert run_reporting_errors(fail_with(missing), "tool") == IO_ERROR_EXIT
-    assert run_reporting_errors(fail_with(KeyboardInterrupt()), "tool") == 130
+    assert run_reporting_errors(fail_with(KeyboardInterrupt()), "tool") == INTERRUPTED_EXIT == 130
     assert capsys.readouterr().err.splitlines() == [
         "tool: error: model 'x' not found", "tool: error: /in.mp4: No such file or directory", "tool: interrupted"]
     assert run_reporting_errors(lambda: None, "tool") == 0 and run_reporting_errors(lambda: 3, "tool") == 3
@@ -32,6 +32,17 @@ def test_reraise_keeps_the_traceback_and_other_errors_are_not_hidden():
         run_reporting_errors(fail_with(ModelNotFoundError("x")), "tool", reraise=True)
     with pytest.raises(ZeroDivisionError):  # a bug is not the user's input: its traceback stays
         run_reporting_errors(fail_with(ZeroDivisionError()), "tool")
+
+
+def test_an_interrupt_through_exec_of_a_string_still_exits_130_under_python_m(tmp_path: Path):
+    """``python -m engagement.cli`` after a Ctrl-C that passed through ``exec`` of a string (as a library may run):
+    CPython would end the process by SIGINT (-2) at exit although the interrupt was handled (seen once in CI)."""
+    (tmp_path / "interrupted_probe.py").write_text(
+        "from engagement.errors import exit_with, run_reporting_errors\n"
+        "exit_with(run_reporting_errors(lambda: exec('raise KeyboardInterrupt'), 'engagement'))\n")
+    done = subprocess.run([sys.executable, "-m", "interrupted_probe"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    assert (done.returncode, done.stderr) == (INTERRUPTED_EXIT, "engagement: interrupted\n")
 
 
 def test_a_benchmark_missing_its_input_says_so_in_one_line(tmp_path: Path):
