@@ -147,6 +147,19 @@ def test_cli_purge_with_the_runs_folder_deletes_old_live_recordings(tmp_path: Pa
     assert [p.name for p in recordings.iterdir()] == [today.name]
 
 
+@pytest.mark.parametrize("command", [["list"], ["withdraw", "S1"], ["course", "list"], ["course", "show", "CS101"],
+                                     ["form", "--course", "CS101", "--out", "form.md"]])
+def test_a_mistyped_registry_is_an_error_not_an_empty_registry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """A withdrawal against a registry that does not exist would withdraw nobody and say it worked."""
+    missing = tmp_path / "regsitry.sqlite"
+    assert main(["consent", *command, "--registry", str(missing)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"no consent registry at {missing}" in error
+    assert list(tmp_path.iterdir()) == []
+    assert main(["consent", "course", "add", "CS101", "--title", "Intro", "--registry", str(missing)]) == 0  # makes one
+
+
 def test_cli_courses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = str(tmp_path / "registry.sqlite")
     assert main(["consent", "course", "add", "CS101", "--title", "Intro", "--retention-days", "30", "--delete-source", "--registry", registry]) == 0

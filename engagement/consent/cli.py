@@ -129,10 +129,11 @@ def _form_options(parser: argparse.ArgumentParser, required_out: bool = True) ->
     parser.add_argument("--institution", help="overrides consent/policy.yaml")
 
 
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace, create: bool = False) -> Any:
+    """The registry the command names; only commands that record something (``create``) may start a new one."""
     from engagement.consent.registry import Registry
 
-    return Registry.open(args.registry)
+    return Registry.open(args.registry, create)
 
 
 def _form_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,7 +183,7 @@ def _course_add(args: argparse.Namespace) -> int:
     problems = record_problems({"course": args.code}, partial=True)
     if problems:
         raise UserError(f"bad course code ({'; '.join(problems)})")
-    with _open(args) as registry:
+    with _open(args, create=True) as registry:
         registry.add_course(args.code, args.title, args.retention_days, args.delete_source)
         course = registry.course(args.code)
     print(f"course {args.code}: {course['title']}; retention {_retention(course)}; {_source_policy(course)}")
@@ -250,7 +251,7 @@ def _import(args: argparse.Namespace) -> int:
     from engagement.consent.forms import read_roster
 
     records = read_roster(args.roster)
-    with _open(args) as registry:
+    with _open(args, create=True) as registry:
         registry.import_records(records)
     print(f"imported {len(records)} consent record(s) from {args.roster}")
     return 0
@@ -276,7 +277,7 @@ def _set(args: argparse.Namespace) -> int:
 
     record = check_record({"student_id": args.student, "course": args.course, "status": args.status, "date": args.date,
                            "form_version": args.form_version, "seat": args.seat, "name": args.name})
-    with _open(args) as registry:
+    with _open(args, create=True) as registry:
         registry.import_records([record])
     print(f"{record.student} in {record.course}: {record.status}")
     return 0
@@ -306,7 +307,7 @@ def _purge(args: argparse.Namespace) -> int:
     if args.runs is not None and not args.runs.is_dir():
         raise UserError(f"runs folder not found: {args.runs}")
     default_days = load_policy()["retention_days"]
-    with _open(args) as registry:
+    with _open(args, create=True) as registry:  # the live recordings' retention runs with or without a registry
         if args.course:
             registry.course(args.course)
         purged = []

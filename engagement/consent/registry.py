@@ -137,14 +137,17 @@ def default_registry_path() -> Path:
     return data_home / "classroom-engagement" / "registry.sqlite"
 
 
-def registry_url(url_or_path: str | os.PathLike | None = None) -> str:
-    """A SQLAlchemy URL from a URL, a SQLite file path, ``$ENGAGEMENT_REGISTRY`` or the per-user default."""
+def registry_url(url_or_path: str | os.PathLike | None = None, create: bool = True) -> str:
+    """A SQLAlchemy URL from a URL, a SQLite file path, ``$ENGAGEMENT_REGISTRY`` or the per-user default; without
+    ``create`` a SQLite file that does not exist is a UserError (a mistyped path must not read as an empty registry)."""
     value = str(url_or_path) if url_or_path else os.environ.get(REGISTRY_ENV) or str(default_registry_path())
     if "://" in value:
         return value
     path = Path(value).expanduser().resolve()
     if path.is_dir():
         raise UserError(f"registry {path} is a folder; give a file such as {path / 'registry.sqlite'}")
+    if not create and not path.exists():
+        raise UserError(f"no consent registry at {path}: `engagement consent course add` or `consent import` makes one")
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # The registry holds students' consent (and optional names): a new one is readable by its owner only.
@@ -246,10 +249,10 @@ class Registry:
         self.shown = engine.url.database if sqlite_file else engine.url.render_as_string(hide_password=True)  # for messages
 
     @classmethod
-    def open(cls, url_or_path: str | os.PathLike | None = None) -> "Registry":
+    def open(cls, url_or_path: str | os.PathLike | None = None, create: bool = True) -> "Registry":
         """Connect and bring the schema up to date; a bad URL, a missing driver, a file that is no database or a
-        schema this version does not know is a UserError."""
-        registry = cls(_create_engine(registry_url(url_or_path)))
+        schema this version does not know is a UserError, and so is a missing SQLite file without ``create``."""
+        registry = cls(_create_engine(registry_url(url_or_path, create)))
         try:
             registry._migrate()
         except BaseException:
