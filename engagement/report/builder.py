@@ -53,8 +53,8 @@ def build_report(run_dir: Path, formats: tuple[str, ...] = FORMATS, out_dir: Pat
         raise UserError(f"unknown report format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
     run = load_run(run_dir)
     target = Path(out_dir or run.path)
-    if run.session.consent.course and target.resolve() != run.path.resolve():
-        raise UserError(f"{run_dir} is a session of course {run.session.consent.course} in the consent registry: its "
+    if run.course and target.resolve() != run.path.resolve():
+        raise UserError(f"{run_dir} is a session of course {run.course} in the consent registry: its "
                         "report is written into the run folder only, where a withdrawal or the retention purge finds it")
     html = _render("session.html.j2", session_context(run))
     return _write_outputs(html, target, "report", formats, base_url=run.path)
