@@ -309,7 +309,8 @@ def test_a_registered_sessions_report_stays_in_its_run_folder(tmp_path: Path, ca
     assert not (tmp_path / "elsewhere").exists()
     assert main(["report", "--format", "html", str(run), "--out", str(run)]) == 0  # its own folder, named
     record = json.loads((run / "session.json").read_text())
-    record["consent"]["course"] = record["config"]["consent"]["course"] = None  # outside the registry: the user keeps the copy
+    # a run outside the registry: a copy elsewhere is the user's own
+    record["consent"]["course"] = record["config"]["consent"]["course"] = None
     (run / "session.json").write_text(json.dumps(record))
     assert main(["report", "--format", "html", str(run), "--out", str(tmp_path / "elsewhere")]) == 0
     assert (tmp_path / "elsewhere" / "report.html").is_file()
