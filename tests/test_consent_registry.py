@@ -7,7 +7,10 @@ import datetime as dt
 import json
 import os
 import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -324,3 +327,38 @@ def test_a_new_sqlite_registry_is_readable_by_its_owner_only(tmp_path: Path) -> 
     with Registry.open(path) as registry:
         registry.add_course("CS101", "Intro")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+@pytest.fixture
+def local_date_not_utc() -> Iterator[dt.date]:
+    """A time zone in which today's local date is not today's UTC date (12 h west of UTC before 11:00 UTC, 14 h
+    east after), as for an evening lecture in America or a morning one in the Pacific; yields the local date."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Etc/GMT+12" if dt.datetime.now(dt.timezone.utc).hour < 11 else "Etc/GMT-14"
+    time.tzset()
+    try:
+        assert dt.date.today() != dt.datetime.now(dt.timezone.utc).date()
+        yield dt.date.today()
+    finally:
+        if before is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+def test_a_session_is_dated_on_the_local_day_that_the_purge_counts(tmp_path: Path, local_date_not_utc: dt.date) -> None:
+    """Dated by the UTC day, tonight's run escaped ``purge --older-than 0`` west of UTC (and a period's last day was
+    cut short east of it)."""
+    from engagement.config import load_pipeline
+    from engagement.pipeline.record import register_session
+
+    run_dir, registry_file = tmp_path / "run", tmp_path / "registry.sqlite"
+    _fake_run(run_dir)
+    config = load_pipeline("lecture", ["consent.course=CS101", f"consent.registry={registry_file}"])
+    session = SimpleNamespace(input=SimpleNamespace(sha256=None, path=str(tmp_path / "lecture.mp4")),
+                              consent=SimpleNamespace(track_students={}))
+    register_session(config, run_dir, session, dt.datetime.now(dt.timezone.utc))
+    with Registry.open(registry_file) as registry:
+        assert [s.held_on for s in registry.sessions()] == [local_date_not_utc]
+        assert len(purge_sessions(registry, 0)) == 1 and not run_dir.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import platform
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -105,7 +105,7 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
         form_version=form_version,
         retention_days=retention_days,
         status_counts=counts,
-        retention_until=(datetime.now(timezone.utc) + timedelta(days=retention_days)).date().isoformat(),
+        retention_until=(date.today() + timedelta(days=retention_days)).isoformat(),  # local days, as the purge counts
         track_students=dict(analyzer.consent.track_students),
         room=config.consent.room,
         track_seats=dict(analyzer.consent.seats) if config.consent.room else None,
@@ -125,7 +125,7 @@ def register_session(config: PipelineConfig, run_dir: Path, session: SessionReco
         with Registry.open(config.consent.registry) as registry:
             session_id = registry.record_session(
                 config.consent.course,
-                datetime.now(timezone.utc).date(),
+                date.today(),  # the purge counts days in local time (session_cutoff)
                 run_dir,
                 session.input.sha256,
                 session.consent.track_students,
