@@ -139,6 +139,15 @@ def test_course_view_compares_the_course_sessions(client: Any, runs: Path) -> No
     assert client.get("/courses/NO-SUCH").status_code == 404
 
 
+def test_no_browser_keeps_a_copy_of_what_describes_people(client: Any) -> None:
+    """A cached page, chart or video would survive a withdrawal or the purge; the stylesheet may be cached."""
+    chart = re.findall(r'src="(/charts/week-01/-/\w+\.png)"', client.get("/sessions/week-01").get_data(as_text=True))[0]
+    for url in ("/", "/sessions/week-01", chart, "/files/week-01/-/annotated.mp4", "/files/week-01/-/states.parquet",
+                "/consent/", "/courses/BIO-101", "/sessions/no-such-week"):
+        assert client.get(url).headers.get("Cache-Control") == "no-store", url
+    assert client.get("/static/app.css").headers.get("Cache-Control") != "no-store"
+
+
 def test_unknown_session_is_a_404_page(client: Any) -> None:
     page = client.get("/sessions/no-such-week")
     assert page.status_code == 404 and "no session 'no-such-week'" in page.get_data(as_text=True)

@@ -5,6 +5,8 @@
 - Every POST carries the session's CSRF token (``csrf_token`` form field), else 400.
 - Files are served only from inside the runs folder (see ``sessions.run_file``); URLs hold pseudonymous student
   IDs only, never names.
+- Every response but the stylesheet and scripts is ``Cache-Control: no-store``: pages, tables, charts and videos
+  describe people, and a copy kept by a browser or a proxy is one that no withdrawal or purge can reach.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 
 from engagement.consent.registry import Registry
 from engagement.errors import UserError
@@ -72,6 +74,7 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.before_request(_require_token)
     app.before_request(_check_csrf)
+    app.after_request(_no_store)
 
     from engagement.web import consent, live, seats, sessions
 
@@ -112,6 +115,12 @@ def _check_csrf() -> None:
         sent = request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
             abort(400, "the form's CSRF token is missing or stale; reload the page and try again")
+
+
+def _no_store(response: Response) -> Response:
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _authorized(expected: str) -> bool:

@@ -171,8 +171,7 @@ def stop() -> Any:
 @blueprint.get("/stream.mjpg")
 def stream() -> Response:
     """``multipart/x-mixed-replace``: one JPEG part per analysed, anonymized frame."""
-    return Response(_stream().frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                    headers={"Cache-Control": "no-store"})
+    return Response(_stream().frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
 
 
 @blueprint.get("/stats")

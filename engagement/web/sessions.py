@@ -68,7 +68,7 @@ def _cached_chart(key: tuple, name: str, draw: Callable[[], dict[str, bytes]]) -
     cache.move_to_end(key)
     if name not in cache[key]:
         abort(404, f"no {name} chart here")
-    return Response(cache[key][name], mimetype="image/png", headers={"Cache-Control": "no-cache"})
+    return Response(cache[key][name], mimetype="image/png")
 
 
 def _course_runs(code: str) -> list[tuple[str, Run]]:
