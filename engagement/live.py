@@ -224,6 +224,7 @@ class Recording:
         finally:
             self.writer = None
         if keep:
+            self.partial.chmod(0o600)  # it shows people: readable by its owner only, as a run folder
             os.replace(self.partial, self.path)
         else:
             self.partial.unlink(missing_ok=True)

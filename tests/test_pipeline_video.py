@@ -146,6 +146,7 @@ def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pyt
     _, _, frames, fps, _ = video_facts(record)
     assert 20 <= frames <= 45 and fps == pytest.approx(10.0)  # paced at the source's 10 fps for 4 s
     assert [p.name for p in tmp_path.iterdir()] == ["live.mp4"]
+    assert record.stat().st_mode & 0o777 == 0o600  # it shows people, as a run folder (0700) does
 
 
 def make_zero_frame_video(path: Path) -> None:
