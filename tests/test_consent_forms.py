@@ -106,6 +106,31 @@ def test_cli_import_list_set_withdraw(tmp_path: Path, capsys: pytest.CaptureFixt
         assert opened.opted_out_students("DEMO-101") == {"P-0001", "P-0002", "P-0003", "P-0005"}
 
 
+def test_cli_reimporting_the_roster_undoes_no_opt_out_and_set_withdrawn_cleans(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The September roster again, after an opt-out and a withdrawal: both stand, each named on stderr, the rest is
+    imported. ``consent set ... withdrawn`` cleans the student's sessions as ``consent withdraw`` does."""
+    registry = str(tmp_path / "registry.sqlite")
+    assert main(["consent", "import", str(EXAMPLE_ROSTER), "--registry", registry]) == 0
+    assert main(["consent", "set", "P-0001", "opted_out", "--course", "DEMO-101", "--registry", registry]) == 0
+    assert main(["consent", "withdraw", "P-0002", "--registry", registry]) == 0
+    capsys.readouterr()
+    assert main(["consent", "import", str(EXAMPLE_ROSTER), "--registry", registry]) == 0
+    out, err = capsys.readouterr()
+    rows = sum(1 for _ in EXAMPLE_ROSTER.open()) - 1
+    assert f"imported {rows - 2} of {rows} consent record(s)" in out
+    assert err.count("engagement: warning: ") == 2 and "P-0001 in DEMO-101 is opted out since" in err
+    assert "P-0002 in DEMO-101 is withdrawn since" in err
+    assert main(["consent", "set", "P-0002", "consented", "--course", "DEMO-101", "--registry", registry]) == 2
+    assert "a new consent needs the date its form was signed" in capsys.readouterr().err
+    with Registry.open(registry) as opened:
+        assert {"P-0001", "P-0002"} <= opened.opted_out_students("DEMO-101")
+        (tmp_path / "run").mkdir()
+        opened.record_session("DEMO-101", datetime.now().date(), tmp_path / "run", None, {4: "P-0004"})
+    assert main(["consent", "set", "P-0004", "withdrawn", "--course", "DEMO-101", "--registry", registry]) == 0
+    assert capsys.readouterr().out.strip() == "P-0004 in DEMO-101: withdrawn; cleaned 1 session(s)"
+
+
 def test_cli_bad_roster_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = str(tmp_path / "registry.sqlite")
     roster = tmp_path / "roster.csv"
@@ -242,6 +267,7 @@ def test_set_and_import_judge_an_id_alike(tmp_path: Path, student: str, capsys: 
         (["--course", "C 1"], "course: must match"),
         (["--course", "C1", "--date", "2026-02-30"], "date: not a calendar date"),
         (["--course", "C1", "--date", "tomorrow"], "date: must match"),
+        (["--course", "C1", "--date", "2999-01-01"], "date: after today"),
         (["--course", "C1", "--name", "N" * 201], "name: longer than 200 characters"),
         (["--course", "C1", "--seat", "S" * 65], "seat: longer than 64 characters"),
         (["--course", " "], "course: missing"),

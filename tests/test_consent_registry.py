@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from engagement.consent import outputs
 from engagement.consent.outputs import LIVE_RECORDING_NAME, purge_recordings, purge_sessions, withdraw_student
-from engagement.consent.registry import Registry, default_registry_path, registry_url
+from engagement.consent.registry import ConsentRecord, Registry, default_registry_path, registry_url
 from engagement.errors import UserError
 from engagement.scoring import PROBABILITY_COLUMNS, summarize
 from engagement.states import STATES
@@ -362,3 +362,41 @@ def test_a_session_is_dated_on_the_local_day_that_the_purge_counts(tmp_path: Pat
     with Registry.open(registry_file) as registry:
         assert [s.held_on for s in registry.sessions()] == [local_date_not_utc]
         assert len(purge_sessions(registry, 0)) == 1 and not run_dir.exists()
+
+
+def test_an_older_or_undated_consent_does_not_undo_an_opt_out_or_a_withdrawal(registry_location: str | Path) -> None:
+    """Re-importing September's roster after a December withdrawal made the student consenting (and analysed) again."""
+    september, october = dt.date(2026, 9, 1), dt.date(2026, 10, 1)
+    with Registry.open(registry_location) as registry:
+        registry.set_consent("S1", "CS101", "consented", september, name="Ada Example")
+        registry.set_consent("S2", "CS101", "consented", september)
+        registry.withdraw("S1")
+        registry.set_consent("S2", "CS101", "opted_out", october)
+        stale = [ConsentRecord("S1", "CS101", "consented", september, name="Ada Example"),
+                 ConsentRecord("S2", "CS101", "consented", dt.date.today(), date_given=False)]
+        refused = registry.import_records(stale)
+        assert [record for record, _ in refused] == stale
+        assert "S1 in CS101 is withdrawn since" in refused[0][1] and "dated 2026-09-01, before that" in refused[0][1]
+        assert "S2 in CS101 is opted out since 2026-10-01: a new consent needs the date its form was signed" in refused[1][1]
+        with pytest.raises(UserError, match="is opted out since 2026-10-01"):
+            registry.set_consent("S2", "CS101", "consented", october)  # signed the day of the opt-out, not after
+        assert registry.opted_out_students("CS101") == {"S1", "S2"}
+        assert {r.student: r.name for r in registry.consent("CS101")}["S1"] is None  # the withdrawal's erasure holds
+        registry.set_consent("S2", "CS101", "consented", october + dt.timedelta(days=1))  # a new form, signed after
+        assert registry.consented_students("CS101") == {"S2"}
+
+
+def test_a_withdrawal_recorded_by_import_erases_the_name_and_cleans_the_sessions(registry_location: str | Path,
+                                                                                tmp_path: Path) -> None:
+    """``consent set ... withdrawn`` or a roster's withdrawn row kept the name and every row of the recorded sessions."""
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir, {2: "S2"})
+    with Registry.open(registry_location) as registry:
+        registry.set_consent("S2", "CS101", "consented", name="Bo Example")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
+        refused, (removal,) = outputs.record_consent(
+            registry, [ConsentRecord("S2", "CS101", "withdrawn", dt.date.today(), name="Bo Example")])
+        assert refused == [] and registry.opted_out_students("CS101") == {"S2"}
+        assert [r.name for r in registry.consent("CS101")] == [None]
+    assert removal["rows_removed"]["states.parquet"] == 2 and not any(run_dir.glob("annotated*"))
+    assert _mentions(run_dir, "S2") == []

@@ -278,6 +278,21 @@ def test_roster_with_one_bad_row_changes_nothing(client: Any, registry_path: Pat
     assert statuses(registry_path)["S5"] == "consented"
 
 
+def test_a_roster_neither_undoes_a_withdrawal_nor_keeps_a_withdrawn_students_rows(client: Any, runs: Path,
+                                                                                     registry_path: Path) -> None:
+    """Uploading the sign-up roster again re-consented a withdrawn student; a withdrawn row kept their rows."""
+    with Registry.open(registry_path) as registry:
+        registry.withdraw("S1")
+    roster = b"student_id,course,status,name\nS1,BIO-101,consented,Ada Example\nS2,BIO-101,withdrawn,Bo Example\n"
+    page = client.post("/consent/roster", data={"roster": (io.BytesIO(roster), "class.csv"), "csrf_token": csrf(client)},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "S1 in BIO-101 is withdrawn since" in page and "imported 1 of 2 consent record(s)" in page
+    assert "withdrawals cleaned 1 session(s)" in page and "Bo Example" not in page
+    assert statuses(registry_path) == {"S1": "withdrawn", "S2": "withdrawn"}
+    assert not (runs / "week-01" / "annotated.mp4").exists()
+    assert 2 not in set(pd.read_parquet(runs / "week-01" / "states.parquet")["track_id"])
+
+
 def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: Path, registry_path: Path) -> None:
     run = runs / "week-01"
     heatmap = client.get("/charts/week-01/-/heatmap.png").data  # drawn and kept in memory before the withdrawal

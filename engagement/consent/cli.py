@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from engagement.arguments import at_least_one, overlap
-from engagement.consent.status import STATUSES
+from engagement.consent.status import STATUSES, WITHDRAWN
 from engagement.errors import UserError
 
 
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     approval.add_argument("--valid-until", type=_date, help="last day the recorded approval covers (default: one year after --approved-on)")
     approval.set_defaults(handler=_approval, kind="approval")
 
-    importer = commands.add_parser("import", parents=[registry_option], help="import a roster CSV (all rows or none)")
+    importer = commands.add_parser("import", parents=[registry_option], help="import a roster CSV (a bad row refuses it whole; a row "
+                                    "that may not replace a student's current record is left out, with a warning)")
     importer.add_argument("roster", type=Path)
     importer.set_defaults(handler=_import)
 
@@ -70,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setter.add_argument("--course", required=True)
     setter.add_argument("--seat")
     setter.add_argument("--form-version")
-    setter.add_argument("--date", help="date signed, YYYY-MM-DD (default today)")
+    setter.add_argument("--date", help="date signed, YYYY-MM-DD (default today; needed to consent again after an opt-out "
+                                       "or a withdrawal, and after it)")
     setter.add_argument("--name")
     setter.set_defaults(handler=_set)
 
@@ -250,10 +253,14 @@ def _print_table(rows: list[dict[str, Any]], empty: str) -> None:
 def _import(args: argparse.Namespace) -> int:
     from engagement.consent.forms import read_roster
 
+    from engagement.consent.outputs import describe_recorded, record_consent
+
     records = read_roster(args.roster)
     with _open(args, create=True) as registry:
-        registry.import_records(records)
-    print(f"imported {len(records)} consent record(s) from {args.roster}")
+        refused, removals = record_consent(registry, records)
+    for _, reason in refused:
+        print(f"engagement: warning: {reason}", file=sys.stderr)
+    print(f"imported {describe_recorded(records, refused, removals)} from {args.roster}")
     return 0
 
 
@@ -277,9 +284,14 @@ def _set(args: argparse.Namespace) -> int:
 
     record = check_record({"student_id": args.student, "course": args.course, "status": args.status, "date": args.date,
                            "form_version": args.form_version, "seat": args.seat, "name": args.name})
+    from engagement.consent.outputs import record_consent
+
     with _open(args, create=True) as registry:
-        registry.import_records([record])
-    print(f"{record.student} in {record.course}: {record.status}")
+        refused, removals = record_consent(registry, [record])
+    for _, reason in refused:
+        raise UserError(reason)
+    cleaned = f"; cleaned {len(removals)} session(s)" if record.status == WITHDRAWN else ""
+    print(f"{record.student} in {record.course}: {record.status}{cleaned}")
     return 0
 
 

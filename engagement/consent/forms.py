@@ -84,7 +84,8 @@ def record_problems(values: dict[str, str], partial: bool = False) -> list[str]:
     problems += [_describe(error) for error in errors if error.validator != "required"]
     if "date" in values and not any(list(error.path) == ["date"] for error in errors):
         try:
-            dt.date.fromisoformat(values["date"])
+            if dt.date.fromisoformat(values["date"]) > dt.date.today():
+                problems.append("date: after today (the day a form was signed)")
         except ValueError:
             problems.append("date: not a calendar date")
     return problems
@@ -100,7 +101,7 @@ def check_record(fields: dict[str, str | None]) -> ConsentRecord:
     return ConsentRecord(
         student=values["student_id"], course=values["course"], status=values["status"],
         recorded_on=dt.date.fromisoformat(values["date"]) if "date" in values else dt.date.today(),
-        form_version=values.get("form_version"), seat=values.get("seat"), name=values.get("name"),
+        form_version=values.get("form_version"), seat=values.get("seat"), name=values.get("name"), date_given="date" in values,
     )
 
 

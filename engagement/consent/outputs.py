@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engagement.consent.registry import Registry, Session
+from engagement.consent.registry import ConsentRecord, Registry, Session
+from engagement.consent.status import WITHDRAWN
 from engagement.errors import UserError
 from engagement.files import SESSION_JSON, STATES_PARQUET, SUMMARY_JSON, write_atomic
 
@@ -174,6 +175,28 @@ def _scrub_session(registry: Registry, session: Session, student: str) -> dict[s
 def withdraw_student(registry: Registry, student: str, course: str | None = None) -> list[dict[str, Any]]:
     """Withdraw a student and remove them from every recorded session; the audit log gets the list."""
     return [_scrub_session(registry, session, student) for session in registry.withdraw(student, course)]
+
+
+def record_consent(registry: Registry, records: list[ConsentRecord]) -> tuple[list[tuple[ConsentRecord, str]], list[dict[str, Any]]]:
+    """Record ``records`` (``Registry.import_records``: those that may not replace a current record come back with
+    the reason) and remove each student recorded as withdrawn from their course's recorded sessions, as
+    ``withdraw_student`` does; returns the refused records and the removals."""
+    refused = registry.import_records(records)
+    kept_out = [record for record, _ in refused]
+    removals = [
+        _scrub_session(registry, session, record.student)
+        for record in records if record.status == WITHDRAWN and record not in kept_out
+        for session in registry.sessions_holding(record.student, {record.course})
+    ]
+    return refused, removals
+
+
+def describe_recorded(records: list[ConsentRecord], refused: list[tuple[ConsentRecord, str]],
+                      removals: list[dict[str, Any]]) -> str:
+    """How many of ``records`` ``record_consent`` recorded, and what their withdrawals cleaned."""
+    recorded = f"{len(records) - len(refused)} of {len(records)}" if refused else str(len(records))
+    cleaned = f"; withdrawals cleaned {len(removals)} session(s)" if any(r.status == WITHDRAWN for r in records) else ""
+    return f"{recorded} consent record(s){cleaned}"
 
 
 def remove_late_opt_outs(registry: Registry, session_id: int, started: dt.datetime) -> list[dict[str, Any]]:

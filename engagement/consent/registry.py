@@ -117,6 +117,7 @@ class ConsentRecord:
     form_version: str | None = None
     seat: str | None = None
     name: str | None = None
+    date_given: bool = True  # False: ``recorded_on`` is the day it was entered, no signing date was given
 
 
 @dataclass(frozen=True)
@@ -488,18 +489,33 @@ class Registry:
         seat: str | None = None,
         name: str | None = None,
     ) -> None:
-        """Record a student's consent status in a course (creating student and course as needed)."""
-        self.import_records([ConsentRecord(student, course, status, recorded_on or dt.date.today(), form_version, seat, name)])
+        """Record a student's consent status in a course (creating student and course as needed); a record that may
+        not replace their current one (``import_records``) is a UserError."""
+        record = ConsentRecord(student, course, status, recorded_on or dt.date.today(), form_version, seat, name,
+                               date_given=recorded_on is not None)
+        for _, reason in self.import_records([record]):
+            raise UserError(reason)
 
-    def import_records(self, records: list[ConsentRecord]) -> None:
-        """Write many consent records in one transaction: all of them or none."""
+    def import_records(self, records: list[ConsentRecord]) -> list[tuple[ConsentRecord, str]]:
+        """Write consent records in one transaction, except those that may not replace the student's current record
+        in that course; returns each of those with the reason. A record dated before the current one is history, not
+        news (a roster signed in September does not undo a withdrawal in December), and an opted-out or withdrawn
+        student consents again only by a form signed after that: a record without its date (a roster without the
+        ``date`` column, ``consent set`` without ``--date``) never turns them back. A withdrawal erases the name."""
         for record in records:
             if record.status not in STATUSES:
                 raise UserError(f"consent status must be one of {', '.join(STATUSES)}, got {record.status!r}")
+        refused = []
         with self._transaction() as connection:
             for record in records:
+                reason = self._refusal(connection, record)
+                if reason is not None:
+                    refused.append((record, reason))
+                    continue
                 self._upsert_course(connection, record.course)
-                self._upsert_student(connection, record.student, record.name)
+                self._upsert_student(connection, record.student, None if record.status == WITHDRAWN else record.name)
+                if record.status == WITHDRAWN:
+                    connection.execute(students.update().where(students.c.id == record.student).values(name=None))
                 connection.execute(
                     consent_records.insert().values(**_checked(
                         consent_records, student=record.student, course=record.course, status=record.status,
@@ -510,6 +526,26 @@ class Registry:
                     connection, "consent_" + record.status, record.student, course=record.course,
                     recorded_on=record.recorded_on, form_version=record.form_version, seat=record.seat,
                 )
+        return refused
+
+    @staticmethod
+    def _refusal(connection: Connection, record: ConsentRecord) -> str | None:
+        """Why ``record`` may not replace the student's current record in its course, or None."""
+        current = connection.execute(
+            sa.select(consent_records.c.status, consent_records.c.recorded_on)
+            .where(consent_records.c.student == record.student, consent_records.c.course == record.course)
+            .order_by(consent_records.c.id.desc()).limit(1)
+        ).first()
+        if current is None:
+            return None
+        since = f"{record.student} in {record.course} is {current.status.replace('_', ' ')} since {current.recorded_on}"
+        if record.recorded_on < current.recorded_on:
+            return f"{since}, and this record is dated {record.recorded_on}, before that; not recorded"
+        if record.status == CONSENTED and current.status in NOT_ANALYSED and not (
+            record.date_given and record.recorded_on > current.recorded_on
+        ):
+            return f"{since}: a new consent needs the date its form was signed, after that day; not recorded"
+        return None
 
     def _upsert_student(self, connection: Connection, student: str, name: str | None) -> None:
         existing = connection.execute(sa.select(students).where(students.c.id == student)).first()
@@ -584,7 +620,11 @@ class Registry:
                 )
                 self._audit(connection, "consent_withdrawn", student, course=code)
             connection.execute(students.update().where(students.c.id == student).values(name=None))
-        return [s for s in self.sessions() if student in s.track_students.values() and s.course in enrolled]
+        return self.sessions_holding(student, enrolled)
+
+    def sessions_holding(self, student: str, courses: set[str]) -> list[Session]:
+        """The sessions of ``courses`` that map a track to ``student``."""
+        return [s for s in self.sessions() if student in s.track_students.values() and s.course in courses]
 
     # Sessions ----------------------------------------------------------------------------------------
 

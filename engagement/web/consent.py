@@ -17,9 +17,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
 from engagement.consent.outputs import (
-    KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, expired_recordings, purge_recordings, purge_sessions, recording_cutoff,
-    session_cutoff,
-    withdraw_student,
+    KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, describe_recorded, expired_recordings, purge_recordings, purge_sessions, record_consent,
+    recording_cutoff, session_cutoff, withdraw_student,
 )
 from engagement.errors import UserError
 from engagement.web.app import registry
@@ -75,11 +74,14 @@ def record(code: str) -> Any:
         abort(400, f"status must be one of {', '.join(RECORDABLE)}; withdrawal has its own confirmation page")
     fields = {key: request.form.get(key) for key in ("student_id", "date", "form_version", "seat")}
     try:
-        registry().import_records([check_record({**fields, "course": code, "status": status})])
+        refused = registry().import_records([check_record({**fields, "course": code, "status": status})])
     except InvalidRecord as error:
         flash(f"not recorded: {error}", "error")
     else:
-        flash(f"{fields['student_id']}: {status.replace('_', ' ')}", "info")
+        for _, reason in refused:
+            flash(reason, "error")
+        if not refused:
+            flash(f"{fields['student_id']}: {status.replace('_', ' ')}", "info")
     return redirect(url_for("consent.course", code=code))
 
 
@@ -101,8 +103,12 @@ def roster() -> Any:
             head, _, rows = message.partition(", nothing imported: ")
             return _roster_refused(f"{upload.filename}: {head}, nothing imported" if rows else f"{upload.filename}: {message}",
                                    rows.split(" | ") if rows else [])
-    registry().import_records(records)
-    flash(f"imported {len(records)} consent record(s) from {upload.filename}", "info")
+    refused, removals = record_consent(registry(), records)
+    if removals:
+        forget_charts()
+    for _, reason in refused:
+        flash(reason, "error")
+    flash(f"imported {describe_recorded(records, refused, removals)} from {upload.filename}", "info")
     return redirect(url_for("consent.index"))
 
 
