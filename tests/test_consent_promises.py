@@ -71,7 +71,9 @@ PROMISES: dict[str, str | tuple[str, ...]] = {
     "Your consent record (your pseudonymous ID, your choice and its date": "test_consent_record_keeps_its_history_and_loses_the_name_on_withdrawal",
     "every mention of your ID is deleted from the outputs of all earlier sessions": "test_consent_registry.py::test_withdraw_scrubs_every_file_of_the_run",
     "annotated videos and reports are deleted": "test_consent_registry.py::test_withdraw_removes_every_row_about_the_student",
-    "Later sessions blur you and leave you out": "test_consent_stage.py::test_registry_decides_by_student",
+    "Later sessions blur you and leave you out": (
+        "test_consent_stage.py::test_registry_decides_by_student",
+        "test_consent_registry.py::test_an_older_or_undated_consent_does_not_undo_an_opt_out_or_a_withdrawal"),
     "their rows and every mention of their ID are then deleted": (
         "test_consent_registry.py::test_withdraw_scrubs_every_file_of_the_run",
         "test_consent_registry.py::test_withdraw_removes_every_row_about_the_student"),
