@@ -167,6 +167,21 @@ def test_registry_mode_blurs_and_excludes_everyone_not_consented(registry_path: 
     assert track_rows(0, 0.0, people[analysable(people)])["track_id"].tolist() == [1]  # the only row the tables get
 
 
+def test_the_session_record_maps_only_consenting_students_to_tracks(registry_path: Path) -> None:
+    """Tracks mapped (by hand or by seat) to an opted-out or unregistered student are blurred and left out; the
+    session's track map, which goes into session.json and the registry, must not say they were there either."""
+    with Registry.open(registry_path) as registry:
+        _approved_course(registry)
+        registry.set_consent("S1", "CS101", "consented")
+        registry.set_consent("S2", "CS101", "opted_out")
+        config = PipelineConfig()
+        config.consent = ConsentConfig(registry=str(registry_path), course="CS101",
+                                       track_students={1: "S1", 2: "S2", 3: "S-never-signed"})
+        stage = ConsentStage(config.consent, registry)
+    stage(_people([1, 2, 3]))
+    assert consent_record(config, SimpleNamespace(consent=stage)).track_students == {1: "S1"}
+
+
 def test_names_stay_in_the_registry(registry_path: Path) -> None:
     """The name a student writes on the form is kept in the registry only: not in what the consent stage hands
     the pipeline, not in the run's session record, not in the track table's columns, not in the audit log."""

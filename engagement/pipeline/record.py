@@ -87,13 +87,16 @@ def session_record(
 
 def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
     """The session's consent facts: policy, exclusions and, with a course, the registry's status as the consent
-    stage read it."""
+    stage read it. With a course, the track map keeps only consenting students: nothing of this session (its
+    record, the registry's) says which track an opted-out or unregistered student was, or that they were there."""
     from engagement.consent.forms import load_policy
 
     policy = load_policy()
     form_version, retention_days, counts = policy.get("form_version"), policy.get("retention_days"), None
+    track_students = dict(analyzer.consent.track_students)
     snapshot = analyzer.consent.snapshot
     if snapshot is not None:
+        track_students = {track: student for track, student in track_students.items() if student in snapshot.consented}
         counts = dict(snapshot.status_counts)
         form_version = ", ".join(snapshot.form_versions) or form_version
         retention_days = snapshot.retention_days or retention_days
@@ -106,7 +109,7 @@ def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
         retention_days=retention_days,
         status_counts=counts,
         retention_until=(date.today() + timedelta(days=retention_days)).isoformat(),  # local days, as the purge counts
-        track_students=dict(analyzer.consent.track_students),
+        track_students=track_students,
         room=config.consent.room,
         track_seats=dict(analyzer.consent.seats) if config.consent.room else None,
     )
