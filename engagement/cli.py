@@ -11,7 +11,7 @@ import warnings
 from typing import Iterator
 
 from engagement import __version__
-from engagement.errors import exit_with, run_reporting_errors
+from engagement.errors import exit_with, require_utf8, run_reporting_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.quiet and not args.verbose:
             warnings.simplefilter("ignore")
             stack.enter_context(native_output_silenced())
-        return run_reporting_errors(lambda: args.handler(args), "engagement", reraise=args.verbose)
+        return run_reporting_errors(lambda: _utf8_arguments(sys.argv[1:] if argv is None else argv) or args.handler(args),
+                                    "engagement", reraise=args.verbose)
+
+
+def _utf8_arguments(argv: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 (a file name's stray byte) before any work: OpenCV ends the process on
+    such a video name and pyarrow refuses such a folder."""
+    for argument in argv:
+        require_utf8(argument, "rename it (file and folder names must be UTF-8)")
 
 
 if __name__ == "__main__":

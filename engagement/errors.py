@@ -31,6 +31,16 @@ class OutputError(UserError):
     exit_code = IO_ERROR_EXIT
 
 
+def require_utf8(text: str, advice: str) -> None:
+    """A UserError when ``text`` (a file name from the command line) holds a byte that is not UTF-8, which Python
+    keeps as a lone surrogate; the message shows that byte escaped and then ``advice``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise UserError(f"{shown}: not UTF-8 text; {advice}") from None
+
+
 def error_line(error: BaseException, last: bool = False) -> str:
     """One line of a library's error message: its first non-empty line, or with ``last`` its last one (OpenCV and
     OpenVINO put context first); the error's type when it has no message."""

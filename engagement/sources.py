@@ -12,7 +12,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from engagement.errors import UserError
+from engagement.errors import UserError, require_utf8
 
 STREAM_PREFIXES = ("rtsp://", "rtmp://", "http://", "https://")
 
@@ -38,6 +38,14 @@ def parse_source(spec: str | int) -> str | int:
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         return int(spec)
     return spec
+
+
+def open_capture(spec: str | int) -> cv2.VideoCapture:
+    """``cv2.VideoCapture(spec)``; a name that is not UTF-8 (a stray byte Python keeps as a surrogate) is a
+    UserError, since OpenCV ends the whole process on one (segmentation fault)."""
+    if isinstance(spec, str):
+        require_utf8(spec, "rename it")
+    return cv2.VideoCapture(spec)
 
 
 def _is_empty_video(path: str) -> bool:
@@ -106,7 +114,7 @@ class FrameSource:
     @staticmethod
     def _open(spec: str | int) -> cv2.VideoCapture:
         if isinstance(spec, int):
-            capture = cv2.VideoCapture(spec)
+            capture = open_capture(spec)
             if not capture.isOpened():
                 raise UserError(f"camera {spec} could not be opened (is it connected and free?)")
             return capture
@@ -116,7 +124,7 @@ class FrameSource:
                 raise UserError(f"{spec}: no such file")
             if not path.is_file():
                 raise UserError(f"{spec}: not a file")
-        capture = cv2.VideoCapture(str(spec))
+        capture = open_capture(str(spec))
         if not capture.isOpened():
             capture.release()
             raise UserError(f"{spec}: {'the video has no frames' if _is_empty_video(spec) else 'cannot be opened as a video'}")
@@ -175,7 +183,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
     a missing or unreadable file is a UserError."""
     if not Path(path).is_file():
         raise UserError(f"video not found: {path}")
-    capture = cv2.VideoCapture(str(path))
+    capture = open_capture(str(path))
     if not capture.isOpened():
         raise UserError(f"cannot read video {path}")
     try:
@@ -194,7 +202,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
 
 def video_fps(path: str | Path) -> float:
     """The frame rate a video file declares, 30 when it declares none."""
-    capture = cv2.VideoCapture(str(path))
+    capture = open_capture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.release()
     return fps
@@ -206,7 +214,7 @@ def read_frame_at(path: str | Path, time_s: float, last_if_past_end: bool = Fals
     A missing file or one that is not a video is a UserError."""
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file")
-    capture = cv2.VideoCapture(str(path))
+    capture = open_capture(str(path))
     try:
         if not capture.isOpened():
             raise UserError(f"{path}: cannot be opened as a video")

@@ -164,6 +164,9 @@ BAD_INPUTS = {
     "unknown yaml key": (lambda tmp: ["process", "VIDEO", "--pipeline", str(tmp / "unknown.yaml")], "unknown key 'colour'; valid keys"),
     "wrong yaml type": (lambda tmp: ["process", "VIDEO", "--pipeline", str(tmp / "wrongtype.yaml")], "analysis_fps: expected float"),
     "output exists": (lambda tmp: ["process", "VIDEO", "--out", str(tmp / "existing")], "already exists"),
+    # a name's stray byte: OpenCV ended the process (segmentation fault, no message), pyarrow refused the folder
+    "video name not UTF-8": (lambda tmp: ["process", str(tmp / "lecture\udcff.mp4")], "lecture\\xff.mp4: not UTF-8 text"),
+    "output name not UTF-8": (lambda tmp: ["process", "VIDEO", "--out", str(tmp / "run\udcff")], "run\\xff: not UTF-8 text"),
     "camera does not open": (lambda tmp: ["live", "--source", "57", "--no-window"], "camera 57 could not be opened"),
 }
 
@@ -175,6 +178,7 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, classroom_v
     (tmp_path / "unknown.yaml").write_text("output:\n  colour: red\n")
     (tmp_path / "wrongtype.yaml").write_text("analysis_fps: often\n")
     (tmp_path / "existing").mkdir()
+    (tmp_path / "lecture\udcff.mp4").symlink_to(classroom_video)
     build, message = BAD_INPUTS[case]
     args = [str(classroom_video) if a == "VIDEO" else a for a in build(tmp_path)]
     if args[0] == "process" and "--out" not in args:
@@ -184,6 +188,18 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tmp_path: Path, classroom_v
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial output left
+
+
+def test_a_video_name_that_is_not_utf8_is_an_error_not_a_crash(tmp_path: Path, classroom_video: Path):
+    """OpenCV ends the process (SIGSEGV) on such a name: the library refuses it before OpenCV sees it. In a child
+    process, so that a regression fails this test rather than ending the test run."""
+    (tmp_path / "lecture\udcff.mp4").symlink_to(classroom_video)
+    code = ("import sys\nfrom engagement.errors import UserError\nfrom engagement.sources import FrameSource, read_frame_at\n"
+            "for open_video in (FrameSource, lambda name: read_frame_at(name, 0.0)):\n"
+            "    try:\n        open_video(sys.argv[1])\n    except UserError as error:\n        print(error)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lecture\udcff.mp4")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{tmp_path}/lecture\\xff.mp4: not UTF-8 text; rename it"] * 2
 
 
 def test_installed_command_prints_no_traceback(tmp_path: Path):
