@@ -199,7 +199,10 @@ class Recording:
         if path.suffix.lower() != ".mp4":
             raise UserError(f"cannot record to {path}: the recording is an MP4 (H.264) file, so its name ends in .mp4")
         if not path.parent.is_dir():
-            raise UserError(f"cannot record to {path}: folder {path.parent} does not exist")
+            missing = "is not a folder" if path.parent.exists() else "does not exist"
+            raise UserError(f"cannot record to {path}: {path.parent} {missing}")
+        if path.exists() or path.is_symlink():  # the source video itself, an earlier recording: never replaced
+            raise UserError(f"cannot record to {path}: it already exists; choose another name")
         remove_stale_partials(path.parent)
         try:
             tempfile.TemporaryFile(dir=path.parent).close()  # a read-only place fails now, before the models load

@@ -1,6 +1,7 @@
 """``engagement live`` where no window can open: one line and exit 2, never an abort inside Qt."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,21 @@ def test_a_recording_not_named_mp4_is_refused_before_anything_opens(tmp_path: Pa
     with pytest.raises(UserError, match="its name ends in .mp4"):
         run_live(str(tmp_path / "never-opened.mp4"), load_pipeline("webcam"), window=False, record=str(tmp_path / name))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing, message", [
+    ("source.mp4", "source.mp4: it already exists; choose another name"),  # --record named the video being watched
+    ("view.mp4", "view.mp4: it already exists; choose another name"),  # an earlier recording
+    ("folder.mp4/view.mp4", "folder.mp4/view.mp4: " + "{tmp}/folder.mp4 is not a folder"),
+    ("missing/view.mp4", "missing/view.mp4: {tmp}/missing does not exist"),
+])
+def test_a_recording_never_replaces_a_file_and_names_a_bad_folder(tmp_path: Path, existing: str, message: str):
+    """``live --source v.mp4 --record v.mp4`` replaced the video with its recording, and any file was replaced."""
+    from engagement.config import load_pipeline
+    from engagement.live import run_live
+
+    for name in ("source.mp4", "view.mp4", "folder.mp4"):
+        (tmp_path / name).write_bytes(b"keep me")
+    with pytest.raises(UserError, match=re.escape(message.format(tmp=tmp_path))):
+        run_live(str(tmp_path / "source.mp4"), load_pipeline("webcam"), window=False, record=str(tmp_path / existing))
+    assert all((tmp_path / name).read_bytes() == b"keep me" for name in ("source.mp4", "view.mp4", "folder.mp4"))
