@@ -25,7 +25,7 @@ from engagement.detections import Detections
 from engagement.errors import OutputError, UserError, error_line, os_error_reason
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
-from engagement.pipeline.run import with_running_baseline
+from engagement.pipeline.run import for_source, with_running_baseline
 from engagement.sinks import VideoWriter, remove_stale_partials
 from engagement.sources import FrameSource
 
@@ -126,7 +126,7 @@ class LiveView:
                             "person after the whole recording; a live view cannot wait for that (map tracks by hand or blur everyone)")
         self.frames = FrameSource(source, buffer=2)
         self.info = self.frames.info
-        config = with_running_baseline(config)  # a live view shows states as it goes
+        config = for_source(with_running_baseline(config), self.info)  # a live view shows states as it goes
         try:
             self.analyzer = Analyzer.from_config(config)
             self.renderer = Renderer(config, self.info.fps)

@@ -95,15 +95,18 @@ def _check(args: argparse.Namespace) -> int:
 
 def propose_plan(video: str, room: str, config: PipelineConfig, seconds: float) -> "SeatPlan":
     """A first seat plan for ``room`` from where the people tracked in the first ``seconds`` of ``video`` sit."""
-    from engagement.consent.seatplan import propose_seats
+    from engagement.consent.seatplan import checked_room, propose_seats
     from engagement.detector import PoseDetector
     from engagement.pipeline.analyse import analysis_frames
+    from engagement.pipeline.run import for_source
     from engagement.sources import FrameSource
     from engagement.tracker import Tracker
 
-    if seconds <= 0:
+    if not seconds > 0:
         raise UserError(f"--seconds must be positive, got {seconds:g}")
+    checked_room(room, "--room")
     source = FrameSource(video)
+    config = for_source(config, source.info)
     detector = PoseDetector(config.detector, config.models_dir)
     tracker = Tracker(config.tracker, config.analysis_fps)
     tracked = []
@@ -126,6 +129,8 @@ def _propose(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     out = out_path(args.out, ".yaml", (".yaml", ".yml"))
+    if out.exists():
+        raise UserError(f"--out {out}: already exists (a plan you may have edited); choose another name or delete it")
     plan = propose_plan(args.video, args.room, config, args.seconds)
     plan.write(out)
     print(f"{out}: {len(plan.seats)} seats proposed for room {plan.room} on a {plan.width}x{plan.height} frame "

@@ -579,3 +579,24 @@ def test_state_of_tracks_gone_longer_than_the_tracker_keeps_them_is_freed():
     # the tracks analysed within the last max_age_s (and the pair in view), not the 240 seen
     most = 2 * (config.tracker.max_age_s / (lifetime * step_s) + 2)
     assert max(held) <= most, (max(held), most)
+
+
+def test_the_configuration_is_fitted_to_the_source_before_any_work() -> None:
+    """An analysis rate above the video's made the tracker's memory (counted in analysis frames) many times
+    ``max_age_s`` and DeepSORT take minutes a frame; a seat zone drawn off the frame hid nobody."""
+    from engagement.config import SeatZone, load_pipeline
+    from engagement.pipeline.run import for_source
+    from engagement.sources import VideoInfo
+
+    info = VideoInfo("lecture.mp4", fps=10.0, width=640, height=360, frames=100, is_live=False)
+    assert for_source(load_pipeline("lecture", ["analysis_fps=1000000000.0"]), info).analysis_fps == 10.0
+    assert for_source(load_pipeline("lecture", ["analysis_fps=2"]), info).analysis_fps == 2.0
+    config = load_pipeline("lecture")
+    for inside in ([[0, 0], [640, 0], [640, 360], [0, 360]],  # the whole frame
+                   [[-100, 100], [740, 100], [740, 200], [-100, 200]],  # a band across it, no corner inside
+                   [[600, 300], [900, 300], [900, 900]]):  # over one edge
+        config.consent.opted_out_seats = [SeatZone("door", inside)]
+        for_source(config, info)
+    config.consent.opted_out_seats = [SeatZone("door", [[5000, 5000], [6000, 5000], [6000, 6000]])]
+    with pytest.raises(UserError, match="opted-out seat zone 'door' lies outside the 640x360 frame"):
+        for_source(config, info)

@@ -20,8 +20,8 @@ from engagement.errors import UserError
 PLAN = {
     "room": "R1", "width": 400, "height": 200,
     "seats": [
-        {"name": "A1", "polygon": [[0, 150], [200, 150], [200, 200], [0, 200]]},
-        {"name": "A2", "polygon": [[200, 150], [400, 150], [400, 200], [200, 200]]},
+        {"name": "A1", "polygon": [[0, 150], [200, 150], [200, 200], [0, 200]], "participating": True},
+        {"name": "A2", "polygon": [[200, 150], [400, 150], [400, 200], [200, 200]], "participating": True},
         {"name": "B1", "polygon": [[0, 80], [400, 80], [400, 120], [0, 120]], "participating": False},
     ],
 }
@@ -44,7 +44,9 @@ IN_A1, IN_A2, IN_B1, NOWHERE = [50, 100, 150, 190], [250, 100, 350, 190], [100, 
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10, 10], [20, 20]]}]}, "no area"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [900, 0], [0, 10]]}]}, "outside the 400x200"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": "no"}]}, "true or false"),
-    ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]]}] * 2}, "repeated: A1"),
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": True}] * 2}, "repeated: A1"),
+    # a seat that does not say whether it participates is not taken to participate
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]]}]}, re.escape("seats[0] (A1): participating must be true or false")),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10**400, 0], [0, 9]]}]}, "at least 3 points"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participate": False}]},
      re.escape("seats[0]: unknown key participate (valid keys: name, polygon, participating)")),
@@ -202,11 +204,18 @@ def test_seat_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     not_a_video.write_text("not a video")
     assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml")]) == 2
     assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml"), "--seconds", "0"]) == 2
+    assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(tmp_path / "p.yaml"), "--seconds", "nan"]) == 2
+    assert main(["seats", "propose", str(not_a_video), "--room", " ", "--out", str(tmp_path / "p.yaml")]) == 2  # import refuses it
+    edited = tmp_path / "edited.yaml"
+    edited.write_text("a plan someone marked by hand\n")
+    assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(edited)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 7 and "at least 3 points" in errors[0] and "cannot read" in errors[1] and "not UTF-8" in errors[2]
+    assert len(errors) == 10 and "at least 3 points" in errors[0] and "cannot read" in errors[1] and "not UTF-8" in errors[2]
     assert "room 'R9' has no seat plan" in errors[3] and "must be a .yaml file" in errors[4]
-    assert "notes.mp4" in errors[5] and "--seconds must be positive" in errors[6]
+    assert "notes.mp4" in errors[5] and "--seconds must be positive" in errors[6] and "--seconds must be positive" in errors[7]
+    assert "--room: room must be a name of 1 to 64 characters" in errors[8] and "already exists" in errors[9]
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "p.yaml").exists()
+    assert edited.read_text() == "a plan someone marked by hand\n"
 
 
 def test_a_room_without_a_plan_or_a_course_is_refused_before_any_work(tmp_path: Path) -> None:

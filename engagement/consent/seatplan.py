@@ -53,9 +53,7 @@ class SeatPlan:
         if not isinstance(data, dict):
             raise UserError(f"{where}: expected a mapping with room, width, height and seats")
         _only_known_keys(data, PLAN_KEYS, where)
-        room = data.get("room")
-        if not isinstance(room, str) or not room.strip() or len(room) > 64:
-            raise UserError(f"{where}: room must be a name of 1 to 64 characters")
+        room = checked_room(data.get("room"), where)
         width, height = data.get("width"), data.get("height")
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
             raise UserError(f"{where}: width and height must be positive whole numbers of pixels (the reference frame)")
@@ -67,7 +65,7 @@ class SeatPlan:
         repeated = sorted(name for name, count in names.items() if count > 1)
         if repeated:
             raise UserError(f"{where}: seat names must be unique, repeated: {', '.join(repeated)}")
-        return cls(room.strip(), width, height, seats)
+        return cls(room, width, height, seats)
 
     def to_dict(self) -> dict[str, Any]:
         return {"room": self.room, "width": self.width, "height": self.height,
@@ -115,6 +113,13 @@ class SeatPlan:
         return SeatPlan(self.room, width, height, seats)
 
 
+def checked_room(room: Any, where: str) -> str:
+    """``room`` stripped, when it is a room name a plan can carry (1 to 64 characters); else a UserError."""
+    if not isinstance(room, str) or not room.strip() or len(room) > 64:
+        raise UserError(f"{where}: room must be a name of 1 to 64 characters")
+    return room.strip()
+
+
 def _seat(item: Any, where: str, width: int, height: int) -> Seat:
     if not isinstance(item, dict):
         raise UserError(f"{where}: expected a mapping with name, polygon and participating")
@@ -137,8 +142,8 @@ def _seat(item: Any, where: str, width: int, height: int) -> Seat:
         raise UserError(f"{where} ({name}): a corner lies outside the {width}x{height} reference frame")
     if _area(points) < 1.0:
         raise UserError(f"{where} ({name}): the polygon has no area (its corners lie on one line)")
-    participating = item.get("participating", True)
-    if not isinstance(participating, bool):
+    participating = item.get("participating")
+    if not isinstance(participating, bool):  # missing too: a seat is not taken to participate unless it says so
         raise UserError(f"{where} ({name}): participating must be true or false")
     return Seat(name.strip(), tuple(points), participating)
 

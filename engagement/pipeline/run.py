@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engagement.config import PipelineConfig
+from engagement.consent.stage import RegistrySnapshot, points_in_polygon
 from engagement.errors import UserError
-from engagement.consent.stage import RegistrySnapshot
 from engagement.files import SESSION_JSON
 from engagement.pipeline.analyse import Analyzer, StageTimer, analyse_frames
 from engagement.pipeline.decide import decide
@@ -19,13 +21,29 @@ from engagement.pipeline.record import finish_outputs, register_session, session
 from engagement.pipeline.render import Renderer, RunWriter, run_frames
 from engagement.session import SessionRecord
 from engagement.sinks import RunDirectory
-from engagement.sources import FrameSource
+from engagement.sources import FrameSource, VideoInfo
 
 
 def with_running_baseline(config: PipelineConfig) -> PipelineConfig:
     """The configuration with ``classifier.baseline: running``: what a live view, a camera or a stream can run
     (there is no whole session yet to compare each person with, and a stream cannot be read twice)."""
     return replace(config, classifier=replace(config.classifier, baseline="running"))
+
+
+def for_source(config: PipelineConfig, info: VideoInfo) -> PipelineConfig:
+    """The configuration as it runs on the source ``info`` describes, checked against it before any work:
+    ``analysis_fps`` no higher than the source's frame rate (the tracker counts its memory, ``tracker.max_age_s``,
+    in analysis frames: at a rate the video does not have, tracks outlived it many times over, and DeepSORT spent
+    minutes per frame at 1e9), and each opted-out seat zone overlapping the frame (one drawn for another camera
+    or size would hide nobody)."""
+    frame = np.array([[0, 0], [info.width, 0], [info.width, info.height], [0, info.height]], np.float64)
+    grid = np.stack(np.meshgrid(np.linspace(0, info.width, 65), np.linspace(0, info.height, 65)), -1).reshape(-1, 2)
+    for zone in config.consent.opted_out_seats:
+        polygon = np.asarray(zone.polygon, np.float64)
+        if not points_in_polygon(polygon, frame).any() and not points_in_polygon(grid, polygon).any():
+            raise UserError(f"opted-out seat zone {zone.name!r} lies outside the {info.width}x{info.height} frame: it would "
+                            "hide nobody (drawn for another camera or frame size?)")
+    return replace(config, analysis_fps=min(config.analysis_fps, info.fps))
 
 
 def process_video(
@@ -49,6 +67,7 @@ def process_video(
 
     started_at = datetime.now(timezone.utc)  # consent changes from now on are applied to the run when it is registered
     source = FrameSource(video)  # opens and validates the input before any output exists
+    config = for_source(config, source.info)
     if config.consent.course is not None and consent is None:
         consent = RegistrySnapshot.read(config.consent)
     two_passes = not source.info.is_live  # a camera or stream cannot be read twice
