@@ -77,6 +77,11 @@ def leak_check(
             raise UserError(f"videos differ in length: {(anonymized if after is None else original).name} ends at frame {index}")
         if before.shape != after.shape:
             raise UserError(f"frame {index}: sizes differ ({before.shape[1]}x{before.shape[0]} vs {after.shape[1]}x{after.shape[0]})")
+        if index == 0 and region is not None:
+            height, width = before.shape[:2]
+            if region[0] >= width or region[1] >= height or region[2] <= 0 or region[3] <= 0:
+                raise UserError(f"--region {','.join(f'{v:g}' for v in region)} lies outside the {width}x{height} frame: "
+                                "it would check no face")
         faces_before, faces_after = detect(before), detect(after)
         if region is not None:
             centres = (faces_before[:, :2] + faces_before[:, 2:4]) / 2

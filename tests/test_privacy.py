@@ -44,6 +44,17 @@ def test_cli_flags_an_untouched_copy(classroom_video: Path, tmp_path: Path, caps
     assert "leaked" in capsys.readouterr().out
 
 
+def test_a_region_off_the_frame_is_refused_not_passed(classroom_video: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """An untouched copy passed the check with --region off the frame: 0 faces counted, 0 leaked, exit 0."""
+    copy = tmp_path / "copy.mp4"
+    shutil.copy(classroom_video, copy)
+    assert main(["privacy-check", str(classroom_video), str(copy), "--max-frames", "2", "--region", "5000,5000,6000,6000"]) == 2
+    error = capsys.readouterr().err
+    assert "--region 5000,5000,6000,6000 lies outside the 1280x720 frame: it would check no face" in error
+    assert error.count("\n") == 1
+
+
 def anonymized_classroom_short(classroom_video: Path, tmp_path: Path) -> Path:
     """The first two frames of the classroom video, re-encoded: a stand-in for a truncated output."""
     import cv2
