@@ -82,6 +82,8 @@ def test_bad_roster_reports_every_bad_line(tmp_path: Path) -> None:
         (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not a CSV"),
         (b"name;phone\nx;y\n", "header"),
         (b"student_id,course,status\n", "no rows"),
+        # the last student_id column won: S2 was recorded as consenting
+        (b"student_id,course,status,student_id\nS1,C1,consented,S2\n", "line 1: header names student_id twice"),
     ],
 )
 def test_not_a_roster(tmp_path: Path, content: bytes, match: str) -> None:

@@ -127,6 +127,9 @@ def read_roster(path: Path) -> list[ConsentRecord]:
         if not header or unknown or "student_id" not in header:
             expected = ", ".join(schema["properties"])
             raise UserError(f"{path}: line 1: header must name columns from {expected}; got {', '.join(header) or 'nothing'}")
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:  # the csv module would keep the last column of a name and drop the others unseen
+            raise UserError(f"{path}: line 1: header names {', '.join(repeated)} twice")
         for row in reader:
             line = reader.line_num
             if None in row or None in row.values():
