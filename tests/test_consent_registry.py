@@ -98,7 +98,7 @@ def test_approval_period_defaults_to_a_year_and_must_not_end_before_it_starts(re
             registry.add_approval("CS101", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "x", dt.date(2026, 8, 31))
         with pytest.raises(UserError, match="course add CS999"):
             registry.add_approval("CS999", "Dr. Example", "Dean Placeholder", dt.date(2026, 9, 1), "x")
-        with pytest.raises(UserError, match="an approval names its instructor, approver: got a blank one"):
+        with pytest.raises(UserError, match="an approval must name its instructor, approver and scope; blank: instructor, approver"):
             registry.add_approval("CS101", " ", "", dt.date(2026, 9, 1), "all lectures")  # a signed approval of nobody
         assert len(registry.approvals("CS101")) == 1
         audit = json.dumps([entry["details"] for entry in registry.audit_log()], default=str)

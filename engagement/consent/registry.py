@@ -447,7 +447,7 @@ class Registry:
         (default: one year later); returns its id. The audit log gets its id and dates, not the people's names."""
         blank = [field for field, value in (("instructor", instructor), ("approver", approver), ("scope", scope)) if not value.strip()]
         if blank:
-            raise UserError(f"an approval names its {', '.join(blank)}: got a blank one")
+            raise UserError(f"an approval must name its instructor, approver and scope; blank: {', '.join(blank)}")
         valid_until = valid_until or one_year_after(approved_on)
         if valid_until < approved_on:
             raise UserError(f"an approval cannot end ({valid_until}) before it was given ({approved_on})")
