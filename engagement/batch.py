@@ -181,7 +181,7 @@ def unregistered(jobs: list[Job], config: PipelineConfig) -> list[Job]:
     a task and its registration): no withdrawal or purge could find them."""
     from engagement.consent.registry import Registry
 
-    with Registry.open(config.consent.registry) as registry:
+    with Registry.open(config.consent.registry, create=False) as registry:
         known = {session.run_dir for session in registry.sessions(config.consent.course)}
     return [job for job in jobs if job.out.resolve() not in known]
 

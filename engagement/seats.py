@@ -154,7 +154,7 @@ def _export(args: argparse.Namespace) -> int:
     from engagement.consent.registry import Registry
 
     out = out_path(args.out, ".yaml", (".yaml", ".yml"))
-    with Registry.open(args.registry) as registry:
+    with Registry.open(args.registry, create=False) as registry:
         plan = registry.seat_plan(args.room)
     plan.write(out)
     print(f"{out}: seat plan of room {plan.room} ({len(plan.seats)} seats)")

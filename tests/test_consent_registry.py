@@ -361,6 +361,8 @@ def test_a_session_is_dated_on_the_local_day_that_the_purge_counts(tmp_path: Pat
     config = load_pipeline("lecture", ["consent.course=CS101", f"consent.registry={registry_file}"])
     session = SimpleNamespace(input=SimpleNamespace(sha256=None, path=str(tmp_path / "lecture.mp4")),
                               consent=SimpleNamespace(track_students={}))
+    with Registry.open(registry_file) as registry:
+        registry.add_course("CS101", "Intro")
     register_session(config, run_dir, session, dt.datetime.now(dt.timezone.utc))
     with Registry.open(registry_file) as registry:
         assert [s.held_on for s in registry.sessions()] == [local_date_not_utc]

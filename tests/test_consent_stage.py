@@ -10,7 +10,7 @@ import pytest
 
 from engagement.config import ConsentConfig, SeatZone
 from engagement.consent.registry import Registry
-from engagement.consent.stage import ConsentStage, points_in_polygon
+from engagement.consent.stage import ConsentStage, RegistrySnapshot, points_in_polygon
 from engagement.detections import Detections
 from engagement.errors import UserError
 
@@ -146,3 +146,11 @@ def test_registry_mode_refuses_settings_that_would_show_or_analyse_others(tmp_pa
 def test_empty_frame() -> None:
     people = ConsentStage(ConsentConfig())(Detections.empty())
     assert len(people) == 0 and people.data["blur"].shape == (0,)
+
+
+def test_a_course_in_a_registry_that_does_not_exist_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    """A mistyped ``consent.registry`` made an empty registry file, then failed on the course."""
+    missing = tmp_path / "typo" / "registry.sqlite"
+    with pytest.raises(UserError, match="no consent registry at"):
+        RegistrySnapshot.read(ConsentConfig(registry=str(missing), course="CS101"))
+    assert not missing.exists() and not missing.parent.exists()

@@ -211,11 +211,15 @@ def test_seat_commands_refuse_bad_input_in_one_line(tmp_path: Path, capsys: pyte
     assert main(["seats", "propose", str(not_a_video), "--room", "R1", "--out", str(edited)]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 10 and "at least 3 points" in errors[0] and "cannot read" in errors[1] and "not UTF-8" in errors[2]
-    assert "room 'R9' has no seat plan" in errors[3] and "must be a .yaml file" in errors[4]
+    assert "no consent registry at" in errors[3] and "must be a .yaml file" in errors[4]
     assert "notes.mp4" in errors[5] and "--seconds must be positive" in errors[6] and "--seconds must be positive" in errors[7]
     assert "--room: room must be a name of 1 to 64 characters" in errors[8] and "already exists" in errors[9]
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "p.yaml").exists()
     assert edited.read_text() == "a plan someone marked by hand\n"
+    assert not Path(registry).exists()  # export only reads: a mistyped registry is not created
+    Registry.open(registry).close()
+    assert main(["seats", "export", "R9", "--out", str(tmp_path / "x.yaml"), "--registry", registry]) == 2
+    assert "room 'R9' has no seat plan" in capsys.readouterr().err
 
 
 def test_a_room_without_a_plan_or_a_course_is_refused_before_any_work(tmp_path: Path) -> None:

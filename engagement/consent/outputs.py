@@ -278,7 +278,7 @@ def delete_source(registry: str | os.PathLike | None, course: str, video: str | 
     A camera or stream session has no stored recording and nothing is deleted."""
     from engagement.models import file_sha256
 
-    with Registry.open(registry) as opened:
+    with Registry.open(registry, create=False) as opened:
         if not opened.course(course)["delete_source"]:
             return False
         run = Path(run_dir).resolve()

@@ -96,7 +96,7 @@ class RegistrySnapshot:
         if registry is None:
             from engagement.consent.registry import Registry
 
-            with Registry.open(config.registry) as opened:
+            with Registry.open(config.registry, create=False) as opened:  # a course lives in a registry that exists
                 return cls.read(config, opened)
         from engagement.consent.checks import require_registry_mode
 

@@ -125,7 +125,7 @@ def register_session(config: PipelineConfig, run_dir: Path, session: SessionReco
     from engagement.consent.registry import Registry
 
     try:
-        with Registry.open(config.consent.registry) as registry:
+        with Registry.open(config.consent.registry, create=False) as registry:
             session_id = registry.record_session(
                 config.consent.course,
                 date.today(),  # the purge counts days in local time (session_cutoff)
