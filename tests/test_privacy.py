@@ -53,6 +53,9 @@ def test_a_region_off_the_frame_is_refused_not_passed(classroom_video: Path, tmp
     error = capsys.readouterr().err
     assert "--region 5000,5000,6000,6000 lies outside the 1280x720 frame: it would check no face" in error
     assert error.count("\n") == 1
+    # a mistyped models folder was ignored (the detector came from elsewhere); process refuses it
+    assert main(["privacy-check", str(classroom_video), str(copy), "--models-dir", str(tmp_path / "typo")]) == 2
+    assert "--models-dir" in capsys.readouterr().err
 
 
 def anonymized_classroom_short(classroom_video: Path, tmp_path: Path) -> Path:

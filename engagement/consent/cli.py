@@ -344,6 +344,8 @@ def _privacy_check(args: argparse.Namespace) -> int:
     from engagement.privacy import leak_check
     from engagement.records import write_json
 
+    if args.models_dir is not None and not Path(args.models_dir).expanduser().is_dir():  # as process refuses it
+        raise UserError(f"--models-dir {args.models_dir} does not exist or is not a folder")
     report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames,
                         detector=args.detector, region=args.region)
     if args.json:
