@@ -45,7 +45,7 @@ def test_cli_flags_an_untouched_copy(classroom_video: Path, tmp_path: Path, caps
 
 
 def test_a_region_off_the_frame_or_a_mistyped_models_folder_is_refused(classroom_video: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """An untouched copy passed the check with --region off the frame: 0 faces counted, 0 leaked, exit 0."""
     copy = tmp_path / "copy.mp4"
     shutil.copy(classroom_video, copy)
