@@ -380,7 +380,9 @@ def load_pipeline(name_or_path: str = "lecture", overrides: list[str] | None = N
     """Load a pipeline by name or path, then apply ``section.key=value`` overrides."""
     path = pipeline_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a pipeline YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     for item in overrides or []:

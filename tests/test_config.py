@@ -58,6 +58,13 @@ def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str):
         load_pipeline(str(path))
 
 
+def test_a_file_that_is_not_text_is_one_line(tmp_path: Path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserError, match=re.escape(f"{path}: not a pipeline YAML file (not UTF-8 text)")):
+        load_pipeline(str(path))
+
+
 def test_a_valid_seat_zone_and_models_dir_load(tmp_path: Path):
     config = load_pipeline("lecture", [f"models_dir={tmp_path}", "consent.opted_out_seats=[{name: door, polygon: [[0, 0], [9, 0], [9, 9]]}]"])
     assert config.models_dir == str(tmp_path) and config.consent.opted_out_seats[0].polygon[2] == [9.0, 9.0]
