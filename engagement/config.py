@@ -63,6 +63,24 @@ class TrackerConfig:
     # laptop framing); anyone else is left untracked (blurred, not analysed).
     single_person: bool = False
 
+    def validate(self) -> "TrackerConfig":
+        """Refuse values DeepSORT or the stitching would misread: a negative budget drops the newest appearances, a
+        stitching limit of 0 divides by zero, and a negative time or distance never matches anything."""
+        if self.n_init < 1:
+            raise UserError(f"tracker.n_init must be at least 1 analysed frame, got {self.n_init}")
+        if self.nn_budget < 1:
+            raise UserError(f"tracker.nn_budget must be at least 1 appearance per track, got {self.nn_budget}")
+        if not self.max_age_s >= 0:
+            raise UserError(f"tracker.max_age_s must be 0 or more seconds, got {self.max_age_s}")
+        if not 0.0 <= self.max_cosine_distance <= 2.0:
+            raise UserError(f"tracker.max_cosine_distance must be a cosine distance from 0 to 2, got {self.max_cosine_distance}")
+        if not 0.0 <= self.max_iou_distance <= 1.0:
+            raise UserError(f"tracker.max_iou_distance must be from 0 to 1, got {self.max_iou_distance}")
+        for name in ("stitch_max_gap_s", "stitch_max_distance", "stitch_max_shift"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"tracker.{name} must be above 0 (tracker.stitch: false turns stitching off), got {getattr(self, name)}")
+        return self
+
 
 @dataclass
 class SeatZone:
@@ -279,6 +297,7 @@ class PipelineConfig:
                             f"{self.classifier.crop_refresh_s}")
         if self.anonymizer.turned_faces_every_s < 0:
             raise UserError(f"anonymizer.turned_faces_every_s must be 0 (off) or positive, got {self.anonymizer.turned_faces_every_s}")
+        self.tracker.validate()
         self.anonymizer.validate()
         if self.models_dir is not None and not Path(self.models_dir).expanduser().is_dir():
             raise UserError(f"models_dir {self.models_dir} does not exist or is not a folder")

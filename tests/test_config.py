@@ -123,6 +123,14 @@ def test_a_mask_too_small_for_its_method_is_refused_not_enlarged(method: str, sc
                                        "which `engagement privacy-check` counts a visible face), got 0.6"),
     ("anonymizer.hold_s=-1", "anonymizer.hold_s must be 0 or more seconds, got -1.0"),
     ("anonymizer.face_every=0", "anonymizer.face_every must be 1 (every frame) or more, got 0"),
+    ("tracker.n_init=0", "tracker.n_init must be at least 1 analysed frame, got 0"),
+    ("tracker.n_init=-2", "tracker.n_init must be at least 1 analysed frame, got -2"),
+    ("tracker.nn_budget=-1", "tracker.nn_budget must be at least 1 appearance per track, got -1"),
+    ("tracker.max_age_s=-1", "tracker.max_age_s must be 0 or more seconds, got -1.0"),
+    ("tracker.max_cosine_distance=-1", "tracker.max_cosine_distance must be a cosine distance from 0 to 2, got -1.0"),
+    ("tracker.max_iou_distance=1.5", "tracker.max_iou_distance must be from 0 to 1, got 1.5"),
+    ("tracker.stitch_max_gap_s=-1", "tracker.stitch_max_gap_s must be above 0 (tracker.stitch: false turns stitching off), got -1.0"),
+    ("tracker.stitch_max_shift=0", "tracker.stitch_max_shift must be above 0 (tracker.stitch: false turns stitching off), got 0.0"),
 ])
 def test_out_of_range_settings_are_refused_before_any_model_loads(override: str, message: str):
     with pytest.raises(UserError, match=re.escape(message)):
