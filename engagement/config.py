@@ -377,6 +377,19 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     raise UserError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but reading ``1e1`` and ``2.5E-1`` as the floats they are (YAML 1.2, and what
+    ``float()`` and ``--analysis-fps`` accept), not as strings."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"), list("-+.0123456789"))
+
+
+def _parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def pipeline_path(name_or_path: str) -> Path:
     """A pipeline YAML: a name shipped in ``pipelines/`` (a bare name, so a file or folder of that name in the working
     folder never stands in for it), or a path."""
@@ -399,7 +412,7 @@ def load_pipeline(name_or_path: str = "lecture", overrides: list[str] | None = N
     """Load a pipeline by name or path, then apply ``section.key=value`` overrides."""
     path = pipeline_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _parse_yaml(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a pipeline YAML file (not UTF-8 text)") from None
     except yaml.YAMLError as error:
@@ -423,7 +436,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override {item!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(raw)
+    node[leaf] = _parse_yaml(raw)
 
 
 def dump_pipeline(config: PipelineConfig) -> str:

@@ -24,6 +24,15 @@ def test_overrides_parse_yaml_values():
     assert config.consent.blur == "all" and config.consent.track_students == {3: "s-001"}
 
 
+def test_a_float_with_an_exponent_is_a_float(tmp_path: Path):
+    """PyYAML alone reads ``1e1`` as a string, which a float field refused although ``--analysis-fps 1e1`` works."""
+    config = load_pipeline("lecture", ["analysis_fps=1e1", "detector.confidence=2.5E-1", "consent.course=CS1e1"])
+    assert (config.analysis_fps, config.detector.confidence, config.consent.course) == (10.0, 0.25, "CS1e1")
+    path = tmp_path / "exponent.yaml"
+    path.write_text("analysis_fps: 5e-1\n")
+    assert load_pipeline(str(path)).analysis_fps == 0.5
+
+
 def test_unknown_key_lists_valid_keys(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text("detector:\n  confidense: 0.3\n")
