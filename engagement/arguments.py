@@ -24,6 +24,14 @@ def at_least_one(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """A count that may be 0 (retries)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def positive(text: str) -> float:
     """A finite number above 0 (seconds between frames, a duration, CPUs)."""
     value = _number(text)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from pathlib import Path
 
-from engagement.arguments import positive
+from engagement.arguments import count, not_negative, positive
 from engagement.config import BLUR_POLICIES, PipelineConfig, load_pipeline
 from engagement.errors import EXIT_INCOMPLETE_INPUT, UserError
 from engagement.session import SessionRecord
@@ -146,11 +146,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument("--engine", choices=["local", "ray"], default="local", help="where several videos run: local process pool (default) or a Ray cluster")
     process.add_argument("--address", metavar="HOST:PORT", help="--engine ray: the Ray head (default: RAY_ADDRESS, else a Ray instance on this machine)")
     process.add_argument("--cpus-per-video", type=positive, metavar="N", help="--engine ray: CPUs reserved per video (default 1); the detector gets N-1 threads, at least 1 (also with --engine local)")
-    process.add_argument("--gpus-per-video", type=float, default=0, metavar="F", help="--engine ray: GPU share per video, e.g. 0.5 (default 0); the detector then runs on CUDA")
+    process.add_argument("--gpus-per-video", type=not_negative, default=0, metavar="F", help="--engine ray: GPU share per video, e.g. 0.5 (default 0); the detector then runs on CUDA")
     process.add_argument("--memory-per-video", type=parse_size, metavar="SIZE", help="--engine ray: memory reserved per video, e.g. 3GiB")
-    process.add_argument("--retries", type=int, default=2, help="--engine ray: reruns of a video whose worker crashed or whose node was lost (default 2)")
-    process.add_argument("--resume", action="store_true", help="skip videos whose run directory is already complete")
-    process.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    process.add_argument("--retries", type=count, default=2, help="--engine ray: reruns of a video whose worker crashed or whose node was lost (default 2)")
+    existing = process.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="skip videos whose run directory is already complete")
+    existing.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     process.add_argument("--keep-audio", action="store_true", help="keep the input's audio (dropped by default)")
     process.add_argument("--no-report", action="store_true", help="skip report.html and report.pdf")
     process.add_argument(

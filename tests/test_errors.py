@@ -61,6 +61,9 @@ def test_a_benchmark_missing_its_input_says_so_in_one_line(tmp_path: Path):
     (["classifier", "predict", "v.mp4", "--out", "p.csv", "--every-s", "inf"], "argument --every-s: not a finite number: 'inf'"),
     (["seats", "check", "v.mp4", "--out", "c.png", "--frame-time", "-1"], "argument --frame-time: must be 0 or more, got -1"),
     (["process", "v.mp4", "--out", "run", "--cpus-per-video", "0"], "argument --cpus-per-video: must be above 0, got 0"),
+    (["process", "v.mp4", "--out", "run", "--retries", "-1"], "argument --retries: must be 0 or more, got -1"),
+    (["process", "v.mp4", "--out", "run", "--gpus-per-video", "nan"], "argument --gpus-per-video: not a finite number: 'nan'"),
+    (["process", "v.mp4", "--out", "run", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
     (["live", "--duration", "x"], "argument --duration: not a number: 'x'"),
     (["generate", "sample", "model", "--eta", "-3", "--out", "s.npz"], "argument --eta: must be 0 or more, got -3"),
 ])
