@@ -1,9 +1,19 @@
-"""Number types for command-line options: argparse refuses a bad value in one line, before any work starts."""
+"""The command line's parser and number types for its options: argparse refuses a bad value in one line, before any
+work starts."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose errors are one line, as the project's own are, instead of the usage and then the error; its
+    sub-commands' parsers are of this class too (``add_subparsers`` makes them of the parser's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _number(text: str, kind: type = float) -> float:

@@ -11,6 +11,7 @@ import warnings
 from typing import Iterator
 
 from engagement import __version__
+from engagement.arguments import OneLineParser
 from engagement.errors import exit_with, require_utf8, run_reporting_errors
 
 
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engagement import models, pipeline_cli, seats
     from engagement.web import cli as web_cli
 
-    parser = argparse.ArgumentParser(prog="engagement", description="Privacy-respecting engagement analytics from classroom video.")
+    parser = OneLineParser(prog="engagement", description="Privacy-respecting engagement analytics from classroom video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _add_output_options(parser, argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -72,4 +72,23 @@ def test_a_bad_number_is_refused_before_any_work(args: list[str], message: str, 
 
     with pytest.raises(SystemExit) as exited:
         main(args)
-    assert exited.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
+    command = " ".join(args[:2] if args[0] in ("classifier", "seats", "generate") else args[:1])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"engagement {command}: error: {message} (see engagement {command} --help)\n"
+
+
+@pytest.mark.parametrize("args, prog, message", [
+    ([], "engagement", "the following arguments are required: COMMAND"),
+    (["--verbose", "nope"], "engagement", "argument COMMAND: invalid choice: 'nope'"),
+    (["consent", "course", "add", "CS1"], "engagement consent course add", "the following arguments are required: --title"),
+    (["process", "v.mp4", "--out", "run", "--blur", "some"], "engagement process", "argument --blur: invalid choice: 'some'"),
+])
+def test_every_parser_refuses_bad_arguments_in_one_line_without_the_usage(
+        args: list[str], prog: str, message: str, capsys: pytest.CaptureFixture[str]):
+    from engagement.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert err.startswith(f"{prog}: error: {message}") and err.endswith(f" (see {prog} --help)\n")
