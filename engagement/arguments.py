@@ -72,3 +72,11 @@ def share(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
     return value
+
+
+def tcp_port(text: str) -> int:
+    """A TCP port: 1 to 65535, or 0 for any free one."""
+    value = int(_number(text, int))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535 (0: any free port), got {value}")
+    return value

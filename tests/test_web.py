@@ -228,6 +228,12 @@ def test_serve_refusals_are_one_line(runs: Path, registry_path: Path, tmp_path: 
         assert main(["serve", "--runs", str(runs), "--registry", str(registry_path), "--port", str(port)]) == 2
     error = capsys.readouterr().err
     assert error == f"engagement: error: port {port} on 127.0.0.1 is already in use (another engagement serve?); pick another with --port\n"
+    for bad in ("-1", "70000"):
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", "--runs", str(runs), "--port", bad])
+        assert exited.value.code == 2
+        assert capsys.readouterr().err == (f"engagement serve: error: argument --port: must be a port from 1 to 65535 (0: any free "
+                                           f"port), got {bad} (see engagement serve --help)\n")
 
 
 # --- consent ----------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 import socket
 from pathlib import Path
 
+from engagement.arguments import tcp_port
 from engagement.errors import UserError
 
 INSTALL_HINT = "the web app needs Flask: pip install 'classroom-engagement[web]'"
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--runs", type=Path, required=True, help="folder holding the run folders to show")
     serve.add_argument("--registry", help="consent registry URL or SQLite file (default: $ENGAGEMENT_REGISTRY, else per user)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others need --token-file)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=tcp_port, default=8000, help="port (default: 8000; 0: any free port)")
     serve.add_argument("--token-file", type=Path, help="file holding the access token (required off 127.0.0.1)")
     serve.set_defaults(handler=_serve)
 
