@@ -18,6 +18,7 @@ import numpy as np
 from engagement.arguments import not_negative
 from engagement.config import PipelineConfig
 from engagement.errors import UserError
+from engagement.files import output_file
 
 if TYPE_CHECKING:
     from engagement.consent.seatplan import SeatPlan
@@ -73,9 +74,7 @@ def out_path(out: str, kind: str, suffixes: tuple[str, ...]) -> Path:
     path = Path(out)
     if path.suffix.lower() not in suffixes:
         raise UserError(f"--out {path}: must be a {kind} file")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {path}: folder {path.parent} does not exist")
-    return path
+    return output_file(path)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -482,6 +482,17 @@ def test_classifier_on_real_webcam_frames(webcam_dataset: Path, tmp_path: Path, 
     assert without_warmup[0]["model"] != without_warmup[1]["model"]
 
 
+def test_train_and_predict_refuse_an_output_they_cannot_write_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Named as given (not as the hidden temporary file beside it), before the datasets or the video are read."""
+    (tmp_path / "taken.npz").mkdir()
+    nowhere = str(tmp_path / "nowhere")
+    assert main(["classifier", "train", "--cctv", nowhere, "--webcam", nowhere, "--out", str(tmp_path / "taken.npz")]) == 2
+    assert capsys.readouterr().err == f"engagement: error: {tmp_path / 'taken.npz'} is a folder: name a file to write\n"
+    out = tmp_path / "nodir" / "p.csv"
+    assert main(["classifier", "predict", str(tmp_path / "v.mp4"), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"engagement: error: cannot write {out}: folder {out.parent} does not exist\n"
+
+
 def test_evaluate_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["classifier", "evaluate", str(tmp_path / "nowhere")]) == 2
     assert "dataset not found" in capsys.readouterr().err

@@ -150,6 +150,9 @@ def test_cli_forms_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["consent", "course", "add", "DEMO-101", "--title", "Demo", "--registry", registry]) == 0
     assert main(["consent", "form", "--course", "DEMO-101", "--out", str(out), "--registry", registry]) == 0
     assert len(PdfReader(out).pages) == 1
+    (tmp_path / "taken.html").mkdir()
+    assert main(["consent", "form", "--course", "DEMO-101", "--out", str(tmp_path / "taken.html"), "--registry", registry]) == 2
+    assert capsys.readouterr().err == f"engagement: error: {tmp_path / 'taken.html'} is a folder: name a file to write\n"
     assert main(["consent", "approval", "--course", "DEMO-101", "--instructor", "Dr. Example", "--scope", "all lectures",
                  "--approver", "Dean Placeholder", "--registry", registry]) == 0
     with Registry.open(registry) as opened:

@@ -80,10 +80,12 @@ def trained_cvae(tmp_path_factory) -> str:
         (["generate", "sample", "{model}", "--eta", "0.5", "--out", "{tmp}/s.npz"], "does not take --eta"),
         (["generate", "sample", "{tmp}", "--out", "{tmp}/s.npz"], "not a trained generative model"),
         (["generate", "sample", "{model}", "--out", "{tmp}/s.txt"], "unknown format .txt"),
+        (["generate", "sample", "{tmp}", "--out", "{tmp}/taken.npz"], "taken.npz is a folder: name a file to write"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, trained_cvae: str, argv: list[str], message: str) -> None:
     argv = [arg.format(tmp=tmp_path, model=trained_cvae) for arg in argv]
+    (tmp_path / "taken.npz").mkdir()
     capsys.readouterr()
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()

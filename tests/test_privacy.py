@@ -58,6 +58,14 @@ def test_a_region_off_the_frame_or_a_mistyped_models_folder_is_refused(classroom
     assert "--models-dir" in capsys.readouterr().err
 
 
+def test_a_json_file_that_cannot_be_written_is_refused_before_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Named as given, not as the hidden temporary file beside it, and before any frame is read."""
+    figures = tmp_path / "nodir" / "leaks.json"
+    missing = str(tmp_path / "missing.mp4")
+    assert main(["privacy-check", missing, missing, "--json", str(figures)]) == 2
+    assert capsys.readouterr().err == f"engagement: error: cannot write {figures}: folder {figures.parent} does not exist\n"
+
+
 def anonymized_classroom_short(classroom_video: Path, tmp_path: Path) -> Path:
     """The first two frames of the classroom video, re-encoded: a stand-in for a truncated output."""
     import cv2

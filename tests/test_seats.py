@@ -39,6 +39,8 @@ BAD = {  # VIDEO: the classroom video; TMP/name: a file in the test's folder
     "missing video": (["TMP/none.mp4"], "none.mp4: no such file"),
     "past the end": (["VIDEO", "--frame-time", "60"], "no frame could be read at 60 s (it is 5.0 s long)"),
     "not a png": (["VIDEO", "--out", "TMP/frame.jpg"], "must be a .png file"),
+    "out is a folder": (["VIDEO", "--out", "TMP/taken.png"], "taken.png is a folder: name a file to write"),
+    "out in no folder": (["VIDEO", "--out", "TMP/nodir/seats.png"], "nodir/seats.png: folder"),
     "missing models dir": (["VIDEO", "--models-dir", "/nonexistent"], "models_dir /nonexistent does not exist"),
 }
 
@@ -46,6 +48,7 @@ BAD = {  # VIDEO: the classroom video; TMP/name: a file in the test's folder
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_seats_check_input_is_one_line_and_exit_2(case: str, classroom_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     (tmp_path / "notes.mp4").write_text("not a video\n")
+    (tmp_path / "taken.png").mkdir()
     template, message = BAD[case]
     args = [str(classroom_video) if a == "VIDEO" else str(tmp_path / a[4:]) if a.startswith("TMP/") else a for a in template]
     if "--out" not in args:
@@ -53,4 +56,5 @@ def test_bad_seats_check_input_is_one_line_and_exit_2(case: str, classroom_video
     assert main(["seats", "check", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.mp4", "taken.png"]  # nothing written
+    assert not any((tmp_path / "taken.png").iterdir())

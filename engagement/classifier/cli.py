@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engagement.arguments import at_least_one, positive, share
+from engagement.files import output_file, write_atomic
 
 if TYPE_CHECKING:
     from engagement.config import HandsConfig
@@ -133,6 +134,7 @@ def _train(args: argparse.Namespace) -> int:
         split_persons,
     )
 
+    output_file(args.out, make_folders=True)  # before the featurizing and fitting
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
     cctv_test = featurizer.featurize(args.cctv, split="val")
@@ -177,12 +179,9 @@ def _train_crops(args: argparse.Namespace) -> int:
     from engagement.classifier.crops import EPOCHS, train_crop_model
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.detector import select_device
-    from engagement.errors import UserError
     from engagement.models import resolve_model
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UserError(f"output folder not found: {out.parent}")
+    out = output_file(args.out)
     pretrained = Path(args.pretrained) if Path(args.pretrained).is_file() else resolve_model(args.pretrained, args.models_dir)
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, models_dir=args.models_dir)
     labelled = featurizer.classroom_crops(args.dataset, args.label_map)
@@ -259,7 +258,6 @@ def _kept(features: Any, option: str, wanted: list[str], applies: bool) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     from engagement.classifier.predict import predict_table
     from engagement.errors import UserError
-    from engagement.files import write_atomic
 
     try:
         tiles = tuple(int(n) for n in args.tiles.lower().split("x"))
@@ -269,9 +267,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"--tiles must be ROWSxCOLS of 1 to {MAX_TILES} each, e.g. 3x3, got {args.tiles!r}")
     if args.hands and tiles != (1, 1):
         raise UserError("--hands runs on whole frames: leave out --tiles (or give 1x1)")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UserError(f"output folder not found: {out.parent}")
+    out = output_file(args.out)
     crop_weight = _crop_weight(args.crop_weight, args.view == "front", f"the {args.view} view")
     table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below, crop_weight),
                           args.view, _webcam_hands(args.hands), crop_weight, args.crop_weights)

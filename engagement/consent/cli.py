@@ -13,6 +13,7 @@ from typing import Any
 from engagement.arguments import at_least_one, overlap
 from engagement.consent.status import STATUSES, WITHDRAWN
 from engagement.errors import UserError
+from engagement.files import output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -346,6 +347,8 @@ def _privacy_check(args: argparse.Namespace) -> int:
 
     if args.models_dir is not None and not Path(args.models_dir).expanduser().is_dir():  # as process refuses it
         raise UserError(f"--models-dir {args.models_dir} does not exist or is not a folder")
+    if args.json:
+        output_file(args.json)  # before the frames are compared
     report = leak_check(args.original, args.anonymized, models_dir=args.models_dir, iou=args.iou, max_frames=args.max_frames,
                         detector=args.detector, region=args.region)
     if args.json:

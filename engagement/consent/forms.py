@@ -20,7 +20,7 @@ import yaml
 
 from engagement.consent.registry import ConsentRecord
 from engagement.errors import UserError
-from engagement.files import write_atomic
+from engagement.files import output_file, write_atomic
 from engagement.resources import resource_dir
 
 POLICY_KEYS = ("form_version", "institution", "contact", "retention_days", "purpose", "data_collected", "sharing", "withdrawal")
@@ -49,6 +49,7 @@ def render_form(kind: str, out: Path, **values: Any) -> Path:
     suffix = out.suffix.lower()
     if suffix not in FORM_SUFFIXES:
         raise UserError(f"{out}: form output must end in {', '.join(FORM_SUFFIXES)}")
+    output_file(out, make_folders=True)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(resource_dir("consent")),
         autoescape=jinja2.select_autoescape(["html.j2"]),

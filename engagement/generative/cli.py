@@ -12,6 +12,7 @@ import numpy as np
 
 from engagement.arguments import not_negative
 from engagement.errors import UserError
+from engagement.files import output_file, write_atomic
 
 GRID_COLUMNS = 10
 GRID_PIXEL_SIZE = 4  # screen pixels per image pixel: 8x8 digits are unreadable at 1:1
@@ -71,7 +72,6 @@ def run_sample(args: argparse.Namespace) -> int:
 
     from engagement.generative import model_module
     from engagement.generative.data import DataSpace
-    from engagement.files import write_atomic
     from engagement.generative.training import load_model
 
     if args.n < 1:
@@ -79,6 +79,7 @@ def run_sample(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in SAMPLE_FORMATS:
         raise UserError(f"--out {args.out}: unknown format {suffix or '(no suffix)'}; use one of {', '.join(SAMPLE_FORMATS)}")
+    output_file(args.out, make_folders=True)
     name, model, config = load_model(args.model_dir)
     module = model_module(name)
     space = DataSpace.from_json(config["data"])
