@@ -20,7 +20,7 @@ import pandas as pd
 
 from engagement.config import PipelineConfig
 from engagement.engines import Engine, Job, ProgressState, TaskProgress, TaskSettings
-from engagement.errors import UserError
+from engagement.errors import EXIT_INCOMPLETE_INPUT, UserError
 from engagement.files import SESSION_JSON
 from engagement.session import SessionRecord
 from engagement.sinks import is_run, remove_partials
@@ -191,9 +191,8 @@ def process_many(
     allow_partial: bool = False, resume: bool = False, show_progress: bool = False,
 ) -> int:
     """Process ``videos`` into ``parent/<name>/`` on ``engine`` (one progress bar with ``show_progress``); writes
-    ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the count of videos that failed,
-    or decoded to fewer frames than they declare (unless ``allow_partial``). Nothing is written before every
-    machine passed preflight."""
+    ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the exit code (``exit_code``).
+    Nothing is written before every machine passed preflight."""
     from engagement.consent.stage import RegistrySnapshot
     from engagement.pipeline.record import register_session
 
@@ -234,4 +233,12 @@ def process_many(
         write(partial)
         partial.replace(parent / f"batch_summary{suffix}")
     print(table.to_string(index=False))
-    return int((~table.status.isin(["ok", "skipped"])).sum())
+    return exit_code(table.status)
+
+
+def exit_code(statuses: pd.Series) -> int:
+    """A batch's exit code, as a single video's: 1 if a video failed; else EXIT_INCOMPLETE_INPUT if one decoded to
+    fewer frames than it declares (its row says ``partial`` unless ``--allow-partial``); else 0."""
+    if (statuses == "failed").any():
+        return 1
+    return EXIT_INCOMPLETE_INPUT if (statuses == "partial").any() else 0

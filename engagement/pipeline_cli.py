@@ -102,11 +102,10 @@ def _process(args: argparse.Namespace) -> int:
     engine = make_engine(args.engine, workers=args.workers, address=args.address, cpus=cpus or 1,
                          gpus=args.gpus_per_video, memory=args.memory_per_video, retries=args.retries)
     try:
-        failures = process_many(videos, Path(args.out), config, engine, overwrite=args.overwrite, report=not args.no_report,
-                                allow_partial=args.allow_partial, resume=args.resume, show_progress=args.progress)
+        return process_many(videos, Path(args.out), config, engine, overwrite=args.overwrite, report=not args.no_report,
+                            allow_partial=args.allow_partial, resume=args.resume, show_progress=args.progress)
     finally:
         engine.close()
-    return 1 if failures else 0
 
 
 def detector_threads(cpus: float) -> int:
@@ -157,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     process.add_argument(
         "--allow-partial", action="store_true",
         help=f"exit 0 when a video decodes to fewer frames than it declares (default: the run is written, marked "
-             f"input_complete: false, and the exit code is {EXIT_INCOMPLETE_INPUT})",
+             f"input_complete: false, and the exit code is {EXIT_INCOMPLETE_INPUT}; with several videos, 1 if one failed)",
     )
     _add_config_options(process, "lecture")
     process.set_defaults(handler=_process)

@@ -270,6 +270,19 @@ def test_damaged_input_is_never_silently_short(faststart_clip: Path, tmp_path: P
     assert main([*args, "--out", str(tmp_path / "lenient"), "--allow-partial"]) == 0
 
 
+def test_a_batch_with_an_incomplete_input_exits_as_a_single_video_does(faststart_clip: Path, tmp_path: Path):
+    """3 for a short video (as ``--help`` says), 1 once another video failed, 0 with --allow-partial."""
+    video = damaged(faststart_clip, tmp_path, "truncated")
+    args = ["process", str(video), str(faststart_clip), "--quiet", "--no-report", "--set", "classifier.enabled=false"]
+    assert main([*args, "--out", str(tmp_path / "strict")]) == 3
+    table = pd.read_csv(tmp_path / "strict" / "batch_summary.csv").set_index("video")
+    assert table.status.to_dict() == {str(video): "partial", str(faststart_clip): "ok"}
+    assert main([*args, "--out", str(tmp_path / "strict"), "--resume"]) == 3  # a short run kept from before
+    assert main([*args, "--out", str(tmp_path / "lenient"), "--allow-partial"]) == 0
+    (tmp_path / "broken.mp4").write_text("not a video")
+    assert main([*args[:2], str(tmp_path / "broken.mp4"), *args[2:], "--out", str(tmp_path / "failed"), "--workers", "2"]) == 1
+
+
 def test_whole_input_is_marked_complete(faststart_clip: Path, tmp_path: Path):
     assert main(["process", str(faststart_clip), "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
