@@ -71,6 +71,21 @@ def test_a_map_naming_an_unknown_state_is_one_line_listing_the_states(
     assert code == 2 and "cannot read label map" in err
 
 
+def test_a_map_that_is_not_text_is_one_line_in_evaluate_and_train_crops(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = write_labels(tmp_path / "set", [{"path": "a.jpg", "label": "focused"}])
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00bad")
+    code, _, err = evaluate(capsys, str(folder), "--label-map", str(tmp_path / "bin.yaml"))
+    assert code == 2 and err == f"engagement: error: {tmp_path / 'bin.yaml'}: not a label map (not UTF-8 text)\n"
+    (tmp_path / "weights.pt").write_bytes(b"")  # the map is read before the backbone
+    classroom = tmp_path / "classroom"
+    classroom.mkdir()
+    (classroom / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    assert main(["classifier", "train-crops", str(classroom), "--out", str(tmp_path / "c.safetensors"),
+                 "--pretrained", str(tmp_path / "weights.pt"), "--label-map", str(tmp_path / "bin.yaml")]) == 2
+    assert capsys.readouterr().err == f"engagement: error: {tmp_path / 'bin.yaml'}: not a label map (not UTF-8 text)\n"
+
+
 def test_an_unknown_label_without_a_map_is_one_line_listing_the_states(
         tmp_path: Path, people: dict, capsys: pytest.CaptureFixture) -> None:
     folder = write_labels(tmp_path / "set", [{"path": "a.jpg", "label": "sleeping"}])
@@ -97,6 +112,24 @@ def test_empty_and_unrecognised_folders(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "coco" / "annotations.json").write_text("{not json")
     code, _, err = evaluate(capsys, str(tmp_path / "coco"))
     assert code == 2 and "not COCO annotations" in err
+
+
+@pytest.mark.parametrize(("data_yaml", "message"), [
+    (b"names: [", "not valid YAML (while parsing"),
+    (b"- a\n", "no class names"),
+    (b"nc: 1\n", "no class names"),
+    (b"names: []\n", "no class names"),
+    (b"\xff\xfe\x00bad", "not a YOLO data.yaml (not UTF-8 text)"),
+])
+def test_a_yolo_set_with_a_broken_data_yaml_is_one_line_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, data_yaml: bytes, message: str) -> None:
+    write_image(tmp_path / "set" / "images" / "a.jpg")
+    (tmp_path / "set" / "labels").mkdir()
+    (tmp_path / "set" / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "set" / "data.yaml").write_bytes(data_yaml)
+    code, _, err = evaluate(capsys, str(tmp_path / "set"))
+    assert code == 2 and err.startswith(f"engagement: error: {tmp_path / 'set' / 'data.yaml'}: {message}")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_labels_csv_with_a_map_an_image_with_nobody_is_lost_coverage(

@@ -119,6 +119,8 @@ VALID_STATES = f"valid states: {', '.join(STATES)} (null leaves a label out)"
 def _read_yaml_mapping(path: Path) -> dict:
     try:
         mapping = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a label map (not UTF-8 text)") from None
     except (OSError, yaml.YAMLError) as error:
         raise UserError(f"cannot read label map {path}: {' '.join(str(error).split())}") from None
     if not isinstance(mapping, dict):
@@ -549,10 +551,22 @@ def _cctv_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Itera
 
 
 def _yolo_names(path: Path) -> list[str]:
+    """The class names in the ``data.yaml`` of a YOLO set (or of the set a split folder is in): its ``names``, a list
+    or a mapping of class id to name."""
     for candidate in (path / "data.yaml", path.parent / "data.yaml"):
         if candidate.is_file():
-            names = yaml.safe_load(candidate.read_text()).get("names")
-            return list(names.values()) if isinstance(names, dict) else list(names)
+            try:
+                data = yaml.safe_load(candidate.read_text())
+            except UnicodeDecodeError:
+                raise UserError(f"{candidate}: not a YOLO data.yaml (not UTF-8 text)") from None
+            except yaml.YAMLError as error:
+                raise UserError(f"{candidate}: not valid YAML ({str(error).splitlines()[0]})") from None
+            names = data.get("names") if isinstance(data, dict) else None
+            if isinstance(names, dict):
+                names = list(names.values())
+            if not isinstance(names, list) or not names:
+                raise UserError(f"{candidate}: no class names (expected a mapping with 'names: [name, ...]')")
+            return [str(name) for name in names]
     raise UserError(f"{path}: data.yaml with class names not found")
 
 
