@@ -215,6 +215,25 @@ def test_coco_image_with_nobody_counts_every_box_as_missed(tmp_path: Path, peopl
     assert not features.covered.any() and list(features.groups) == ["A", "A", "A", "B"]
 
 
+@pytest.mark.parametrize(("where", "key", "value", "message"), [
+    ("", "images", 5, "not COCO annotations (TypeError: 'images' is not a list of objects)"),
+    ("", "images", [7], "not COCO annotations (TypeError: 'images' is not a list of objects)"),
+    ("annotations", "bbox", [0, 0], "not COCO annotations (ValueError: bbox [0, 0] is not [x, y, width, height])"),
+    ("annotations", "bbox", "x", "not COCO annotations (ValueError: bbox 'x' is not [x, y, width, height])"),
+    ("images", "width", "wide", "image 1 lacks file_name, or a positive width and height"),
+    ("images", "height", 0, "image 1 lacks file_name, or a positive width and height"),
+])
+def test_malformed_coco_annotations_are_one_line(
+        tmp_path: Path, people: dict, capsys: pytest.CaptureFixture, where: str, key: str, value: object,
+        message: str) -> None:
+    folder = coco_set(tmp_path / "classroom")
+    data = json.loads((folder / "annotations.json").read_text())
+    (data[where][0] if where else data)[key] = value
+    (folder / "annotations.json").write_text(json.dumps(data))
+    code, _, err = evaluate(capsys, str(folder))
+    assert code == 2 and err == f"engagement: error: {folder / 'annotations.json'}: {message}\n"
+
+
 def test_level_figures_on_known_scores() -> None:
     scores = np.array([80.0, 90.0, 10.0, 85.0, 50.0])
     levels = np.array(["engaged", "engaged", "disengaged", "disengaged", "partially_engaged"])

@@ -498,8 +498,11 @@ def _coco_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Itera
         names = {c["id"]: str(c["name"]) for c in data.get("categories", [])}
         boxes: dict[int, list] = {}
         for annotation in data.get("annotations", []):
-            boxes.setdefault(annotation["image_id"], []).append((names[annotation["category_id"]], annotation["bbox"]))
+            boxes.setdefault(annotation["image_id"], []).append(
+                (names[annotation["category_id"]], _coco_box(annotation["bbox"])))
         images = data.get("images", [])
+        if not isinstance(images, list) or not all(isinstance(image, dict) for image in images):
+            raise TypeError("'images' is not a list of objects")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{annotations_file}: not COCO annotations ({type(error).__name__}: {error})") from None
     for image in images:
@@ -507,13 +510,25 @@ def _coco_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Itera
                     if state_of(label, mapping, annotations_file, fmt) is not None]
         if not labelled:
             continue
-        if not {"file_name", "width", "height"} <= set(image):
-            raise UserError(f"{annotations_file}: image {image.get('id')} lacks file_name, width or height")
+        size = [image.get("width"), image.get("height")]
+        if "file_name" not in image or not all(_is_number(side) and side > 0 for side in size):
+            raise UserError(f"{annotations_file}: image {image.get('id')} lacks file_name, or a positive width and height")
         x, y, w, h = np.array([box for _, box in labelled], np.float32).T
         heads = upper_body_heads(np.stack([x, y, x + w, y + h], axis=1))
         name = str(image["file_name"])
         yield Item(path / name, str(image.get("room") or name), name,
-                   heads / np.array([image["width"], image["height"]] * 2, np.float32), [label for label, _ in labelled])
+                   heads / np.array(size * 2, np.float32), [label for label, _ in labelled])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coco_box(bbox: object) -> list[float]:
+    """A COCO annotation's ``bbox``, checked: four numbers (x, y, width, height in pixels)."""
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+        raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
+    return bbox
 
 
 def _cctv_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
