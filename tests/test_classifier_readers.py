@@ -173,6 +173,27 @@ def test_labels_csv_without_person_column_has_no_track_history(tmp_path: Path, p
     assert len(set(features.groups)) == 12 and features.covered.all()
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("path,label,person,frame_index\na.jpg,engaged,,x\n", "line 2: the person cell is empty"),
+    ("path,label,person,frame_index\na.jpg,engaged,p1,x\n", "line 2: frame_index 'x' is not a number"),
+    ("path,label,clip\na.jpg,focused,c1\n\nb.jpg,,c1\n", "line 4: the label cell is empty"),  # after a blank line
+    ("path,label,clip\na.jpg,neutralface,\n", "line 2: the clip cell is empty"),  # the webcam set's reader
+])
+def test_an_empty_cell_or_a_frame_index_that_is_no_number_is_one_line_naming_the_line(
+        tmp_path: Path, people: dict, capsys: pytest.CaptureFixture, text: str, message: str) -> None:
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "labels.csv").write_text(text)
+    code, _, err = evaluate(capsys, str(tmp_path / "set"))
+    assert code == 2 and err == f"engagement: error: {tmp_path / 'set' / 'labels.csv'} {message}\n"
+
+
+def test_a_person_named_like_a_missing_value_is_a_person(tmp_path: Path, people: dict) -> None:
+    folder = write_labels(tmp_path / "set", [{"path": "a.jpg", "label": "engaged", "person": "NA", "frame_index": 1},
+                                             {"path": "b.jpg", "label": "engaged", "person": "None", "frame_index": 0}])
+    features = DatasetFeaturizer().featurize(folder)
+    assert list(features.groups) == ["NA", "None"]
+
+
 def coco_set(folder: Path) -> Path:
     """Two frames (rooms A and B); frame 1 has three labelled students, frame 2 one, plus a standing one."""
     write_image(folder / "images" / "f1.jpg", (200, 400))

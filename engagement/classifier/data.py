@@ -455,16 +455,33 @@ def calibrate_persons(X: np.ndarray, persons: np.ndarray, clips: np.ndarray, see
             X[row, frame_columns:] = calibration(np.array([track_id]), X[row:row + 1, :frame_columns])[0]
 
 
-def _read_labels_csv(path: Path, required: set[str]):
+def _read_labels_csv(path: Path, required: set[str], optional: tuple[str, ...] = ()):
+    """The folder's ``labels.csv`` with the ``required`` columns; every cell of those and of the ``optional`` columns
+    it has is filled (an empty one would become a label, person or clip of its own), and a ``frame_index`` read is a
+    number. Blank lines are skipped; the table's index is each row's line in the file, for the errors."""
     import pandas as pd
 
+    labels_file = path / "labels.csv"
     try:
-        table = pd.read_csv(path / "labels.csv")
+        # only an empty cell is missing: "NA" or "None" is a name
+        table = pd.read_csv(labels_file, skip_blank_lines=False, keep_default_na=False, na_values=[""]).dropna(how="all")
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {path / 'labels.csv'}: {' '.join(str(error).split())}") from None
+        raise UserError(f"cannot read {labels_file}: {' '.join(str(error).split())}") from None
     missing = required - set(table.columns)
     if missing:
-        raise UserError(f"{path / 'labels.csv'}: missing columns {sorted(missing)}")
+        raise UserError(f"{labels_file}: missing columns {sorted(missing)}")
+    table.index += 2  # the header is line 1
+    read = [column for column in table.columns if column in required or column in optional]
+    for column in read:
+        empty = table.index[table[column].isna()]
+        if len(empty):
+            raise UserError(f"{labels_file} line {empty[0]}: the {column} cell is empty")
+    if "frame_index" in read:
+        numbers = pd.to_numeric(table["frame_index"], errors="coerce")
+        if numbers.isna().any():
+            line = table.index[numbers.isna()][0]
+            raise UserError(f"{labels_file} line {line}: frame_index {table['frame_index'].loc[line]!r} is not a number")
+        table["frame_index"] = numbers
     return table
 
 
@@ -478,7 +495,7 @@ def _webcam_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Ite
 def _labels_csv_items(path: Path, mapping: dict, fmt: str, split: str | None) -> Iterator[Item]:
     """Rows of any labels.csv, each person's rows by clip and ``frame_index`` (when given); without a ``person``
     column every image is its own person."""
-    table = _read_labels_csv(path, {"path", "label"})
+    table = _read_labels_csv(path, {"path", "label"}, ("person", "clip", "frame_index"))
     table["label"] = table["label"].astype(str)
     table["person"] = table["person"].astype(str) if "person" in table.columns else table["path"].astype(str)
     table["clip"] = table["clip"].astype(str) if "clip" in table.columns else table["person"]
