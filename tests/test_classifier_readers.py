@@ -72,12 +72,13 @@ def test_a_map_naming_an_unknown_state_is_one_line_listing_the_states(
 
 
 def test_a_map_that_is_not_text_is_one_line_in_evaluate_and_train_crops(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = write_labels(tmp_path / "set", [{"path": "a.jpg", "label": "focused"}])
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00bad")
     code, _, err = evaluate(capsys, str(folder), "--label-map", str(tmp_path / "bin.yaml"))
     assert code == 2 and err == f"engagement: error: {tmp_path / 'bin.yaml'}: not a label map (not UTF-8 text)\n"
-    (tmp_path / "weights.pt").write_bytes(b"")  # the map is read before the backbone
+    (tmp_path / "weights.pt").write_bytes(b"")
+    monkeypatch.setattr("engagement.classifier.crops.yolo_backbone", lambda weights: None)  # taken as YOLOv8n
     classroom = tmp_path / "classroom"
     classroom.mkdir()
     (classroom / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')

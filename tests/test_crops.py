@@ -289,6 +289,17 @@ def test_train_crops_writes_a_model_and_refuses_other_formats(
     assert "crops are cut from COCO classroom sets" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name, content", [("face_landmarker.task", b"PK\x03\x04 a MediaPipe bundle"),
+                                           ("notes.pt", b"hello"), ("empty.pt", b"")])
+def test_train_crops_refuses_pretrained_weights_that_are_no_yolo_model(
+        tmp_path: Path, people: dict, capsys: pytest.CaptureFixture, name: str, content: bytes) -> None:
+    (tmp_path / name).write_bytes(content)
+    assert main(["classifier", "train-crops", str(coco_set(tmp_path / "classroom")), "--out", str(tmp_path / "c.safetensors"),
+                 "--pretrained", str(tmp_path / name), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"engagement: error: crop model: {tmp_path / name} is not YOLOv8n detection "
+                                       "weights (a PyTorch .pt such as yolov8n.pt)\n")
+
+
 def test_crop_net_gives_four_logits() -> None:
     net = CropNet(yolo_backbone()).eval()
     with torch.inference_mode():

@@ -176,13 +176,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_crops(args: argparse.Namespace) -> int:
-    from engagement.classifier.crops import EPOCHS, train_crop_model
+    from engagement.classifier.crops import EPOCHS, train_crop_model, yolo_backbone
     from engagement.classifier.data import DatasetFeaturizer
     from engagement.detector import select_device
     from engagement.models import resolve_model
 
     out = output_file(args.out)
     pretrained = Path(args.pretrained) if Path(args.pretrained).is_file() else resolve_model(args.pretrained, args.models_dir)
+    yolo_backbone(pretrained)  # a file that is no YOLOv8n is refused now, not after the crops are cut
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, models_dir=args.models_dir)
     labelled = featurizer.classroom_crops(args.dataset, args.label_map)
     fitted = labelled.covered & (labelled.y >= 0)

@@ -100,7 +100,12 @@ def yolo_backbone(weights: str | Path | None = None) -> PooledBackbone:
         path = Path(weights)
         if not path.is_file():
             raise UserError(f"crop model: pretrained YOLOv8n weights not found: {path}")
-        model = YOLO(str(path)).model
+        try:
+            model = YOLO(str(path)).model
+        except (TypeError, ValueError, KeyError, AttributeError, RuntimeError):  # not a checkpoint ultralytics reads
+            model = None
+        if not isinstance(model, DetectionModel):  # another format (.onnx, .task) loads as its own path, for export
+            raise UserError(f"crop model: {path} is not YOLOv8n detection weights (a PyTorch .pt such as yolov8n.pt)")
     backbone = PooledBackbone(torch.nn.ModuleList(list(model.model[:BACKBONE_LAYERS]))).float()
     for parameter in backbone.parameters():  # ultralytics loads a .pt for inference, its parameters frozen
         parameter.requires_grad_(True)
