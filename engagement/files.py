@@ -1,12 +1,12 @@
-"""Atomic file writes (a file either keeps its old content or has the whole new one, never half of it) and the
-names of a run folder's files."""
+"""Atomic file writes (a file either keeps its old content or has the whole new one, never half of it), the checks of
+an output file before any work, and the names of a run folder's files."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Mapping
 
 from engagement.errors import UserError
 
@@ -34,6 +34,21 @@ def output_file(path: str | os.PathLike, make_folders: bool = False) -> Path:
     if not folder.is_dir():
         raise UserError(f"cannot write {path}: {folder} is not a folder")
     return path
+
+
+def out_path(out: str | os.PathLike, kind: str, suffixes: tuple[str, ...], option: str = "--out",
+             others: Mapping[str, str | os.PathLike | None] | None = None, make_folders: bool = False) -> Path:
+    """An output file option checked before any work: a file with one of ``suffixes`` (a ``kind`` file) that
+    ``output_file`` can write, and none of the ``others`` (what each is called -> its path: the inputs the command
+    reads and its other outputs), which writing it would destroy."""
+    path = Path(out)
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"{option} {path}: must be a {kind} file")
+    for name, other in (others or {}).items():
+        if other is not None and (path.resolve() == Path(other).resolve()
+                                  or path.exists() and Path(other).exists() and path.samefile(other)):
+            raise UserError(f"{option} {path}: the same file as {name} {other}; write it elsewhere")
+    return output_file(path, make_folders)
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:

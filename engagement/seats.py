@@ -10,7 +10,6 @@ each person's anchor, the point the consent stage tests against the zones: fille
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from engagement.arguments import not_negative
 from engagement.config import PipelineConfig
 from engagement.errors import UserError
-from engagement.files import output_file
+from engagement.files import out_path
 
 if TYPE_CHECKING:
     from engagement.consent.seatplan import SeatPlan
@@ -67,14 +66,6 @@ def seat_check_image(frame: np.ndarray, fps: float, config: PipelineConfig) -> t
         cv2.circle(image, (x, y), radius + 1, (0, 0, 0), -1)
         cv2.circle(image, (x, y), radius, ANCHOR_INSIDE if inside else ANCHOR_OUTSIDE, -1 if inside else 2)
     return image, len(people)
-
-
-def out_path(out: str, kind: str, suffixes: tuple[str, ...]) -> Path:
-    """``--out`` checked before any work: a file with one of ``suffixes`` (a ``kind`` file) in an existing folder."""
-    path = Path(out)
-    if path.suffix.lower() not in suffixes:
-        raise UserError(f"--out {path}: must be a {kind} file")
-    return output_file(path)
 
 
 def _check(args: argparse.Namespace) -> int:

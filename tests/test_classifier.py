@@ -354,6 +354,21 @@ def test_train_command_fits_level_faces_and_scores_only_the_held_out_people(
     assert not weights.exists()
 
 
+def test_train_refuses_outputs_it_cannot_keep_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    datasets = ["classifier", "train", "--cctv", str(tmp_path / "cctv"), "--webcam", str(tmp_path / "webcam")]
+    weights = tmp_path / "w.npz"
+    for outputs, message in (
+            (["--out", str(weights), "--export-features", str(weights)],
+             f"--export-features {weights}: the same file as --out {weights}; write it elsewhere"),  # features over weights
+            (["--out", str(tmp_path / "w.txt")], f"--out {tmp_path / 'w.txt'}: must be a .npz file"),
+            (["--out", str(weights), "--export-features", str(tmp_path / "rows.csv")],
+             f"--export-features {tmp_path / 'rows.csv'}: must be a .npz file"),
+            (["--out", str(weights), "--export-features", str(tmp_path / "runs" / "rows.npz")],
+             f"cannot write {tmp_path / 'runs' / 'rows.npz'}: folder {tmp_path / 'runs'} does not exist")):
+        assert main([*datasets, *outputs]) == 2
+        assert capsys.readouterr().err == f"engagement: error: {message}\n"  # not "dataset not found": nothing read
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # a tiny synthetic fit
 def test_exported_training_rows_train_a_generator(tmp_path: Path) -> None:
     from engagement.classifier.train import export_training_rows

@@ -334,6 +334,27 @@ def test_predict_an_image_with_nobody_gets_one_row_saying_so(
         assert "--tiles must be ROWSxCOLS of 1 to 8 each" in capsys.readouterr().err
 
 
+def test_predict_writes_a_csv_file_and_never_over_what_it_reads(
+        tmp_path: Path, people: dict, capsys: pytest.CaptureFixture) -> None:
+    still = write_image(tmp_path / "still.jpg")
+    before = still.read_bytes()
+    (tmp_path / "clip.csv").write_bytes(b"a video named .csv")
+    (tmp_path / "w.csv").write_bytes(b"weights named .csv")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "clip.csv")
+    (tmp_path / "x").mkdir()
+    for path, out, extra, message in (
+            (still, still, [], f"--out {still}: must be a .csv file"),
+            (still, tmp_path / "rows.txt", [], f"--out {tmp_path / 'rows.txt'}: must be a .csv file"),
+            (tmp_path / "clip.csv", tmp_path / "link.csv", [],
+             f"--out {tmp_path / 'link.csv'}: the same file as the input {tmp_path / 'clip.csv'}"),
+            (still, tmp_path / "x" / ".." / "w.csv", ["--weights", str(tmp_path / "w.csv")],
+             f"--out {tmp_path / 'x' / '..' / 'w.csv'}: the same file as --weights {tmp_path / 'w.csv'}")):
+        assert main(["classifier", "predict", str(path), "--out", str(out), *extra]) == 2
+        assert capsys.readouterr().err.startswith(f"engagement: error: {message}")
+    assert still.read_bytes() == before and (tmp_path / "clip.csv").read_bytes() == b"a video named .csv"
+    assert (tmp_path / "w.csv").read_bytes() == b"weights named .csv"
+
+
 @pytest.mark.slow
 def test_predict_on_a_real_classroom_still_and_video(assets: Path, tmp_path: Path) -> None:
     import pandas as pd

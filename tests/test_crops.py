@@ -283,6 +283,8 @@ def test_train_crops_writes_a_model_and_refuses_other_formats(
     assert main([*arguments[:-6], "--pretrained", str(tmp_path / "none.pt"), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "none.pt" in err
+    assert main([*arguments[:3], "--out", str(tmp_path / "crops.txt"), *arguments[5:]]) == 2
+    assert capsys.readouterr().err == f"engagement: error: --out {tmp_path / 'crops.txt'}: must be a .safetensors file\n"
     (tmp_path / "webcam").mkdir()
     (tmp_path / "webcam" / "labels.csv").write_text("path,label\na.jpg,neutralface\n")
     assert main(["classifier", "train-crops", str(tmp_path / "webcam"), "--out", str(out)]) == 2

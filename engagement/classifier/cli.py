@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engagement.arguments import at_least_one, positive, share
-from engagement.files import output_file, write_atomic
+from engagement.files import out_path, write_atomic
 
 if TYPE_CHECKING:
     from engagement.config import HandsConfig
@@ -134,7 +134,9 @@ def _train(args: argparse.Namespace) -> int:
         split_persons,
     )
 
-    output_file(args.out, make_folders=True)  # before the featurizing and fitting
+    out = out_path(args.out, ".npz", (".npz",), make_folders=True)  # before the featurizing and fitting
+    export = (out_path(args.export_features, ".npz", (".npz",), "--export-features", {"--out": out})
+              if args.export_features else None)
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir)
     cctv_train = featurizer.featurize(args.cctv, split="train")
     cctv_test = featurizer.featurize(args.cctv, split="val")
@@ -162,9 +164,9 @@ def _train(args: argparse.Namespace) -> int:
         held_out_with_uncertain={fs.dataset: _scored(model, fs, default_baseline(fs.dataset), threshold) for fs in held_out[:2]},
         unseen_rooms=unseen_rooms,
     )
-    model.save(args.out)
-    if args.export_features:
-        export_training_rows(args.export_features, fitted, model)
+    model.save(out)
+    if export:
+        export_training_rows(export, fitted, model)
     reports = {**model.card.held_out, **unseen_rooms,
                f"{WEBCAM} (running baseline)": model.card.held_out_running_baseline[WEBCAM],
                **{f"{name} (uncertain below {threshold})": r for name, r in model.card.held_out_with_uncertain.items()}}
@@ -181,7 +183,7 @@ def _train_crops(args: argparse.Namespace) -> int:
     from engagement.detector import select_device
     from engagement.models import resolve_model
 
-    out = output_file(args.out)
+    out = out_path(args.out, ".safetensors", (".safetensors",))
     pretrained = Path(args.pretrained) if Path(args.pretrained).is_file() else resolve_model(args.pretrained, args.models_dir)
     yolo_backbone(pretrained)  # a file that is no YOLOv8n is refused now, not after the crops are cut
     featurizer = DatasetFeaturizer(cache_dir=args.cache_dir, models_dir=args.models_dir)
@@ -268,7 +270,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise UserError(f"--tiles must be ROWSxCOLS of 1 to {MAX_TILES} each, e.g. 3x3, got {args.tiles!r}")
     if args.hands and tiles != (1, 1):
         raise UserError("--hands runs on whole frames: leave out --tiles (or give 1x1)")
-    out = output_file(args.out)
+    out = out_path(args.out, ".csv", (".csv",), others={"the input": args.path, "--weights": args.weights,
+                                                        "--crop-weights": args.crop_weights})
     crop_weight = _crop_weight(args.crop_weight, args.view == "front", f"the {args.view} view")
     table = predict_table(args.path, args.every_s, args.weights, tiles, _threshold(args.uncertain_below, crop_weight),
                           args.view, _webcam_hands(args.hands), crop_weight, args.crop_weights)
