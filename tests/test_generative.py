@@ -155,6 +155,7 @@ def test_data_space_resolves_class_names_and_indices_and_round_trips() -> None:
         ({"X": np.array([[np.nan, 1.0]]), "y": np.array([0])}, "NaN"),
         ({"X": np.ones((2, 2)), "y": np.array([0.5, 1.0])}, "integer"),
         ({"X": np.ones((2, 2)), "y": np.array([0, 2]), "classes": np.array(["a", "b"])}, "no entry"),
+        ({"X": np.ones((10, 3)), "y": np.array([0] * 9 + [10**6])}, "label 1000000 makes 1000001 classes for 10 rows"),
         ({"X": np.ones(3), "y": np.array([0, 1, 0])}, "must be"),
         ({"y": np.array([0])}, "need arrays X and y"),
     ],
@@ -164,6 +165,14 @@ def test_bad_feature_files_are_user_errors(tmp_path, arrays: dict, message: str)
     np.savez(path, **arrays)
     with pytest.raises(UserError, match=message):
         load_feature_file(path)
+
+
+def test_feature_files_may_leave_classes_without_rows(tmp_path) -> None:
+    path = tmp_path / "features.npz"
+    np.savez(path, X=np.ones((3, 2)), y=np.array([0, 2, 2]))  # class 1 has no row: as many classes as rows
+    assert load_feature_file(path)[2].classes == ["0", "1", "2"]
+    np.savez(path, X=np.ones((2, 2)), y=np.array([0, 0]), classes=np.array(["bored", "engaged", "confused"]))
+    assert load_feature_file(path)[2].num_classes == 3  # named classes: more than rows is fine
 
 
 @pytest.mark.slow

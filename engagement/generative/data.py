@@ -108,6 +108,10 @@ def load_feature_file(path: Path) -> tuple[np.ndarray, np.ndarray, DataSpace]:
     num_classes = len(names) if names is not None else int(y.max()) + 1
     if y.max() >= num_classes:
         raise UserError(f"feature file {path}: label {int(y.max())} has no entry in classes ({num_classes} names)")
+    if names is None and num_classes > len(y):
+        # every model holds a table of its classes: a stray large label would make it allocate without bound
+        raise UserError(f"feature file {path}: label {int(y.max())} makes {num_classes} classes for {len(y)} rows; "
+                        "labels are class indices 0..K-1 (name them with a classes array)")
     std = X.std(axis=0)
     space = DataSpace(
         classes=names or [str(c) for c in range(num_classes)],
