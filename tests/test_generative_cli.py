@@ -111,3 +111,32 @@ def test_corrupt_weights_are_one_line(tmp_path, capsys, trained_cvae: str, weigh
     assert main(["generate", "sample", str(broken), "--out", str(tmp_path / "s.npz")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"engagement: error: corrupt generative model in {broken}: ") and "\n" not in error
+
+
+@pytest.mark.parametrize("name", ["ddpm", "latent-diffusion", "score"])
+def test_sampling_steps_outside_1_to_1000_are_refused_in_one_line(tmp_path, capsys, name: str) -> None:
+    data = tmp_path / "features.npz"
+    np.savez(data, X=np.random.default_rng(0).normal(size=(20, 3)), y=np.arange(20) % 2)
+    assert main(["generate", "train", name, "--data", str(data), "--out", str(tmp_path / "m"), "--steps", "1"]) == 0
+    for steps in ("0", "1001"):
+        capsys.readouterr()
+        assert main(["generate", "sample", str(tmp_path / "m"), "--steps", steps, "--out", str(tmp_path / "s.npz")]) == 2
+        assert capsys.readouterr().err == f"engagement: error: sampling steps must be in 1..1000, got {steps}\n"
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_train_writes_only_into_a_new_or_empty_folder_or_its_own_model_folder(tmp_path, capsys) -> None:
+    train = ["generate", "train", "vae", "--data", "digits", "--steps", "1", "--out"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    for out, message in ((tmp_path / "notes", "a folder that is not empty and holds no generative model"),
+                         (tmp_path / "file", "a file, not a model folder")):
+        capsys.readouterr()
+        assert main([*train, str(out)]) == 2
+        assert capsys.readouterr().err.startswith(f"engagement: error: --out {out}: {message}")
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"]
+    (tmp_path / "empty").mkdir()
+    assert main([*train, str(tmp_path / "empty")]) == 0
+    assert main(["generate", "train", "cvae", "--data", "digits", "--steps", "1", "--out", str(tmp_path / "empty")]) == 0
+    assert json.loads((tmp_path / "empty" / "config.json").read_text())["model"] == "cvae"  # retrained in place

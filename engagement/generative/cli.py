@@ -51,12 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from engagement.generative import model_module
     from engagement.generative.data import load_data
-    from engagement.generative.training import TrainingData, save_model
+    from engagement.generative.training import TrainingData, check_model_dir, save_model
 
     module = model_module(args.model)
     steps = module.DEFAULT_STEPS if args.steps is None else args.steps
     if steps < 1:
         raise UserError(f"--steps must be positive, got {steps}")
+    check_model_dir(args.out)
     X, y, space = load_data(args.data)
     data = TrainingData.from_arrays(space.normalize(X), y, space.num_classes, space.image_shape)
     start = time.perf_counter()

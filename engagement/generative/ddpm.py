@@ -86,11 +86,9 @@ def sample(
     if sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {sampler!r}; choose ddpm or ddim")
     if sampler == "ddpm":
-        scheduler, steps = model.noise_scheduler, steps or NUM_TRAIN_TIMESTEPS
+        scheduler, steps = model.noise_scheduler, NUM_TRAIN_TIMESTEPS if steps is None else steps
     else:
-        scheduler, steps = ddim_scheduler(model.noise_scheduler), steps or DEFAULT_DDIM_STEPS
-    if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
-        raise UserError(f"sampling steps must be in 1..{NUM_TRAIN_TIMESTEPS}, got {steps}")
+        scheduler, steps = ddim_scheduler(model.noise_scheduler), DEFAULT_DDIM_STEPS if steps is None else steps
     generator = torch.Generator().manual_seed(seed)
     sample = reverse_diffusion(
         model.predict_noise, scheduler, labels, model.config["dim"], num_inference_steps=steps,

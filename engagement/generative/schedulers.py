@@ -9,12 +9,20 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm import tqdm
 
+from engagement.errors import UserError
 from engagement.generative.training import randn_like
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_sampling_steps(steps: int) -> None:
+    """Refuse a number of sampling steps outside 1..T: no step gives no sample, a diffusion chain longer than the
+    trained T does not exist, and more Langevin steps per noise level than T only run for hours."""
+    if not 1 <= steps <= NUM_TRAIN_TIMESTEPS:
+        raise UserError(f"sampling steps must be in 1..{NUM_TRAIN_TIMESTEPS}, got {steps}")
 
 
 def ddpm_scheduler(clip_sample: bool) -> DDPMScheduler:
@@ -57,6 +65,7 @@ def reverse_diffusion(
     progress: bool = False,
 ) -> torch.Tensor:
     """Sample ``len(labels)`` vectors of size ``dim``, one per requested class label."""
+    check_sampling_steps(num_inference_steps)
     # 1. Start from pure Gaussian noise x_T.
     sample = torch.randn((len(labels), dim), generator=generator)
     # 2. Choose the timesteps to visit (all T for DDPM, a strided subset for DDIM).

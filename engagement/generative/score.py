@@ -11,7 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engagement.generative.modules import VectorDenoiser
-from engagement.generative.schedulers import NUM_TRAIN_TIMESTEPS, geometric_noise_levels
+from engagement.generative.schedulers import NUM_TRAIN_TIMESTEPS, check_sampling_steps, geometric_noise_levels
 from engagement.generative.training import TrainingData, fit, randn_like
 
 DEFAULT_STEPS = 4000
@@ -82,6 +82,7 @@ def sample(
     progress: bool = False,
 ) -> torch.Tensor:
     """Annealed Langevin dynamics with ``steps`` updates per noise level and step size ``step_ratio * sigma_i^2``."""
+    check_sampling_steps(steps)
     generator = torch.Generator().manual_seed(seed)
     # 1. Start from the widest noise distribution N(0, sigma_1^2 I).
     x = torch.randn((len(labels), model.config["dim"]), generator=generator) * model.sigmas[0]

@@ -101,6 +101,26 @@ def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype)
 
 
+def check_model_dir(directory: Path) -> None:
+    """Refuse, before training, a ``--out`` that ``save_model`` must not write into: a file, or a folder holding
+    anything but a generative model (retraining replaces one, and no file of someone else's is mixed with it)."""
+    from engagement.generative import MODEL_MODULES
+
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise UserError(f"--out {directory}: a file, not a model folder")
+    if not any(directory.iterdir()):
+        return
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, ValueError):  # none, unreadable, not UTF-8 or not JSON
+        config = None
+    if not (isinstance(config, dict) and config.get("model") in MODEL_MODULES):
+        raise UserError(f"--out {directory}: a folder that is not empty and holds no generative model; give a new or "
+                        "empty folder")
+
+
 def save_model(directory: Path, model_name: str, model: nn.Module, metadata: dict) -> None:
     """Write ``model.safetensors`` then ``config.json`` (model name, constructor config, ``metadata``) atomically."""
     from safetensors.torch import save as serialize
