@@ -43,6 +43,19 @@ def test_html_and_markdown_forms(tmp_path: Path) -> None:
     assert markdown.startswith("# Consent") and "180 days" in markdown
 
 
+@pytest.mark.parametrize("content, match", [
+    ("form_version: '2026.1'\ninstitution: Universit\xe9\n".encode("latin-1"), "cannot read consent policy"),
+    (b"- form_version\n- institution\n", "expected a mapping of"),
+    (b"form_version: [\n", "cannot read consent policy"),
+])
+def test_a_policy_file_an_institution_broke_is_one_line(tmp_path: Path, content: bytes, match: str) -> None:
+    """Saved in Latin-1 or as a list, the edited policy was a traceback (UnicodeDecodeError, TypeError)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_bytes(content)
+    with pytest.raises(UserError, match=match):
+        load_policy(policy)
+
+
 def test_rosters_and_the_registry_spell_the_same_statuses() -> None:
     schema = json.loads((resource_dir("consent") / "roster.schema.json").read_text())
     assert tuple(schema["properties"]["status"]["enum"]) == STATUSES

@@ -32,8 +32,10 @@ def load_policy(path: Path | None = None) -> dict[str, Any]:
     path = path or resource_dir("consent") / "policy.yaml"
     try:
         policy = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:  # an institution's edit saved in another encoding
         raise UserError(f"cannot read consent policy {path}: {str(error).splitlines()[0]}") from None
+    if not isinstance(policy, dict):
+        raise UserError(f"consent policy {path}: expected a mapping of {', '.join(POLICY_KEYS)}")
     missing = [key for key in POLICY_KEYS if key not in policy]
     if missing:
         raise UserError(f"consent policy {path} lacks {', '.join(missing)}")
