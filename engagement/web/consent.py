@@ -87,7 +87,8 @@ def record(code: str) -> Any:
 
 @blueprint.post("/roster")
 def roster() -> Any:
-    """Import a roster CSV, all rows or none; every bad row is listed by its line."""
+    """Import a roster CSV: a bad row refuses it whole (every bad row listed by its line); a row that may not replace
+    a student's current record (``Registry.import_records``) is left out and named."""
     upload = request.files.get("roster")
     if upload is None or not upload.filename:
         return _roster_refused("choose a roster CSV file to upload", [])
