@@ -233,6 +233,7 @@ def test_cli_courses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         (["consent", "course", "show", "NOPE"], "consent course add NOPE"),
         (["consent", "course", "add", "bad code", "--title", "T"], "course code"),
         (["consent", "course", "add", "CS2", "--title", "T", "--retention-days", "0"], "at least 1 day"),
+        (["consent", "course", "add", "CS2", "--title", " "], "course CS2: the title is blank"),
         (["consent", "approval", "--course", "CS101", "--instructor", "I", "--scope", "s", "--approver", "A",
           "--approved-on", "2026-09-01", "--valid-until", "2026-08-01"], "cannot end"),
         (["consent", "approval", "--course", "CS101", "--out", "{tmp}/a.md", "--valid-until", "2027-01-01"], "describe a recorded approval"),

@@ -368,6 +368,8 @@ class Registry:
         self, code: str, title: str | None = None, retention_days: int | None = None, delete_source: bool | None = None
     ) -> None:
         """Create a course, or update the settings given (``None`` keeps the current one) when it exists."""
+        if title is not None and not title.strip():
+            raise UserError(f"course {code}: the title is blank (the forms print it)")
         if retention_days is not None and retention_days < 1:
             raise UserError(f"retention must be at least 1 day, got {retention_days}")
         with self._transaction() as connection:
