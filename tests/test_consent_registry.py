@@ -157,6 +157,8 @@ def test_withdraw_removes_every_row_about_the_student(registry_location: str | P
         registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
         (removal,) = withdraw_student(registry, "S2")
         assert registry.opted_out_students("CS101") == {"S2"}
+        assert [s.track_students for s in registry.sessions()] == [{1: "S1"}]  # nor which track was theirs
+        assert withdraw_student(registry, "S2") == []  # nothing left to find
         audit = [e for e in registry.audit_log() if e["action"] == "outputs_scrubbed"]
     assert removal["rows_removed"] == {"tracks.parquet": 1, "states.parquet": 2, "scores.csv": 1, "summary.json": 1}
     assert list(pd.read_parquet(run_dir / "tracks.parquet")["track_id"]) == [1, 1, 3]

@@ -165,10 +165,13 @@ def _audited(removed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scrub_session(registry: Registry, session: Session, student: str) -> dict[str, Any]:
-    """Remove ``student`` from one recorded session's outputs and log it; returns what was removed."""
+    """Remove ``student`` from one recorded session's outputs, log it, then drop the registry's link between them and
+    the session's tracks (kept until then, so that a withdrawal that failed half-way finds the session again);
+    returns what was removed."""
     tracks = {t for t, s in session.track_students.items() if s == student}
     removed = {"session": session.id, **remove_student(session.run_dir, student, tracks)}
     registry.log("outputs_scrubbed", student, **_audited(removed))
+    registry.forget_tracks(session.id, student)
     return removed
 
 

@@ -675,6 +675,13 @@ class Registry:
             for r in rows
         ]
 
+    def forget_tracks(self, session_id: int, student: str) -> None:
+        """Delete which tracks of a session were ``student``: called once their rows are gone from its outputs, so that
+        after a withdrawal nothing links them to the session but the audit log's record of the deletion."""
+        with self._transaction() as connection:
+            connection.execute(session_tracks.delete().where(
+                session_tracks.c.session_id == session_id, session_tracks.c.student == student))
+
     def forget_session(self, session_id: int, removed: dict[str, Any]) -> None:
         """Delete a purged session and its track mapping; ``removed`` (what was deleted) goes to the audit log."""
         with self._transaction() as connection:
