@@ -127,7 +127,7 @@ def withdraw(code: str, student: str) -> Any:
         removals = withdraw_student(registry(), student, code)
         forget_charts()
         return render_template("withdrawn.html.j2", course=code, student=student, removals=removals)
-    sessions = [s for s in registry().sessions(code) if student in s.track_students.values()]
+    sessions = registry().sessions_holding(student, {code})
     return render_template("withdraw.html.j2", course=code, student=student, sessions=sessions)
 
 
