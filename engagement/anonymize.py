@@ -23,6 +23,9 @@ from engagement.models import OPENVINO_ONE_THREAD, openvino_available, resolve_m
 
 HEAD_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye", "left_ear", "right_ear")]
 SHOULDERS = [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]
+OWN_FACE_KEYPOINTS = [KEYPOINT_INDEX[name] for name in ("nose", "left_eye", "right_eye")]
+OWN_FEATURES_INSIDE = 2  # of those keypoints, inside a face box for it to be shown as that person's face...
+OWN_FACE_SCALE = 1.5  # ...enlarged this much: YuNet's box is tight, and a small face's keypoints fall on its edge
 MASK_MATCH_IOU = 0.3  # a new mask this close to a held one absorbs it (their union), instead of piling up...
 MASK_MAX_GROWTH = 2.0  # ...while the union stays within this many times the new mask's area; else both are kept
 MASK_COVERED = 0.95  # a new mask this much inside a held one adds nothing: the held one is kept alive instead
@@ -231,6 +234,18 @@ def centres_inside(points_boxes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     )
 
 
+def _holds_own_features(faces: np.ndarray, detections: Detections) -> np.ndarray:
+    """(faces, people): whether a face box (enlarged ``OWN_FACE_SCALE`` times) holds at least ``OWN_FEATURES_INSIDE``
+    of the person's confident nose and eye keypoints, i.e. is that person's own face and not another face that
+    happens to lie in their head region."""
+    points = detections.keypoints[:, OWN_FACE_KEYPOINTS]  # (people, 3, 3)
+    confident = points[..., 2] >= KEYPOINT_MIN_SCORE
+    x, y = points[None, ..., 0], points[None, ..., 1]
+    box = scale_boxes(faces, OWN_FACE_SCALE)[:, None, None, :]
+    inside = (x >= box[..., 0]) & (x <= box[..., 2]) & (y >= box[..., 1]) & (y <= box[..., 3]) & confident[None]
+    return inside.sum(axis=2) >= OWN_FEATURES_INSIDE
+
+
 def obscure(frame: np.ndarray, box: np.ndarray, method: str) -> None:
     """Hide the pixels of ``box`` in place: blur, pixelate or solid fill, each too coarse for a face detector."""
     import cv2
@@ -316,13 +331,16 @@ class Anonymizer:
 
     def _faces_to_hide(self, detections: Detections, blur: np.ndarray) -> np.ndarray:
         """Detected faces, less at most one per consenting person: the face nearest the centre of that person's
-        head region, inside it and inside no hidden person's box (with the other boxes of that same face: the
-        search in turned frames finds an upright face again). Any other face, such as a student the pose model
-        missed behind or beside a consenting one, stays hidden."""
-        heads = face_mask_boxes(detections[~blur])
+        head region, inside it, holding at least two of that person's own nose and eyes, and inside no hidden
+        person's box (with the other boxes of that same face: the search in turned frames finds an upright face
+        again). Any other face, such as a student the pose model missed behind or beside a consenting one, stays
+        hidden, also when the consenting person's own face is turned away or not found."""
+        shown_people = detections[~blur]
+        heads = face_mask_boxes(shown_people)
         if not len(heads) or not len(self.faces):  # nobody to show (the default without a registry): every face hidden
             return self.faces
-        candidates = centres_inside(self.faces, heads) & ~centres_inside(self.faces, detections.xyxy[blur]).any(axis=1)[:, None]
+        candidates = (centres_inside(self.faces, heads) & _holds_own_features(self.faces, shown_people)
+                      & ~centres_inside(self.faces, detections.xyxy[blur]).any(axis=1)[:, None])
         face_centres = (self.faces[:, :2] + self.faces[:, 2:]) / 2
         inside = centres_inside(self.faces, self.faces)
         same_face = inside & inside.T  # each centre inside the other box (IoU alone can be as low as 0.36)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engagement.anonymize import Anonymizer, FaceDetector, box_iou, face_mask_boxes, obscure, scale_boxes
+from engagement.anonymize import Anonymizer, FaceDetector, box_iou, centres_inside, face_mask_boxes, obscure, scale_boxes
 from engagement.config import METHOD_MIN_SCALE, AnonymizerConfig
 from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
 
@@ -94,7 +94,7 @@ def test_consenting_person_is_shown_others_fail_closed(models_dir: Path, classro
 def test_one_face_is_shown_per_consenting_person() -> None:
     """Of two faces in a consenting person's head region, the one nearer its centre is shown, with any other box of
     that same face (found again in a turned frame); a face inside a hidden person's box is never shown, even in a
-    consenting person's head region."""
+    consenting person's head region, and nor is another face there that does not hold the person's nose and eyes."""
     anonymizer = Anonymizer.__new__(Anonymizer)
     nearest, farther, elsewhere = [190, 140, 230, 180], [185, 130, 205, 150], [300, 140, 340, 180]
     found_again = [180, 130, 240, 190]  # the nearest face's box from a turned frame: IoU 0.44, centres in each other
@@ -102,8 +102,26 @@ def test_one_face_is_shown_per_consenting_person() -> None:
     student = _person([100, 100, 300, 500], {"nose": (210, 165), "left_eye": (220, 155), "right_eye": (200, 155)}, blur=False)
     assert anonymizer._faces_to_hide(student, np.array([False])).tolist() == [farther, elsewhere]
     overlapping = Detections.merge([student, _person([200, 100, 400, 500])])  # hidden; its box holds the nearest face
-    assert anonymizer._faces_to_hide(overlapping, np.array([False, True])).tolist() == [nearest, elsewhere, found_again]
+    everyone = [nearest, farther, elsewhere, found_again]
+    assert anonymizer._faces_to_hide(overlapping, np.array([False, True])).tolist() == everyone
     assert anonymizer._faces_to_hide(Detections.empty(), np.zeros(0, bool)).tolist() == anonymizer.faces.tolist()
+
+
+def test_a_face_in_a_consenting_head_region_that_is_not_theirs_stays_hidden() -> None:
+    """The consenting student's own face is not found (turned away, or missed), while a classmate's face, whom the
+    pose model missed, lies in their head region: the classmate is not shown in their place. Without the nose and
+    eyes (a back of the head), nothing is shown."""
+    anonymizer = Anonymizer.__new__(Anonymizer)
+    classmate = [212, 130, 232, 150]  # centre (222, 140): inside the student's head region, away from their nose and eyes
+    anonymizer.faces = np.array([classmate], np.float32)
+    student = _person([100, 100, 300, 500], {"nose": (200, 170), "left_eye": (210, 160), "right_eye": (190, 160)}, blur=False)
+    assert centres_inside(anonymizer.faces, face_mask_boxes(student)).all()
+    assert anonymizer._faces_to_hide(student, np.array([False])).tolist() == [classmate]
+    own_face = [180, 145, 225, 190]
+    anonymizer.faces = np.array([classmate, own_face], np.float32)
+    assert anonymizer._faces_to_hide(student, np.array([False])).tolist() == [classmate]
+    back_of_head = _person([100, 100, 300, 500], {"left_ear": (215, 160), "right_ear": (185, 160)}, blur=False)
+    assert anonymizer._faces_to_hide(back_of_head, np.array([False])).tolist() == [classmate, own_face]
 
 
 def covered(faces: np.ndarray, masks: np.ndarray) -> np.ndarray:
