@@ -129,6 +129,8 @@ def test_webcam_pipeline_settles_states_over_the_whole_video(webcam_video: Path,
     assert len(states) == len(tracks) > 300 and states["state"].ne("").all()  # every analysed person classified
     assert states["p_taking_notes"].max() == 0  # the webcam labels only (classifier.labels_of)
     assert {"attentive", "bored", "distracted", "engaged_in_discussion"} <= set(states["state"])
+    framing = json.loads((out / "summary.json").read_text())["framing"]
+    assert 0.5 < framing["head_share"] < 0.65 and not framing["close"]  # the face about 0.43 of the frame's height
 
 
 def test_live_with_a_file_source(webcam_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
@@ -343,3 +345,5 @@ def test_close_up_webcam_framing_is_one_person_with_states(webcam_video: Path, t
     assert json.loads((out / "session.json").read_text())["tracking"]["confirmed_tracks"] == 1
     states = pd.read_parquet(out / "states.parquet")
     assert states.track_id.nunique() == 1 and len(states) >= 0.9 * 60
+    framing = json.loads((out / "summary.json").read_text())["framing"]
+    assert framing["head_share"] > 0.8 and framing["close"]  # closer than the states were measured to hold in

@@ -211,6 +211,21 @@ def test_report_shows_this_sessions_numbers(full_report: dict[str, Path]) -> Non
     assert "front camera view, smoothed over 3.0 s, uncertain below 0.45<" in html  # every label kept
     assert "DeepSORT, mobilenetv2 appearance embeddings" in html
     assert "from the hands" not in html  # the lecture pipeline runs no hand models
+    assert "framing-notice" not in html  # a run without summary.json's framing (before it existed) has no notice
+
+
+def test_a_close_framing_is_named_on_the_report_and_the_pages_still_fit(tmp_path: Path) -> None:
+    """A framing closer than the states were measured in (summary.json's ``framing``) gets its notice; the largest
+    layout still fits the page limit with it. Without it (every other report here) there is none."""
+    run_dir = make_run(tmp_path / "run")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps(summary | {"framing": {"head_share": 1.176, "close": True}}))
+    paths = build_report(run_dir)
+    assert 'id="framing-notice"' in paths["html"].read_text()
+    assert "heads fill 118% of the frame's height" in _pdf_text(paths["pdf"])
+    assert len(PdfReader(paths["pdf"]).pages) <= 3
+    (run_dir / "summary.json").write_text(json.dumps(summary | {"framing": {"head_share": 0.59, "close": False}}))
+    assert "framing-notice" not in build_report(run_dir, formats=("html",))["html"].read_text()
 
 
 def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:

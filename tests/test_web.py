@@ -127,6 +127,14 @@ def test_sessions_list_and_session_page(client: Any) -> None:
     assert client.get("/charts/week-01/-/nothing.png").status_code == 404
     assert 'id="state-shares"' in html and "#3" in html
     assert all(f"/files/week-01/-/{name}" in html for name in ("states.parquet", "tracks.parquet", "summary.json"))
+    assert "framing-notice" not in html
+
+
+def test_session_page_warns_of_a_close_framing(client: Any, runs: Path) -> None:
+    summary_file = runs / "week-01" / "summary.json"
+    summary_file.write_text(json.dumps(json.loads(summary_file.read_text()) | {"framing": {"head_share": 0.9, "close": True}}))
+    html = client.get("/sessions/week-01").get_data(as_text=True)
+    assert 'id="framing-notice"' in html and "heads fill 90% of the frame" in html
 
 
 def test_course_view_compares_the_course_sessions(client: Any, runs: Path) -> None:

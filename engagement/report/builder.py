@@ -89,6 +89,7 @@ def session_context(run: Run) -> dict[str, Any]:
         "duration": _duration(run.duration_s),
         "status": status,
         "status_message": status_message,
+        "framing_notice": framing_notice(run),
         "approach": _approach(run, card),
         "approach_card": card,
         "formula": _formula(run.summary.get("formula") or {}),
@@ -173,6 +174,17 @@ def _status(run: Run, timeline: pd.DataFrame) -> tuple[str, str]:
         "camera shows the class and that the right video was processed.")
 
 
+def framing_notice(run: Run) -> str:
+    """The sentence that warns of a framing closer than the states were measured to hold in, or ``""``."""
+    framing = run.summary.get("framing") or {}
+    if not framing.get("close"):
+        return ""
+    return (f"The students' heads fill {100 * float(framing['head_share']):.0f}% of the frame's height (median). The "
+            "states were measured to hold with the face up to about half the frame's height; closer than that, raised "
+            "hands leave the picture and resting faces are misread, so read these states with care (model card, "
+            "\"How close is too close\"). Move the camera back so that the shoulders and hands are in view.")
+
+
 def _time_axis(run: Run) -> TimeAxis:
     """Minutes, as summary.json and scores.csv have them; for sessions of a few minutes, periods of a few
     seconds recomputed from the states table with the pipeline's own score, so a short clip is more than one dot."""
@@ -237,6 +249,7 @@ def session_overview(run: Run) -> dict[str, Any]:
     if status == "ok":
         chart_names = ["timeline"] + (["states"] if not _state_shares(run, time_axis).empty else []) + (["heatmap"] if not scores.empty else [])
     return {"facts": _facts(run), "session_score": _round(run.summary.get("session_score")), "status_message": status_message,
+            "framing_notice": framing_notice(run),
             "state_table": _state_table(run) if status == "ok" else [], "period": time_axis.period, "chart_names": chart_names}
 
 

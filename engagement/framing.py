@@ -1,0 +1,46 @@
+"""How close the camera frames the students: the number behind the report's close-framing notice.
+
+On unseen people the webcam states were measured to hold with the face up to about half the frame's height and to
+fail closer, raised hands first, as they leave the picture (MODEL_CARD.md, "How close is too close"). A run cannot
+tell that from its states, so it measures the framing itself: the median height of the analysed students' head
+boxes (``engagement.features.head_boxes``, from the pose keypoints, the boxes the classifier reads) as a share of
+the frame's height. On those measurements a head box was 1.37-1.40 times the face detector's box, so a face half
+the frame's height is a head box of about 0.7.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engagement.detections import COCO_KEYPOINTS, KEYPOINT_INDEX
+from engagement.features import head_boxes
+
+# Head box height / frame height above which the states are outside the framings they were measured to hold in.
+CLOSE_HEAD_SHARE = 0.7
+_FACE_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")  # all that head_boxes reads
+# The columns of tracks.parquet that the head boxes need (a long lecture's table is too big to read whole).
+TRACK_COLUMNS = ["frame", "track_id", "x1", "y1", "x2", "y2",
+                 *(f"{name}_{axis}" for name in _FACE_KEYPOINTS for axis in ("x", "y", "score"))]
+
+
+def head_share(tracks: pd.DataFrame, states: pd.DataFrame, frame_height: int) -> float | None:
+    """Median head-box height over frame height of the rows in ``states`` (the analysed students' frames), read from
+    their rows in ``tracks`` (``TRACK_COLUMNS`` of ``tracks.parquet``); None when there are none."""
+    if states.empty or tracks.empty or frame_height <= 0:
+        return None
+    rows = tracks.merge(states[["frame", "track_id"]].drop_duplicates(), on=["frame", "track_id"])
+    if rows.empty:
+        return None
+    keypoints = np.zeros((len(rows), len(COCO_KEYPOINTS), 3), np.float32)
+    for name in _FACE_KEYPOINTS:
+        keypoints[:, KEYPOINT_INDEX[name]] = rows[[f"{name}_{axis}" for axis in ("x", "y", "score")]].to_numpy(np.float32)
+    heads = head_boxes(keypoints, rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
+    return float(np.median(heads[:, 3] - heads[:, 1])) / frame_height
+
+
+def framing_summary(tracks: pd.DataFrame, states: pd.DataFrame, frame_height: int) -> dict[str, float | bool | None]:
+    """``summary.json``'s ``framing``: the median head share and whether it is closer than ``CLOSE_HEAD_SHARE``."""
+    share = head_share(tracks, states, frame_height)
+    return {"head_share": None if share is None else round(share, 3),
+            "close": share is not None and share > CLOSE_HEAD_SHARE}
