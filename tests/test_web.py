@@ -156,9 +156,24 @@ def test_no_browser_keeps_a_copy_of_what_describes_people(client: Any) -> None:
     assert client.get("/static/app.css").headers.get("Cache-Control") != "no-store"
 
 
+def test_names_and_urls_reach_the_pages_as_text_not_html(client: Any, registry_path: Path) -> None:
+    """Every page escapes what it shows: a roster name, a course title and a URL path are text, never markup (a link
+    that ran script in the page could take its CSRF token and withdraw a student)."""
+    script = "<script>document.title='XSS'</script>"
+    with Registry.open(registry_path) as registry:
+        registry.set_consent("S9", COURSE, "consented", name=f"Bob {script}")
+        registry.add_course("XSS-1", title="Intro <b>CS</b>")
+    pages = {url: client.get(url).get_data(as_text=True) for url in (
+        f"/consent/courses/{COURSE}", f"/consent/courses/{COURSE}/students/S9", "/consent/",
+        "/sessions/%3Cscript%3Edocument.title%3D%27XSS%27%3C%2Fscript%3E", "/seats/%3Csvg%20onload%3Dalert(1)%3E")}
+    for url, html in pages.items():
+        assert "<script>document" not in html and "<svg onload" not in html and "<b>CS</b>" not in html, url
+    assert "Bob &lt;script&gt;" in pages[f"/consent/courses/{COURSE}"] and "Intro &lt;b&gt;CS&lt;/b&gt;" in pages["/consent/"]
+
+
 def test_unknown_session_is_a_404_page(client: Any) -> None:
     page = client.get("/sessions/no-such-week")
-    assert page.status_code == 404 and "no session 'no-such-week'" in page.get_data(as_text=True)
+    assert page.status_code == 404 and "no session &#39;no-such-week&#39;" in page.get_data(as_text=True)
 
 
 def test_video_is_served_with_ranges(client: Any, runs: Path) -> None:
@@ -521,6 +536,12 @@ def test_browser_lists_sessions_and_plays_the_video(server: str, browser: Any) -
     assert wait_for(lambda: browser.execute_script("return document.getElementById('annotated').readyState") >= 2, 10)
     assert wait_for(lambda: browser.execute_script("return document.getElementById('annotated').currentTime") > 0.3, 10)
     assert browser.execute_script("return document.getElementById('annotated').error") is None
+
+
+def test_browser_runs_no_script_from_a_link(server: str, browser: Any) -> None:
+    browser.get(server + "/sessions/%3Cscript%3Edocument.title%3D%27XSS%27%3C%2Fscript%3E")
+    assert wait_for(lambda: browser.execute_script("return document.readyState") == "complete", 10)
+    assert browser.title != "XSS" and "<script>document.title='XSS'</script>" in browser.find_element("tag name", "main").text
 
 
 @pytest.mark.slow

@@ -66,6 +66,9 @@ def create_app(runs: Path, registry: str | Path | None = None, host: str = "127.
     if not runs.is_dir():
         raise UserError(f"runs folder not found: {runs}")
     app = Flask(__name__)
+    # Flask escapes only templates named .html, .htm, .xml or .svg; ours are .html.j2, so names, seats, titles and
+    # URLs would reach the pages as HTML (a link could run script that withdraws a student).
+    app.jinja_env.autoescape = True
     app.config.update(
         SECRET_KEY=secrets.token_bytes(32), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES, RUNS=runs, TOKEN_HASH=token_hash,
