@@ -24,7 +24,7 @@ from engagement.consent.stage import ConsentStage, analysable
 from engagement.detections import Detections
 from engagement.errors import UserError
 from engagement.models import file_sha256
-from engagement.pipeline.record import consent_record
+from engagement.pipeline.record import consent_record, recorded_config
 from engagement.records import to_json
 from engagement.sinks import track_rows
 from engagement.states import STATES
@@ -169,7 +169,8 @@ def test_registry_mode_blurs_and_excludes_everyone_not_consented(registry_path: 
 
 def test_the_session_record_maps_only_consenting_students_to_tracks(registry_path: Path) -> None:
     """Tracks mapped (by hand or by seat) to an opted-out or unregistered student are blurred and left out; the
-    session's track map, which goes into session.json and the registry, must not say they were there either."""
+    session's track map, which goes into session.json and the registry, and the config session.json records, must
+    not say they were there either."""
     with Registry.open(registry_path) as registry:
         _approved_course(registry)
         registry.set_consent("S1", "CS101", "consented")
@@ -180,6 +181,8 @@ def test_the_session_record_maps_only_consenting_students_to_tracks(registry_pat
         stage = ConsentStage(config.consent, registry)
     stage(_people([1, 2, 3]))
     assert consent_record(config, SimpleNamespace(consent=stage)).track_students == {1: "S1"}
+    assert recorded_config(config, SimpleNamespace(consent=stage)).consent.track_students == {1: "S1"}  # session.json's config
+    assert config.consent.track_students == {1: "S1", 2: "S2", 3: "S-never-signed"}  # the run's own config is left as given
 
 
 def test_names_stay_in_the_registry(registry_path: Path) -> None:

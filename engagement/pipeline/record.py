@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 import shutil
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
@@ -76,13 +77,23 @@ def session_record(
             input_complete=info.frames is None or frames >= info.frames,
         ),
         models=model_records(analyzer, renderer),
-        config=config,
+        config=recorded_config(config, analyzer),
         timings_s=timings,
         frames_analysed=analysed,
         tracking=tracking,
         consent=consent_record(config, analyzer),
         versions=package_versions(),
     )
+
+
+def recorded_config(config: PipelineConfig, analyzer: Analyzer) -> PipelineConfig:
+    """``config`` as session.json records it: with a course, its hand-made track map (``consent.track_students``)
+    keeps only the consenting students, as the session's own track map does (``consent_record``)."""
+    snapshot = analyzer.consent.snapshot
+    if snapshot is None:
+        return config
+    kept = {track: student for track, student in config.consent.track_students.items() if student in snapshot.consented}
+    return replace(config, consent=replace(config.consent, track_students=kept))
 
 
 def consent_record(config: PipelineConfig, analyzer: Analyzer) -> ConsentRecord:
