@@ -256,6 +256,25 @@ def test_withdraw_scrubs_every_file_of_the_run(registry_location: str | Path, tm
     assert not list(run_dir.glob(".*"))
 
 
+def test_withdraw_deletes_files_of_the_run_it_cannot_read(registry_location: str | Path, tmp_path: Path) -> None:
+    """A damaged table or a JSON file in another encoding may hold the student and cannot be cleaned: it is deleted
+    (failing closed), the rest is cleaned, and the withdrawal completes instead of stopping half-way."""
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir)
+    (run_dir / "notes.json").write_bytes('{"note": "caf\xe9 S2"}'.encode("latin-1"))
+    (run_dir / "extra.parquet").write_bytes(b"PAR1 not really a table")
+    (run_dir / "extra.csv").write_bytes(b'"unclosed\n')
+    with Registry.open(registry_location) as registry:
+        registry.set_consent("S2", "CS101", "consented")
+        registry.record_session("CS101", dt.date.today(), run_dir, None, {1: "S1", 2: "S2"})
+        (removal,) = withdraw_student(registry, "S2")
+        assert registry.sessions_holding("S2", {"CS101"}) == []  # finished: nothing left to find
+    assert {"notes.json", "extra.parquet", "extra.csv"} <= set(removal["files_deleted"])
+    assert not (run_dir / "notes.json").exists() and not (run_dir / "extra.parquet").exists()
+    assert removal["rows_removed"]["states.parquet"] == 2 and removal["course"] == "CS101"
+    assert 2 not in set(pd.read_parquet(run_dir / "states.parquet")["track_id"])
+
+
 def test_withdraw_unknown_student(registry_location: str | Path) -> None:
     with Registry.open(registry_location) as registry, pytest.raises(UserError, match="not in the registry"):
         registry.withdraw("nobody")

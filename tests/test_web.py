@@ -338,6 +338,36 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
     assert client.get("/charts/week-01/-/heatmap.png").data != heatmap  # drawn again without the student's rows
 
 
+def test_a_withdrawal_that_fails_says_so_and_can_be_finished(client: Any, runs: Path, registry_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cleaning a session fails (a read-only disk): the page says the student is withdrawn but not yet cleaned, the
+    student's page offers to finish, and finishing it cleans the session."""
+    import engagement.consent.outputs as outputs
+
+    def read_only(*_: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(runs / "week-01" / "states.parquet"))
+
+    monkeypatch.setattr(outputs, "remove_student", read_only)
+    failed = client.post("/consent/courses/BIO-101/students/S1/withdraw", data={"csrf_token": csrf(client)})
+    assert failed.status_code == 500 and "S1 is withdrawn, but cleaning their sessions failed" in failed.get_data(as_text=True)
+    assert statuses(registry_path)["S1"] == "withdrawn"
+    page = client.get("/consent/courses/BIO-101/students/S1").get_data(as_text=True)
+    assert 'id="unfinished-withdrawal"' in page
+    monkeypatch.undo()
+    done = client.post("/consent/courses/BIO-101/students/S1/withdraw", data={"csrf_token": csrf(client)})
+    assert done.status_code == 200 and set(pd.read_parquet(runs / "week-01" / "states.parquet")["track_id"]) == {2, 3}
+    assert 'id="unfinished-withdrawal"' not in client.get("/consent/courses/BIO-101/students/S1").get_data(as_text=True)
+
+
+def test_a_students_history_is_of_this_course(client: Any, registry_path: Path) -> None:
+    with Registry.open(registry_path) as registry:
+        registry.add_course("CHEM-2", title="Chemistry")
+        registry.set_consent("S1", "CHEM-2", "opted_out", recorded_on=dt.date(2026, 9, 3))
+    history = client.get("/consent/courses/BIO-101/students/S1").get_data(as_text=True)
+    assert "consent consented" in history and "CHEM-2" not in history and "consent opted out" not in history
+    assert "CHEM-2" in client.get("/consent/courses/CHEM-2/students/S1").get_data(as_text=True)
+
+
 def days_keeping_week_01() -> int:
     """A purge age that keeps week-01 (held 2026-10-05) whatever today is."""
     return (dt.date.today() - dt.date(2026, 10, 5)).days + 1

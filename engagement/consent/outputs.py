@@ -34,6 +34,15 @@ CLASS_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share
 log = logging.getLogger(__name__)
 
 
+def _unreadable_errors() -> tuple[type[Exception], ...]:
+    """What reading a damaged table or JSON file raises: bad bytes, text or JSON (ValueError and its subclasses, as
+    pandas' parser errors are) and Arrow's own errors."""
+    import pyarrow
+
+    return ValueError, pyarrow.ArrowException
+
+
+
 def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
     """Drop the rows of ``track_ids`` and any row with a cell equal to ``student``; returns how many."""
     import pandas as pd
@@ -132,10 +141,15 @@ def remove_student(run_dir: Path, student: str, track_ids: set[int]) -> dict[str
     deleted = _delete(run_dir, RENDERED_PATTERNS) if track_ids else []
     rows: dict[str, int] = {}
     if run_dir.is_dir():
-        for path in sorted([*run_dir.glob("*.parquet"), *run_dir.glob("*.csv")]):
-            rows[path.name] = _scrub_table(path, student, track_ids)
-        for path in sorted(run_dir.glob("*.json")):  # after the tables: the summary is recomputed from states.parquet
-            rows[path.name] = _scrub_json(path, student, track_ids)
+        tables = sorted([*run_dir.glob("*.parquet"), *run_dir.glob("*.csv")])
+        jsons = sorted(run_dir.glob("*.json"))  # after the tables: the summary is recomputed from states.parquet
+        for path, scrub in [*((table, _scrub_table) for table in tables), *((file, _scrub_json) for file in jsons)]:
+            try:
+                rows[path.name] = scrub(path, student, track_ids)
+            except _unreadable_errors() as error:  # it may hold the student and cannot be cleaned: it goes (fails closed)
+                log.warning("%s: unreadable (%s), deleted so that it cannot keep %s", path, type(error).__name__, student)
+                path.unlink()
+                deleted.append(path.name)
     if any(rows.values()):  # named without a track of theirs
         deleted += _delete(run_dir, RENDERED_PATTERNS)
     return {"run_dir": str(run_dir), "rows_removed": {k: v for k, v in rows.items() if v}, "files_deleted": deleted}
@@ -169,7 +183,7 @@ def _scrub_session(registry: Registry, session: Session, student: str) -> dict[s
     the session's tracks (kept until then, so that a withdrawal that failed half-way finds the session again);
     returns what was removed."""
     tracks = {t for t, s in session.track_students.items() if s == student}
-    removed = {"session": session.id, **remove_student(session.run_dir, student, tracks)}
+    removed = {"session": session.id, "course": session.course, **remove_student(session.run_dir, student, tracks)}
     registry.log("outputs_scrubbed", student, **_audited(removed))
     registry.forget_tracks(session.id, student)
     return removed

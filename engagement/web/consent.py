@@ -20,7 +20,8 @@ from engagement.consent.outputs import (
     KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, describe_recorded, expired_recordings, purge_recordings, purge_sessions, record_consent,
     recording_cutoff, session_cutoff, withdraw_student,
 )
-from engagement.errors import UserError
+from engagement.consent.status import WITHDRAWN
+from engagement.errors import UserError, error_line
 from engagement.web.app import registry
 from engagement.web.sessions import forget_charts
 
@@ -61,8 +62,10 @@ def student(code: str, student: str) -> str:
     current = next((r for r in registry().consent(code) if r.student == student), None)
     if current is None:
         abort(404, f"student {student!r} has no consent record in course {code!r}")
-    history = [entry for entry in registry().audit_log() if entry["subject"] == student]
-    return render_template("student.html.j2", course=code, record=current, history=history)
+    history = [entry for entry in registry().audit_log()
+               if entry["subject"] == student and entry["details"].get("course") in (None, code)]
+    unfinished = current.status == WITHDRAWN and bool(registry().sessions_holding(student, {code}))
+    return render_template("student.html.j2", course=code, record=current, history=history, unfinished=unfinished)
 
 
 @blueprint.post("/courses/<code>/record")
@@ -124,8 +127,13 @@ def withdraw(code: str, student: str) -> Any:
     if not any(r.student == student for r in registry().consent(code)):
         abort(404, f"student {student!r} has no consent record in course {code!r}")
     if request.method == "POST":
-        removals = withdraw_student(registry(), student, code)
-        forget_charts()
+        try:
+            removals = withdraw_student(registry(), student, code)
+        except (OSError, UserError) as error:
+            abort(500, f"{student} is withdrawn, but cleaning their sessions failed ({error_line(error)}); fix that and "
+                       "withdraw again from the student's page")
+        finally:
+            forget_charts()
         return render_template("withdrawn.html.j2", course=code, student=student, removals=removals)
     sessions = registry().sessions_holding(student, {code})
     return render_template("withdraw.html.j2", course=code, student=student, sessions=sessions)
