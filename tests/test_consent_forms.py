@@ -141,9 +141,12 @@ def test_cli_reimporting_the_roster_undoes_no_opt_out_and_set_withdrawn_cleans(
     with Registry.open(registry) as opened:
         assert {"P-0001", "P-0002"} <= opened.opted_out_students("DEMO-101")
         (tmp_path / "run").mkdir()
-        opened.record_session("DEMO-101", datetime.now().date(), tmp_path / "run", None, {4: "P-0004"})
+        opened.record_session("DEMO-101", datetime.now().date(), tmp_path / "run", None, {4: "P-0004", 5: "P-0005"})
     assert main(["consent", "set", "P-0004", "withdrawn", "--course", "DEMO-101", "--registry", registry]) == 0
     assert capsys.readouterr().out.strip() == "P-0004 in DEMO-101: withdrawn; cleaned 1 session(s)"
+    assert main(["consent", "set", "P-0005", "opted_out", "--course", "DEMO-101", "--registry", registry]) == 0
+    assert capsys.readouterr().out.strip() == ("P-0005 in DEMO-101: opted_out from now on; 1 recorded session(s) keep their "
+                                               "rows: 'consent withdraw' deletes them")
 
 
 def test_cli_bad_roster_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engagement.arguments import at_least_one, overlap
-from engagement.consent.status import STATUSES, WITHDRAWN
+from engagement.consent.status import OPTED_OUT, STATUSES, WITHDRAWN
 from engagement.errors import UserError
 from engagement.files import output_file
 
@@ -289,9 +289,12 @@ def _set(args: argparse.Namespace) -> int:
 
     with _open(args, create=True) as registry:
         refused, removals = record_consent(registry, [record])
+        kept = registry.sessions_holding(record.student, {record.course}) if record.status == OPTED_OUT and not refused else []
     for _, reason in refused:
         raise UserError(reason)
     cleaned = f"; cleaned {len(removals)} session(s)" if record.status == WITHDRAWN else ""
+    if kept:
+        cleaned = f" from now on; {len(kept)} recorded session(s) keep their rows: 'consent withdraw' deletes them"
     print(f"{record.student} in {record.course}: {record.status}{cleaned}")
     return 0
 

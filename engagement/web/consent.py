@@ -84,7 +84,10 @@ def record(code: str) -> Any:
         for _, reason in refused:
             flash(reason, "error")
         if not refused:
-            flash(f"{fields['student_id']}: {status.replace('_', ' ')}", "info")
+            kept = status != "consented" and registry().sessions_holding(fields["student_id"] or "", {code})
+            flash(f"{fields['student_id']}: {status.replace('_', ' ')}"
+                  + (f"; from now on. {len(kept)} recorded session(s) keep their rows: withdraw the student to delete "
+                     "them" if kept else ""), "info")
     return redirect(url_for("consent.course", code=code))
 
 
