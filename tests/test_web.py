@@ -634,6 +634,17 @@ def test_browser_draws_a_seat_by_clicks_and_saves_it(server: str, browser: Any, 
     assert np.allclose(seat["polygon"], [[20, 70], [60, 70], [60, 100], [20, 100]], atol=2)
 
 
+def test_browser_seat_editor_says_when_a_session_has_no_video(server: str, browser: Any, runs: Path) -> None:
+    """A session whose annotated video a withdrawal deleted: it is not offered, and asked for by URL the editor says
+    why there is no frame instead of showing a blank canvas whose plan could only be refused."""
+    (runs / "week-01" / "annotated.mp4").unlink()
+    browser.get(server + "/seats/R1")
+    assert "session week-01" not in browser.find_element("id", "source").text
+    browser.get(server + "/seats/R1?source=week-01")
+    assert wait_for(lambda: "could not be loaded" in browser.find_element("id", "seat-message").text, 10)
+    assert not browser.find_element("id", "save").is_enabled()
+
+
 def test_browser_roster_upload_with_a_bad_row_names_it(server: str, browser: Any, registry_path: Path, tmp_path: Path) -> None:
     roster = tmp_path / "class.csv"
     roster.write_text("student_id,course,status\nS4,BIO-101,consented\nS5,BIO-101,maybe\n")

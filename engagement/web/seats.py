@@ -64,7 +64,7 @@ def editor(room: str) -> str:
     ``uploaded``; ``t``: seconds into it)."""
     room = _room_or_404(room)
     plan = _plan(room)
-    sessions = list(run_folders(current_app.config["RUNS"]))
+    sessions = [key for key, folder in run_folders(current_app.config["RUNS"]).items() if (folder / ANNOTATED_MP4).is_file()]
     source = request.args.get("source") or (sessions[-1] if sessions else "")
     time_s = request.args.get("t", "0")
     return render_template("seat_editor.html.j2", room=room, plan=plan.to_dict() if plan else None, sessions=sessions,

@@ -92,6 +92,15 @@
     }
     draw();
   };
-  if (image.complete && image.naturalWidth) ready(); else image.addEventListener("load", ready);
+  const unavailable = () => {
+    message.textContent = "the reference frame could not be loaded (a session without its annotated video?): " +
+      "pick another session or upload a video";
+    document.querySelector("#save-plan button").disabled = true;
+  };
+  if (image.complete && image.naturalWidth) ready(); else {
+    image.addEventListener("load", ready);
+    image.addEventListener("error", unavailable);
+    if (image.complete) unavailable();  // failed before this script ran
+  }
   list();
 })();
