@@ -295,6 +295,20 @@ def test_purge_older_than_zero_removes_todays_session_and_every_file(registry_lo
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # only what the run did not write survives
 
 
+def test_a_session_id_is_never_given_twice(registry_location: str | Path, tmp_path: Path) -> None:
+    """After a purge the next session gets a new id, so the audit log's entries about a purged session never read as
+    if about a later one (SQLite would give the largest id in the table plus one)."""
+    with Registry.open(registry_location) as registry:
+        first = registry.record_session("CS101", dt.date.today(), tmp_path / "a", None, {})
+        second = registry.record_session("CS101", dt.date.today(), tmp_path / "b", None, {})
+        registry.forget_session(second, {})
+        registry.forget_session(first, {})
+        third = registry.record_session("CS101", dt.date.today(), tmp_path / "c", None, {})
+        assert third > second > first
+        recorded = [entry["details"]["session"] for entry in registry.audit_log() if entry["action"] == "session_recorded"]
+        assert recorded == [first, second, third]
+
+
 def test_purge_deletes_only_old_sessions(registry_location: str | Path, tmp_path: Path) -> None:
     old, recent = tmp_path / "old", tmp_path / "recent"
     _fake_run(old)

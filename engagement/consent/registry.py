@@ -641,14 +641,11 @@ class Registry:
             self._upsert_course(connection, course)
             for student in set(track_students.values()):
                 self._upsert_student(connection, student, None)
-            session_id = int(
-                connection.execute(
-                    sessions.insert().values(**_checked(
-                        sessions, course=course, held_on=date, run_dir=str(Path(run_dir).resolve()), video_sha256=video_sha256,
-                        created_at=_now(),
-                    ))
-                ).inserted_primary_key[0]
-            )
+            values = _checked(sessions, course=course, held_on=date, run_dir=str(Path(run_dir).resolve()),
+                              video_sha256=video_sha256, created_at=_now())
+            if connection.dialect.name == "sqlite":
+                values["id"] = self._next_session_id(connection)
+            session_id = int(connection.execute(sessions.insert().values(**values)).inserted_primary_key[0])
             if track_students:
                 connection.execute(
                     session_tracks.insert(),
@@ -656,6 +653,17 @@ class Registry:
                 )
             self._audit(connection, "session_recorded", course, session=session_id, tracks=len(track_students))
         return session_id
+
+    @staticmethod
+    def _next_session_id(connection: Connection) -> int:
+        """One more than any session id ever given, purged ones included. SQLite gives a new row the largest id in
+        the table plus one, so after a purge a new session would take a purged one's id, and the audit log's entries
+        about the old session would read as if about the new one (PostgreSQL's sequence never gives an id twice)."""
+        recorded = connection.execute(
+            sa.select(audit_log.c.details).where(audit_log.c.action == "session_recorded")).scalars()
+        audited = max((int(json.loads(details).get("session", 0)) for details in recorded), default=0)
+        in_table = connection.execute(sa.select(sa.func.max(sessions.c.id))).scalar() or 0
+        return max(audited, in_table) + 1
 
     def sessions(self, course: str | None = None, held_on_or_before: dt.date | None = None) -> list[Session]:
         """Recorded sessions, oldest first, optionally of one course and held on or before a date."""
