@@ -255,6 +255,16 @@ def test_empty_sessions_give_a_short_valid_report(tmp_path: Path, students: int,
     assert 'id="ethics"' in html and 'id="provenance"' in html
 
 
+def test_a_run_of_a_course_without_a_session_name_is_titled_by_its_folder(tmp_path: Path) -> None:
+    from engagement.report.run import load_run
+
+    run_dir = make_run(tmp_path / "cs-run-7", students=1, minutes=1, video=False)
+    session = json.loads((run_dir / "session.json").read_text())
+    session["config"]["consent"]["session"] = None
+    (run_dir / "session.json").write_text(json.dumps(session))
+    assert load_run(run_dir).title == "BIO-101 - cs-run-7"  # two runs of one course tell apart
+
+
 def test_run_with_only_session_json_still_reports(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path / "run", students=3, minutes=2, video=False)
     for name in ("summary.json", "scores.csv", "states.parquet"):

@@ -57,7 +57,10 @@ class Run:
 
     @property
     def title(self) -> str:
-        """Course and session names as configured, else the input video's file name."""
+        """Course and session names as configured (a course alone with the run folder's name, so that two runs of one
+        course tell apart), else the input video's file name."""
+        if self.course and not self.session.config.consent.session:
+            return f"{self.course} - {self.path.name}"
         parts = [part for part in (self.course, self.session.config.consent.session) if part]
         return " - ".join(parts) if parts else Path(self.session.input.path or self.path.name).name
 
