@@ -292,6 +292,9 @@ def test_set_and_import_judge_an_id_alike(tmp_path: Path, student: str, capsys: 
         (["--course", "C1", "--date", "2999-01-01"], "date: after today"),
         (["--course", "C1", "--name", "N" * 201], "name: longer than 200 characters"),
         (["--course", "C1", "--seat", "S" * 65], "seat: longer than 64 characters"),
+        (["--course", "C1", "--form-version", "v\x012"], "form_version: must not hold control characters"),
+        (["--course", "C1", "--seat", "A\t1"], "seat: must not hold control characters"),
+        (["--course", "C1", "--name", "Ada\nLovelace"], "name: must not hold control characters"),
         (["--course", " "], "course: missing"),
     ],
 )

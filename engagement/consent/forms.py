@@ -159,8 +159,9 @@ def read_roster(path: Path) -> list[ConsentRecord]:
 
 
 # How each JSON Schema rule is told, without the value: a roster's values are personal data.
+PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$"  # the schema's rule for free text: no control characters
 RULES = {
-    "pattern": lambda rule: f"must match {rule}",
+    "pattern": lambda rule: "must not hold control characters (tabs, line breaks, NUL)" if rule == PRINTABLE else f"must match {rule}",
     "maxLength": lambda rule: f"longer than {rule} characters",
     "enum": lambda rule: f"must be one of {', '.join(rule)}",
 }
