@@ -145,7 +145,7 @@ def _require_token() -> Any:
 def _login() -> Any:
     expected = current_app.config["TOKEN_HASH"]
     if request.method == "POST":
-        if expected is None or hmac.compare_digest(token_digest(request.form.get("token", "")), expected):
+        if expected is None or hmac.compare_digest(token_digest(request.form.get("token", "").strip()), expected):
             session["authenticated"] = True
             return redirect(url_for("sessions.index"))
         return render_template("login.html.j2", error="wrong access token"), 401
