@@ -137,8 +137,10 @@ def test_session_page_warns_of_a_close_framing(client: Any, runs: Path) -> None:
     assert 'id="framing-notice"' in html and "heads fill 90% of the frame" in html
 
 
-def test_course_view_compares_the_course_sessions(client: Any, runs: Path) -> None:
+def test_course_view_compares_the_course_sessions(client: Any, runs: Path, registry_path: Path) -> None:
     make_run(runs / "week-02", seconds=2)
+    with Registry.open(registry_path) as registry:
+        registry.record_session(COURSE, dt.date(2026, 10, 12), runs / "week-02", None, {})
     assert '/courses/BIO-101"' in client.get("/").get_data(as_text=True)
     html = client.get("/courses/BIO-101").get_data(as_text=True)
     assert html.count('href="/sessions/week-0') == 2
@@ -169,6 +171,25 @@ def test_names_and_urls_reach_the_pages_as_text_not_html(client: Any, registry_p
     for url, html in pages.items():
         assert "<script>document" not in html and "<svg onload" not in html and "<b>CS</b>" not in html, url
     assert "Bob &lt;script&gt;" in pages[f"/consent/courses/{COURSE}"] and "Intro &lt;b&gt;CS&lt;/b&gt;" in pages["/consent/"]
+
+
+def test_a_course_run_the_registry_does_not_hold_is_neither_listed_nor_served(client: Any, runs: Path) -> None:
+    """A copy of a course's run (or one whose registration failed) is out of reach of withdrawal and purge: the app
+    names it and leaves it out rather than keep a withdrawn student's rows in view. A run of no course is shown."""
+    import shutil
+
+    shutil.copytree(runs / "week-01", runs / "copy of week-01")
+    nowhere = make_run(runs / "no-course")
+    session = json.loads((nowhere / "session.json").read_text())
+    session["config"]["consent"]["course"] = session["consent"]["course"] = None
+    (nowhere / "session.json").write_text(json.dumps(session))
+    listing = client.get("/").get_data(as_text=True)
+    assert 'id="unregistered-runs"' in listing and "Not shown: copy of week-01." in listing
+    assert "/sessions/copy%20of%20week-01" not in listing and "/sessions/no-course" in listing
+    for url in ("/sessions/copy%20of%20week-01", "/files/copy%20of%20week-01/-/states.parquet",
+                "/charts/copy%20of%20week-01/-/timeline.png", "/seats/R1/frame.png?source=copy%20of%20week-01"):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/sessions/no-course").status_code == 200
 
 
 def test_unknown_session_is_a_404_page(client: Any) -> None:

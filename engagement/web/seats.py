@@ -21,7 +21,7 @@ from engagement.errors import UserError
 from engagement.files import ANNOTATED_MP4, SESSION_JSON
 from engagement.session import SessionRecord
 from engagement.web.app import registry
-from engagement.web.sessions import run_folder, run_folders
+from engagement.web.sessions import run_folder, served_runs
 
 blueprint = Blueprint("seats", __name__, url_prefix="/seats")
 UPLOADED = "uploaded"  # the ``source`` of a reference frame taken from an uploaded video
@@ -55,7 +55,7 @@ def index() -> Any:
     if request.args.get("room"):
         return redirect(url_for("seats.editor", room=request.args["room"].strip()))
     plans = [registry().seat_plan(room) for room in registry().rooms()]
-    return render_template("seats.html.j2", plans=plans, sessions=list(run_folders(current_app.config["RUNS"])))
+    return render_template("seats.html.j2", plans=plans, sessions=list(served_runs()[0]))
 
 
 @blueprint.get("/<room>")
@@ -64,7 +64,7 @@ def editor(room: str) -> str:
     ``uploaded``; ``t``: seconds into it)."""
     room = _room_or_404(room)
     plan = _plan(room)
-    sessions = [key for key, folder in run_folders(current_app.config["RUNS"]).items() if (folder / ANNOTATED_MP4).is_file()]
+    sessions = [key for key, folder in served_runs()[0].items() if (folder / ANNOTATED_MP4).is_file()]
     source = request.args.get("source") or (sessions[-1] if sessions else "")
     time_s = request.args.get("t", "0")
     return render_template("seat_editor.html.j2", room=room, plan=plan.to_dict() if plan else None, sessions=sessions,

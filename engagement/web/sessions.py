@@ -15,9 +15,11 @@ from typing import Any, Callable
 from flask import Blueprint, Response, abort, current_app, render_template, send_file
 
 from engagement.errors import UserError
+from engagement.files import SESSION_JSON
 from engagement.report.builder import comparison_charts, comparison_context, session_charts, session_overview
 from engagement.report.run import Run, load_run
-from engagement.web.app import file_in
+from engagement.session import SessionRecord
+from engagement.web.app import file_in, registry
 
 blueprint = Blueprint("sessions", __name__)
 DOWNLOADS = ("*.csv", "*.parquet", "*.json", "report.html", "report.pdf")
@@ -39,9 +41,32 @@ def run_folders(runs: Path) -> dict[str, Path]:
     return found
 
 
+def _registry_lost(folder: Path, registered: set[Path]) -> bool:
+    """Whether ``folder`` is a run of a course that the consent registry does not hold: a copy, or a run whose
+    registration failed. No withdrawal or purge can reach it."""
+    try:
+        record = SessionRecord.read(folder / SESSION_JSON)
+    except UserError:
+        return False  # unreadable: the sessions list names it
+    return bool(record.consent.course or record.config.consent.course) and folder not in registered
+
+
+def served_runs() -> tuple[dict[str, Path], list[str]]:
+    """The run folders the app shows and serves, by key, and the keys it leaves out because they are runs of a course
+    the registry does not hold (``_registry_lost``): showing them would keep a withdrawn student's rows in view."""
+    registered = {session.run_dir.resolve() for session in registry().sessions()}
+    served, lost = {}, []
+    for key, folder in run_folders(current_app.config["RUNS"]).items():
+        if _registry_lost(folder, registered):
+            lost.append(key)
+        else:
+            served[key] = folder
+    return served, lost
+
+
 def run_folder(key: str) -> Path:
-    """The run folder of ``key``; 404 when there is none."""
-    folder = run_folders(current_app.config["RUNS"]).get(key)
+    """The run folder of ``key``; 404 when there is none or it is not served (``served_runs``)."""
+    folder = served_runs()[0].get(key)
     if folder is None:
         abort(404, f"no session {key!r} under the runs folder")
     return folder
@@ -73,7 +98,7 @@ def _cached_chart(key: tuple, name: str, draw: Callable[[], dict[str, bytes]]) -
 
 def _course_runs(code: str) -> list[tuple[str, Run]]:
     runs = []
-    for key, folder in run_folders(current_app.config["RUNS"]).items():
+    for key, folder in served_runs()[0].items():
         try:
             run = load_run(folder, tables=False)
         except UserError:
@@ -98,13 +123,14 @@ def _row(key: str, run: Run) -> dict[str, Any]:
 def index() -> str:
     """Every run: date, course, duration, session score, students analysed and excluded by consent."""
     rows, unreadable = [], []
-    for key, folder in run_folders(current_app.config["RUNS"]).items():
+    served, lost = served_runs()
+    for key, folder in served.items():
         try:
             rows.append(_row(key, load_run(folder, tables=False)))
         except UserError as error:
             unreadable.append(str(error))
     rows.sort(key=lambda row: (row["date"], row["key"]), reverse=True)
-    return render_template("sessions.html.j2", rows=rows, unreadable=unreadable)
+    return render_template("sessions.html.j2", rows=rows, unreadable=unreadable, lost=lost)
 
 
 @blueprint.get("/courses/<code>")
