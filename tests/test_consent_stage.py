@@ -46,6 +46,20 @@ def test_seat_zone_uses_the_box_anchor_and_is_sticky() -> None:
     assert stage.excluded_track_ids == {1}
 
 
+def test_one_persons_fragments_joined_by_stitching_count_as_one_person_excluded() -> None:
+    """Pass 1 saw one student in an opted-out seat as two tracklets (1 and 3); stitching joins them as track 1: the
+    outputs count one person excluded, and every row of the joined track, the earlier frames included, is hidden."""
+    stage = ConsentStage(ConsentConfig(blur="opted_out", opted_out_seats=[SeatZone("back", L_ZONE)]))
+    early = stage(_people([[300, 0, 400, 300], [0, -200, 50, 90]], [1, 2]))  # track 1 not yet in the seat
+    stage(_people([[0, -200, 50, 90]], [1]))
+    stage(_people([[0, -200, 50, 90]], [3]))
+    assert stage.excluded_track_ids == {1, 2, 3}
+    early.track_id = np.array([1, 2])
+    stage.exclude_whole_tracks([early], {3: 1})
+    assert stage.excluded_track_ids == {1, 2}
+    assert early.data["opted_out"].tolist() == [True, True] and early.data["blur"].tolist() == [True, True]
+
+
 def test_unknown_people_follow_the_unknown_policy() -> None:
     boxes = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]
     people = _people(boxes, [-1, 5, 6], confirmed=[False, False, True])

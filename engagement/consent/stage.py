@@ -225,9 +225,10 @@ class ConsentStage:
 
     def exclude_whole_tracks(self, frames: list[Detections], mapping: dict[int, int]) -> None:
         """A recording, between the passes: every row of each track opted out at any time (``excluded_track_ids``,
-        renamed by the stitching ``mapping``) is opted out and hidden, in place, its frames before that included;
-        pass 1 could only decide forward in time."""
+        renamed by the stitching ``mapping``, which they keep from then on) is opted out and hidden, in place, its
+        frames before that included; pass 1 could only decide forward in time."""
         reasons = {mapping.get(track, track): reason for track, reason in self._excluded.items()}
+        self._excluded = reasons  # one person's fragments, joined, are one person excluded (the count in the outputs)
         hide = self.config.blur != "none"
         for detections in frames:
             rows = [row for row, track in enumerate(detections.track_id.tolist()) if track in reasons]
