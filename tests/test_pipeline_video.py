@@ -48,6 +48,46 @@ def test_classroom_outputs(classroom_run: Path, classroom_video: Path):
     assert streams == ["video"]  # the input's audio is dropped by default
 
 
+def test_a_large_class_report_of_a_real_run_fits_three_pages(classroom_run: Path, tmp_path: Path):
+    """The page limit with what a real run records (its models, the shipped model card, the lecture pipeline's
+    settings) and the most a report shows: 60 students over 90 minutes (synthetic states), an instructor, an
+    incomplete input and a close framing."""
+    import shutil
+
+    import numpy as np
+    from pypdf import PdfReader
+
+    from engagement.report import build_report
+    from engagement.scoring import summarize
+    from engagement.states import STATES
+
+    run = tmp_path / "large"
+    shutil.copytree(classroom_run, run, ignore=shutil.ignore_patterns("report.*"))
+    rng, times = np.random.default_rng(0), np.arange(0, 90 * 60, 2.0)
+    states = []
+    for track in range(1, 61):
+        probabilities = rng.dirichlet(np.full(len(STATES), 0.5), len(times))
+        table = pd.DataFrame(probabilities, columns=[f"p_{state}" for state in STATES])
+        table.insert(0, "track_id", track)
+        table.insert(0, "time_s", times)
+        table.insert(0, "frame", (times * 30).astype(int))
+        table["state"] = np.where(probabilities.max(axis=1) < 0.35, "uncertain", np.array(STATES)[probabilities.argmax(axis=1)])
+        states.append(table)
+    states = pd.concat(states, ignore_index=True)
+    states.to_parquet(run / "states.parquet")
+    scores, summary = summarize(states, 90 * 60.0, 3)
+    scores.to_csv(run / "scores.csv", index=False)
+    (run / "summary.json").write_text(json.dumps(summary | {"framing": {"head_share": 0.9, "close": True}}))
+    session = json.loads((run / "session.json").read_text())
+    session["input"].update(duration_s=5400.0, frames_expected=200000, frames_decoded=162000, input_complete=False)
+    session["tracking"].update(confirmed_tracks=64, instructor_tracks=[64])
+    (run / "session.json").write_text(json.dumps(session))
+    pdf = build_report(run)["pdf"]
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert len(PdfReader(pdf).pages) <= 3
+    assert "Incomplete input." in text and "Close framing." in text and "track #64, not analysed" in text
+
+
 def test_run_line_gives_speed_with_and_without_model_loading(classroom_run: Path):
     session = json.loads((classroom_run / "session.json").read_text())
     line = describe(classroom_run, SessionRecord.from_json(session))

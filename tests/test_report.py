@@ -255,6 +255,35 @@ def test_empty_sessions_give_a_short_valid_report(tmp_path: Path, students: int,
     assert 'id="ethics"' in html and 'id="provenance"' in html
 
 
+def test_the_instructor_and_an_incomplete_input_are_named(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "run", students=4, minutes=2, excluded=0, video=False)
+    html = build_report(run_dir, formats=("html",))["html"].read_text()
+    assert "<th>Instructor</th><td>none marked</td>" in html and 'id="input-notice"' not in html
+    session = json.loads((run_dir / "session.json").read_text())
+    session["tracking"]["instructor_tracks"] = [11]
+    session["input"].update(frames_expected=149, frames_decoded=89, input_complete=False)
+    (run_dir / "session.json").write_text(json.dumps(session))
+    html = build_report(run_dir, formats=("html",))["html"].read_text()
+    assert "<th>Instructor</th><td>track #11, not analysed</td>" in html
+    assert 'id="input-notice"' in html and "decoded to 89 of the 149 frames its file declares" in html
+
+
+def test_everyone_excluded_but_the_instructor_is_said_so(tmp_path: Path) -> None:
+    """Four people tracked: three students, all opted out, and the instructor, who is never a student."""
+    run_dir = make_run(tmp_path / "run", students=0, excluded=3, minutes=2, video=False)
+    session = json.loads((run_dir / "session.json").read_text())
+    session["tracking"].update(confirmed_tracks=4, instructor_tracks=[4])
+    (run_dir / "session.json").write_text(json.dumps(session))
+    assert "Everyone opted out." in build_report(run_dir, formats=("html",))["html"].read_text()
+
+
+def test_a_run_without_its_summary_says_what_is_missing(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "run", students=3, minutes=2, video=False)
+    (run_dir / "summary.json").unlink()
+    html = build_report(run_dir, formats=("html",))["html"].read_text()
+    assert "This run folder has no summary.json although its states table holds" in html
+
+
 def test_a_run_of_a_course_without_a_session_name_is_titled_by_its_folder(tmp_path: Path) -> None:
     from engagement.report.run import load_run
 

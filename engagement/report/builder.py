@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from engagement.consent.stage import BLURRED_BY_POLICY
 from engagement.errors import UserError
-from engagement.files import write_atomic
+from engagement.files import SUMMARY_JSON, write_atomic
 from engagement.states import STATES, UNCERTAIN
 from engagement.report import charts
 from engagement.report.charts import TimeAxis
@@ -90,6 +90,7 @@ def session_context(run: Run) -> dict[str, Any]:
         "status": status,
         "status_message": status_message,
         "framing_notice": framing_notice(run),
+        "input_notice": input_notice(run),
         "approach": _approach(run, card),
         "approach_card": card,
         "formula": _formula(run.summary.get("formula") or {}),
@@ -158,7 +159,12 @@ def _status(run: Run, timeline: pd.DataFrame) -> tuple[str, str]:
     """``ok``, ``all_excluded``, ``not_analysed`` or ``no_students``, with the sentence shown when not ``ok``."""
     if run.students and not timeline.empty:
         return "ok", ""
-    tracked = run.people_tracked
+    tracked = run.people_tracked - len(run.instructors)
+    if not run.summary and not run.states.empty:
+        return "not_analysed", (
+            f"This run folder has no {SUMMARY_JSON} although its states table holds {len(run.states)} rows (a run "
+            "that stopped before it finished, or a file deleted by hand), so this report has no engagement figures: "
+            "process the video again.")
     if run.people_excluded and run.people_excluded >= tracked:
         return "all_excluded", (
             f"Everyone seen in this session ({run.people_excluded} people) was excluded by the consent policy "
@@ -249,7 +255,7 @@ def session_overview(run: Run) -> dict[str, Any]:
     if status == "ok":
         chart_names = ["timeline"] + (["states"] if not _state_shares(run, time_axis).empty else []) + (["heatmap"] if not scores.empty else [])
     return {"facts": _facts(run), "session_score": _round(run.summary.get("session_score")), "status_message": status_message,
-            "framing_notice": framing_notice(run),
+            "framing_notice": framing_notice(run), "input_notice": input_notice(run),
             "state_table": _state_table(run) if status == "ok" else [], "period": time_axis.period, "chart_names": chart_names}
 
 
@@ -329,9 +335,20 @@ def _facts(run: Run) -> list[tuple[str, str]]:
         ("Duration", _duration(run.duration_s)),
         ("Video", f"{Path(video.path or 'unknown').name} ({size}, {fps})"),
         ("People tracked", f"{run.people_tracked} (at most {in_view} in view at once)" if in_view else str(run.people_tracked)),
+        ("Instructor", ", ".join(f"track #{track}" for track in run.instructors) + ", not analysed"
+         if run.instructors else "none marked"),
         ("Students analysed", str(len(run.students))),
         ("People excluded by consent", str(run.people_excluded)),
     ]
+
+
+def input_notice(run: Run) -> str:
+    """The sentence that says the input decoded to fewer frames than it declares, or ``""``."""
+    video = run.session.input
+    if video.input_complete is not False:
+        return ""
+    return (f"The video decoded to {video.frames_decoded} of the {video.frames_expected} frames its file declares "
+            "(truncated or corrupt): every figure here covers the decoded part only.")
 
 
 def _approach(run: Run, card: CardSummary) -> list[dict[str, str]]:

@@ -148,7 +148,7 @@ def heatmap_chart(scores: pd.DataFrame, time_axis: TimeAxis) -> bytes:
     all_bins = np.arange(int(grid.columns.min()), int(grid.columns.max()) + 1)
     grid = grid.reindex(columns=all_bins).sort_index()
     rows = len(grid)
-    height = min(4.6, 0.9 + 0.12 * rows)
+    height = min(3.4, 0.9 + 0.12 * rows)  # capped so that a large class keeps the report within its three pages
     figure, axis = plt.subplots(figsize=(TEXT_WIDTH_IN, height))
     colour_map = plt.get_cmap("viridis").with_extremes(bad="#EEEEEE")
     left, right = time_axis.position(np.array([all_bins[0], all_bins[-1] + 1.0]))

@@ -48,6 +48,11 @@ class Run:
         return self.session.tracking.confirmed_tracks or len(self.students)
 
     @property
+    def instructors(self) -> list[int]:
+        """The tracks marked as the instructor: tracked, never analysed."""
+        return list(self.session.tracking.instructor_tracks or [])
+
+    @property
     def duration_s(self) -> float:
         return self.session.input.duration_s
 
