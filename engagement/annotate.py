@@ -14,22 +14,21 @@ import numpy as np
 
 from engagement.config import SeatZone
 from engagement.detections import COCO_SKELETON, KEYPOINT_DRAW_MIN_SCORE, Detections
-from engagement.states import DISPLAY_NAMES, STATES, UNCERTAIN
+from engagement.states import DISPLAY_NAMES, INSTRUCTOR_COLOUR, STATE_COLOURS, STATES, UNCERTAIN
 
 Color = tuple[int, int, int]  # BGR
 
-NO_STATE_COLOR: Color = (160, 160, 160)  # grey: not classified (yet), or an unknown state
-# The Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), as BGR.
-STATE_COLORS: dict[str, Color] = {
-    "attentive": (115, 158, 0),  # bluish green
-    "taking_notes": (233, 180, 86),  # sky blue
-    "engaged_in_discussion": (178, 114, 0),  # blue
-    "confused": (66, 228, 240),  # yellow
-    "bored": (0, 159, 230),  # orange
-    "distracted": (0, 94, 213),  # vermillion
-    UNCERTAIN: NO_STATE_COLOR,  # grey too: the classifier was not sure enough to name a state
-}
-INSTRUCTOR_COLOR: Color = (167, 121, 204)  # reddish purple
+
+def bgr(hex_colour: str) -> Color:
+    """An RGB hex colour (``#RRGGBB``) as OpenCV's BGR tuple."""
+    red, green, blue = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return blue, green, red
+
+
+# The states' shared colours (``engagement.states.STATE_COLOURS``, as the report and the web app draw them), as BGR.
+STATE_COLORS: dict[str, Color] = {state: bgr(colour) for state, colour in STATE_COLOURS.items()}
+NO_STATE_COLOR: Color = STATE_COLORS[UNCERTAIN]  # grey: not classified (yet), uncertain, or an unknown state
+INSTRUCTOR_COLOR: Color = bgr(INSTRUCTOR_COLOUR)
 ZONE_COLOR: Color = (255, 0, 255)  # magenta: drawn outlines, never a person's colour
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 SCORE_MEANING = "number: engagement score 0-100"

@@ -24,6 +24,18 @@ STATE_INDEX: dict[str, int] = {state: i for i, state in enumerate(STATES)}
 # Shown instead of a state when the most probable one is below ``classifier.uncertain_below``: a state value,
 # never a trained class.
 UNCERTAIN = "uncertain"
+# One colour per state wherever states are drawn (the annotated video, the report's charts, the web app), from the
+# Okabe-Ito palette (distinguishable with the common colour-vision deficiencies); RGB hex.
+STATE_COLOURS: dict[str, str] = {
+    "attentive": "#009E73",  # bluish green
+    "taking_notes": "#56B4E9",  # sky blue
+    "engaged_in_discussion": "#0072B2",  # blue
+    "confused": "#F0E442",  # yellow
+    "bored": "#E69F00",  # orange
+    "distracted": "#D55E00",  # vermillion
+    UNCERTAIN: "#A0A0A0",  # grey: the classifier was not sure enough to name a state
+}
+INSTRUCTOR_COLOUR = "#CC79A7"  # reddish purple: never a state's colour
 
 
 def named_state(probs: np.ndarray, uncertain_below: float = 0.0) -> str:

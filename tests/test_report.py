@@ -414,3 +414,15 @@ def test_model_card_figures_include_the_running_baseline_rows() -> None:
         assert {f"clabehavior room {room}, unseen / model", f"clabehavior room {room}, unseen / rules"} <= set(labels)
     assert "cctv headstate" not in labels  # coverage sits in the model's row
     assert "FER-2013 expression features" in summary.not_kept
+
+
+def test_the_report_and_the_web_app_colour_each_state_as_the_video_does() -> None:
+    from engagement.annotate import INSTRUCTOR_COLOR, STATE_COLORS, bgr
+    from engagement.report import charts
+    from engagement.report.builder import _state_legend
+    from engagement.web import live
+
+    assert {state: bgr(colour) for state, colour in charts.STATE_COLOURS.items()} == STATE_COLORS
+    assert {state: bgr(colour) for state, colour in live.STATE_COLOURS.items()} == STATE_COLORS
+    assert bgr("#CC79A7") == INSTRUCTOR_COLOR and "#CC79A7" not in charts.STATE_COLOURS.values()
+    assert {entry["colour"] for entry in _state_legend()} == set(charts.STATE_COLOURS.values())  # the report's swatches

@@ -18,20 +18,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from engagement.report.run import readable_name  # noqa: E402
+from engagement.states import STATE_COLOURS as SHARED_COLOURS  # noqa: E402
 from engagement.states import UNCERTAIN  # noqa: E402
 
 TEXT_WIDTH_IN = 7.1
 DPI = 200
-# Stacking order: engaged states at the bottom, disengaged ones on top.
-STATE_COLOURS = {
-    "engaged_in_discussion": "#009E73",
-    "attentive": "#0072B2",
-    "taking_notes": "#56B4E9",
-    "confused": "#E69F00",
-    "bored": "#CC79A7",
-    "distracted": "#D55E00",
-    UNCERTAIN: "#A0A0A0",  # grey, as in the annotated video: below classifier.uncertain_below
-}
+# The states' shared colours (as in the annotated video) in stacking order: engaged states at the bottom, disengaged
+# ones on top, uncertain last.
+STACKED = ("engaged_in_discussion", "attentive", "taking_notes", "confused", "bored", "distracted", UNCERTAIN)
+STATE_COLOURS = {state: SHARED_COLOURS[state] for state in STACKED}
 HIGH_COLOUR, LOW_COLOUR = "#009E73", "#D55E00"
 
 plt.rcParams.update({
