@@ -155,3 +155,10 @@ def test_a_shipped_name_is_never_taken_from_the_working_folder(tmp_path: Path, m
     (tmp_path / "lecture").write_text("consent:\n  blur: none\n")
     assert load_pipeline("webcam").tracker.single_person and load_pipeline("lecture").consent.blur == "unconsented"
     assert load_pipeline("./lecture").consent.blur == "none"  # a path says it is one
+
+
+@pytest.mark.parametrize("pipeline", ["lecture", "webcam"])
+def test_every_shipped_pipeline_writes_the_report(pipeline: str) -> None:
+    """The README's promise (`process` writes report.html/.pdf unless --no-report); the webcam report is where a
+    close framing is named."""
+    assert load_pipeline(pipeline).output.report
