@@ -85,3 +85,22 @@ def test_the_packaged_card_reads_every_key_it_holds() -> None:
     card = StateClassifier.load(None).model_card()
     assert card.to_json() == raw  # nothing in the shipped card is dropped by the typed reader
     assert card.augment == raw["augment"] and card.held_out == raw["held_out"]
+
+
+def test_docs_outputs_name_every_column_and_key() -> None:
+    """docs/outputs.md documents what a run writes: every column of the tables and every key of summary.json."""
+    import pandas as pd
+
+    from engagement.pipeline.render import states_schema
+    from engagement.scoring import summarize
+    from engagement.sinks import TRACK_SCHEMA, keypoint_columns
+    from engagement.states import STATES
+
+    text = (Path(__file__).parents[1] / "docs" / "outputs.md").read_text()
+    columns = [name for name in TRACK_SCHEMA.names if name not in keypoint_columns()] + list(states_schema().names)
+    states = pd.DataFrame({"frame": [0], "time_s": [0.0], "track_id": [1], **{f"p_{s}": [1 / 6] for s in STATES},
+                           "state": ["attentive"]})
+    scores, summary = summarize(states, 1.0, 0)
+    keys = [*scores.columns, *summary, *summary["students"][0], "frames_expected", "frames_decoded", "input_complete",
+            "framing", "head_share", "close"]
+    assert [name for name in [*columns, *keys] if f"`{name}`" not in text] == []
