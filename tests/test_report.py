@@ -384,6 +384,26 @@ def test_cli_and_course_comparison(tmp_path: Path, capsys: pytest.CaptureFixture
     for week in ("week-01", "week-02", "week-03", "week-04"):
         assert week in html
     assert build_comparison(runs[:1], tmp_path / "single")["pdf"].is_file()
+    with pytest.raises(UserError, match="--compare got the same run more than once: .*week1"):
+        build_comparison([runs[0], runs[1], tmp_path / "week2" / ".." / "week1"], tmp_path / "twice")
+    session = json.loads((runs[3] / "session.json").read_text())
+    (runs[3] / "session.json").write_text(json.dumps(session | {"config": session["config"] | {"name": "webcam"}}))
+    with pytest.raises(UserError, match="--compare needs runs of one pipeline, got lecture, webcam"):
+        build_comparison(runs, tmp_path / "mixed")
+
+
+def test_a_course_view_of_fifteen_unnamed_sessions_is_one_page_that_tells_them_apart(tmp_path: Path) -> None:
+    runs = []
+    for number in range(1, 16):
+        run = make_run(tmp_path / f"lecture-{number:02d}", students=5, minutes=1, session="week-01", seed=number, video=False)
+        session = json.loads((run / "session.json").read_text())
+        session["config"]["consent"]["session"] = None  # all processed on one day, no session names
+        (run / "session.json").write_text(json.dumps(session))
+        runs.append(run)
+    outputs = build_comparison(runs, tmp_path / "course")
+    assert len(PdfReader(outputs["pdf"]).pages) == 1
+    html = outputs["html"].read_text()
+    assert all(f"lecture-{number:02d}" in html for number in range(1, 16))
 
 
 def test_html_opens_in_headless_chromium(full_report: dict[str, Path], browser) -> None:

@@ -61,10 +61,19 @@ def build_report(run_dir: Path, formats: tuple[str, ...] = FORMATS, out_dir: Pat
 
 
 def build_comparison(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
-    """Write a one-page course view (``compare.html`` + ``compare.pdf``) of several runs into ``out_dir``."""
+    """Write a course view (``compare.html`` + ``compare.pdf``; one page up to about 15 sessions) of several runs into
+    ``out_dir``. A run given twice, or runs of different pipelines (their scores do not compare), are refused."""
     if not run_dirs:
         raise UserError("--compare needs at least one run directory")
+    resolved = [Path(path).resolve() for path in run_dirs]
+    twice = sorted({str(path) for path in run_dirs if resolved.count(Path(path).resolve()) > 1})
+    if twice:
+        raise UserError(f"--compare got the same run more than once: {', '.join(twice)}")
     runs = sorted((load_run(path) for path in run_dirs), key=lambda run: run.session.created)
+    pipelines = sorted({run.session.config.name for run in runs})
+    if len(pipelines) > 1:
+        raise UserError(f"--compare needs runs of one pipeline, got {', '.join(pipelines)}: their scores come from "
+                        "different camera views and labels and do not compare")
     html = _render("compare.html.j2", comparison_context(runs))
     return _write_outputs(html, Path(out_dir), "compare", FORMATS, base_url=Path(out_dir))
 
@@ -114,7 +123,7 @@ def comparison_context(runs: list[Run], draw_charts: bool = True) -> dict[str, A
     scored = [row["score"] for row in rows if row["score"] is not None]
     drawn = {name: _data_uri(png, "image/png") for name, png in _comparison_pngs(rows).items()} if draw_charts else {}
     return {
-        "title": ", ".join(courses) if courses else "Course",
+        "title": ", ".join(courses) if courses else f"Sessions of the {runs[0].session.config.name} pipeline" if runs else "Sessions",
         "generated": _now(),
         "rows": rows,
         "charts": drawn,
@@ -469,7 +478,8 @@ def _state_legend() -> list[dict[str, str]]:
 
 
 def _session_label(run: Run) -> str:
-    return run.session.config.consent.session or run.session.created[:10] or run.path.name
+    """The session's name as configured, else its run folder's: runs processed on one day must tell apart."""
+    return run.session.config.consent.session or run.path.name
 
 
 # --- formatting and output ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="write report.html and report.pdf for a processed run",
         description="Write a self-contained report.html and a report.pdf (at most 3 pages) into each RUN_DIR, "
-        "or with --compare a one-page course view of several runs into --out.",
+        "or with --compare a course view of several runs of one pipeline into --out (one page up to about 15 sessions).",
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directory from `engagement process`")
     parser.add_argument("--compare", action="store_true", help="one course view across all RUN_DIRs (needs --out)")
