@@ -194,7 +194,7 @@ def process_many(
     ``parent/batch_summary.csv`` and ``.parquet`` and prints the table; returns the exit code (``exit_code``).
     Nothing is written before every machine passed preflight."""
     from engagement.consent.stage import RegistrySnapshot
-    from engagement.pipeline.record import register_session
+    from engagement.pipeline.record import recorded_config, register_session
 
     problem = output_problem(parent)
     if problem is not None:
@@ -209,7 +209,8 @@ def process_many(
             shutil.rmtree(job.out)
             done.remove(job)
             jobs[jobs.index(job)] = replace(job, fresh=True)
-    rows = [resumed_row(job, allow_partial, config) for job in done]
+    recorded = recorded_config(config, consent)  # as this batch's runs record it in session.json
+    rows = [resumed_row(job, allow_partial, recorded) for job in done]
     pending = [job for job in jobs if job not in done]
     parent.mkdir(parents=True, exist_ok=True)
     settings = TaskSettings(config, overwrite, report, allow_partial, consent)

@@ -181,7 +181,7 @@ def test_the_session_record_maps_only_consenting_students_to_tracks(registry_pat
         stage = ConsentStage(config.consent, registry)
     stage(_people([1, 2, 3]))
     assert consent_record(config, SimpleNamespace(consent=stage)).track_students == {1: "S1"}
-    assert recorded_config(config, SimpleNamespace(consent=stage)).consent.track_students == {1: "S1"}  # session.json's config
+    assert recorded_config(config, stage.snapshot).consent.track_students == {1: "S1"}  # session.json's config
     assert config.consent.track_students == {1: "S1", 2: "S2", 3: "S-never-signed"}  # the run's own config is left as given
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engagement import __version__
 from engagement.config import PipelineConfig
@@ -21,6 +22,9 @@ from engagement.records import write_json
 from engagement.session import ConsentRecord, InputRecord, ModelRecord, ModelsRecord, SessionRecord, TrackingRecord
 from engagement.sinks import copy_audio, parquet_to_csv
 from engagement.sources import VideoInfo
+
+if TYPE_CHECKING:
+    from engagement.consent.stage import RegistrySnapshot
 
 VERSIONED_PACKAGES = ("classroom-engagement", "ultralytics", "torch", "openvino", "deep-sort-realtime", "mediapipe", "diffusers", "opencv-python", "numpy", "pandas")
 
@@ -77,7 +81,7 @@ def session_record(
             input_complete=info.frames is None or frames >= info.frames,
         ),
         models=model_records(analyzer, renderer),
-        config=recorded_config(config, analyzer),
+        config=recorded_config(config, analyzer.consent.snapshot),
         timings_s=timings,
         frames_analysed=analysed,
         tracking=tracking,
@@ -86,10 +90,10 @@ def session_record(
     )
 
 
-def recorded_config(config: PipelineConfig, analyzer: Analyzer) -> PipelineConfig:
-    """``config`` as session.json records it: with a course, its hand-made track map (``consent.track_students``)
-    keeps only the consenting students, as the session's own track map does (``consent_record``)."""
-    snapshot = analyzer.consent.snapshot
+def recorded_config(config: PipelineConfig, snapshot: "RegistrySnapshot | None") -> PipelineConfig:
+    """``config`` as session.json records it: with a course (the registry's ``snapshot``), its hand-made track map
+    (``consent.track_students``) keeps only the consenting students, as the session's own track map does
+    (``consent_record``). A resumed batch compares its own config made this way with a run's."""
     if snapshot is None:
         return config
     kept = {track: student for track, student in config.consent.track_students.items() if student in snapshot.consented}
