@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engagement.detections import COCO_KEYPOINTS, KEYPOINT_INDEX
+from engagement.detections import COCO_KEYPOINTS, KEYPOINT_INDEX, Detections
 from engagement.features import head_boxes
 
 # Head box height / frame height above which the states are outside the framings they were measured to hold in.
@@ -35,8 +35,26 @@ def head_share(tracks: pd.DataFrame, states: pd.DataFrame, frame_height: int) ->
     keypoints = np.zeros((len(rows), len(COCO_KEYPOINTS), 3), np.float32)
     for name in _FACE_KEYPOINTS:
         keypoints[:, KEYPOINT_INDEX[name]] = rows[[f"{name}_{axis}" for axis in ("x", "y", "score")]].to_numpy(np.float32)
-    heads = head_boxes(keypoints, rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32))
+    return median_head_share(keypoints, rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32), frame_height)
+
+
+def median_head_share(keypoints: np.ndarray, xyxy: np.ndarray, frame_height: int) -> float | None:
+    """Median head-box height over frame height of people given as keypoints (N, 17, 3) and boxes (N, 4); None for
+    nobody."""
+    if not len(xyxy) or frame_height <= 0:
+        return None
+    heads = head_boxes(keypoints, xyxy)
     return float(np.median(heads[:, 3] - heads[:, 1])) / frame_height
+
+
+def too_close(detections: Detections, frame_height: int) -> bool:
+    """Whether the students in one analysed frame (``analysable`` rows) are framed closer than ``CLOSE_HEAD_SHARE``:
+    the live view's version of summary.json's ``framing.close``."""
+    from engagement.consent.stage import analysable
+
+    students = detections[analysable(detections)] if len(detections) else detections
+    share = median_head_share(students.keypoints, students.xyxy, frame_height)
+    return share is not None and share > CLOSE_HEAD_SHARE
 
 
 def framing_summary(tracks: pd.DataFrame, states: pd.DataFrame, frame_height: int) -> dict[str, float | bool | None]:

@@ -23,6 +23,7 @@ from engagement.annotate import TextAnnotator
 from engagement.config import PipelineConfig
 from engagement.detections import Detections
 from engagement.errors import OutputError, UserError, error_line, os_error_reason
+from engagement.framing import too_close
 from engagement.pipeline.analyse import Analyzer
 from engagement.pipeline.render import Renderer
 from engagement.pipeline.run import for_source, with_running_baseline
@@ -33,6 +34,7 @@ ESCAPE_KEYS = {ord("q"), ord("Q"), 27}
 SCORE_WINDOW_S = 60.0  # the live class score is the mean student score over this much of the latest analysis
 WINDOW = "engagement live"
 NO_WINDOW_HINT = "use --no-window (with --record FILE to keep the view)"
+TOO_CLOSE = "too close: move back so that shoulders and hands show"
 
 
 def require_display() -> None:
@@ -140,6 +142,7 @@ class LiveView:
         self.pace = realtime and not self.info.is_live
         self.shown = 0
         self.started = time.perf_counter()
+        self._framed = (0, False)  # (analyses seen, too close)
 
     @property
     def elapsed(self) -> float:
@@ -160,8 +163,18 @@ class LiveView:
                 next_analysis += self.interval
             image = self.renderer(frame, self.worker.latest) if self.worker.analysed else self.renderer.hidden(frame)
             self.shown += 1
-            overlay.annotate(image, f"{self.display_fps:.1f} fps shown, {self.analysis_fps:.1f} fps analysed")
+            rates = f"{self.display_fps:.1f} fps shown, {self.analysis_fps:.1f} fps analysed"
+            overlay.annotate(image, rates + (f"; {TOO_CLOSE}" if self.too_close else ""))
             yield image
+
+    @property
+    def too_close(self) -> bool:
+        """Whether the newest analysis framed the students closer than the states were measured to hold in
+        (``engagement.framing``); judged once per analysis."""
+        if self._framed[0] != self.worker.analysed:
+            latest = self.worker.latest
+            self._framed = (self.worker.analysed, too_close(latest, self.info.height))
+        return self._framed[1]
 
     @property
     def display_fps(self) -> float:
@@ -180,6 +193,7 @@ class LiveView:
             "analysis_fps": self.analysis_fps,
             "track_ids": self.analyzer.tracklets.tracking_record().confirmed_tracks,
             "class_score_last_minute": self.worker.class_score,
+            "too_close": self.too_close,
         }
 
     def close(self) -> None:

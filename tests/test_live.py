@@ -106,9 +106,9 @@ def test_nothing_is_shown_before_the_first_analysis(models_dir: Path):
     config = load_pipeline("webcam", [f"models_dir={models_dir}"])
     frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
     view = LiveView.__new__(LiveView)
-    view.frames, view.info = [(0, frame), (1, frame)], type("Info", (), {"fps": 10.0})()
+    view.frames, view.info = [(0, frame), (1, frame)], type("Info", (), {"fps": 10.0, "height": 120})()
     view.renderer, view.worker = Renderer(config, 10.0), NoAnalysisYet()
-    view.interval, view.pace, view.shown, view.started = 0.1, False, 0, 0.0
+    view.interval, view.pace, view.shown, view.started, view._framed = 0.1, False, 0, 0.0, (0, False)
     first = next(iter(view))
     assert first[60:, :].std() < 0.2 * frame.std()  # obscured whole (the rates overlay is drawn at the top)
     view.worker.analysed = 1
@@ -157,3 +157,27 @@ def test_a_recording_never_replaces_a_file_and_names_a_bad_folder(tmp_path: Path
     with pytest.raises(UserError, match=re.escape(message.format(tmp=tmp_path))):
         run_live(str(tmp_path / "source.mp4"), load_pipeline("webcam"), window=False, record=str(tmp_path / existing))
     assert all((tmp_path / name).read_bytes() == b"keep me" for name in ("source.mp4", "view.mp4", "folder.mp4"))
+
+
+def test_the_live_view_says_when_the_student_is_framed_too_close():
+    """One analysed student whose head fills most of the frame: the live view's line says to move back (it is judged
+    once per analysis); a student at a normal distance gets no such line."""
+    import numpy as np
+
+    from engagement.detections import KEYPOINT_INDEX, NUM_KEYPOINTS, Detections
+    from engagement.live import TOO_CLOSE, LiveView
+
+    def student(eye_spread: float) -> Detections:
+        keypoints = np.zeros((1, NUM_KEYPOINTS, 3), np.float32)
+        for name, (x, y) in {"nose": (80, 60), "left_eye": (80 + eye_spread, 50), "right_eye": (80 - eye_spread, 50)}.items():
+            keypoints[0, KEYPOINT_INDEX[name]] = (x, y, 0.9)
+        return Detections.from_boxes(np.array([[0, 0, 160, 120]], np.float32), keypoints=keypoints, track_id=np.array([1]),
+                                     opted_out=np.array([False]), blur=np.array([False]))
+
+    view = LiveView.__new__(LiveView)
+    view.info, view._framed = type("Info", (), {"height": 120})(), (0, False)
+    view.worker = type("Worker", (), {"analysed": 1, "latest": student(40)})()  # a head box 144 px in a 120 px frame
+    assert view.too_close
+    view.worker.latest, view.worker.analysed = student(5), 2  # head box 40 px (a quarter of the box's width)
+    assert not view.too_close
+    assert "move back" in TOO_CLOSE
