@@ -242,6 +242,8 @@ def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:
     assert "the largest in each frame is the one track" in html and "DeepSORT" not in html
     assert "wrists the pose model misses from the hands (palm_detection_full.tflite, confirmed by " \
            "hand_landmark_full.tflite)" in html
+    whole_session = re.search(r"Whole session: (.*?)\.</figcaption>", html, re.S).group(1)
+    assert "attentive" in whole_session and "taking notes" not in whole_session  # no webcam label maps to it
 
 
 @pytest.mark.parametrize(("students", "excluded", "message"), [(0, 0, "No students detected."),

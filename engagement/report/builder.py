@@ -270,7 +270,22 @@ def session_overview(run: Run) -> dict[str, Any]:
 
 def _state_table(run: Run) -> list[dict[str, Any]]:
     overall = _summary_shares(run.summary)
-    return [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %") for entry in _state_legend()]
+    shown = _reported(run)
+    return [dict(entry, share=f"{100 * float(overall.get(entry['state'], 0.0)):.0f} %")
+            for entry in _state_legend() if entry["state"] in shown]
+
+
+def _reported(run: Run) -> list[str]:
+    """The states this run's classifier could give, and uncertain: with ``classifier.labels_of`` (the webcam
+    pipeline) only the states that dataset's labels map to, so that the report never lists a state the pipeline
+    cannot report as if it had measured 0 % of it."""
+    labels_of = run.session.config.classifier.labels_of
+    states = set(STATES)
+    if labels_of:
+        from engagement.classifier.data import load_label_map
+
+        states = {state for state in load_label_map().get(labels_of, {}).values() if state} or states
+    return [column for column in SHARE_COLUMNS if column in states or column == UNCERTAIN]
 
 
 def _results(run: Run, scores: pd.DataFrame, timeline: pd.DataFrame, time_axis: TimeAxis) -> dict[str, Any]:
@@ -306,12 +321,12 @@ def _state_shares(run: Run, time_axis: TimeAxis) -> pd.DataFrame:
         overall = _summary_shares(run.summary)
         if not overall:
             return pd.DataFrame()
-        return pd.DataFrame([overall], index=pd.Index(["whole session"]), columns=SHARE_COLUMNS).fillna(0.0)
+        return pd.DataFrame([overall], index=pd.Index(["whole session"]), columns=_reported(run)).fillna(0.0)
     periods = (states["time_s"] // time_axis.bin_s).astype(int)
     span = int(periods.max()) + 1
     merged = max(1, math.ceil(span / MAX_BARS))
     bins = pd.Series(periods // merged * merged, name="bin")
-    shares = pd.crosstab(bins, states["state"], normalize="index").reindex(columns=SHARE_COLUMNS, fill_value=0.0)
+    shares = pd.crosstab(bins, states["state"], normalize="index").reindex(columns=_reported(run), fill_value=0.0)
     shares = shares.reindex(range(0, span, merged), fill_value=0.0)
     shares.index = pd.Index([f"{value:g}" for value in time_axis.position(shares.index.to_numpy())], name=time_axis.label)
     return shares
