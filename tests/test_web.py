@@ -361,6 +361,12 @@ def test_withdrawal_confirms_then_removes_the_students_rows(client: Any, runs: P
     assert statuses(registry_path)["S1"] == "withdrawn"
     assert "Ada Example" not in client.get("/consent/courses/BIO-101").get_data(as_text=True)
     assert client.get("/charts/week-01/-/heatmap.png").data != heatmap  # drawn again without the student's rows
+    with Registry.open(registry_path) as registry:
+        entries = len(list(registry.audit_log()))
+    again = client.post("/consent/courses/BIO-101/students/S1/withdraw", data={"csrf_token": csrf(client)})
+    assert again.status_code == 200 and "Already withdrawn on" in again.get_data(as_text=True)
+    with Registry.open(registry_path) as registry:
+        assert len(list(registry.audit_log())) == entries  # a second submission records nothing
 
 
 def test_a_withdrawal_that_fails_says_so_and_can_be_finished(client: Any, runs: Path, registry_path: Path,

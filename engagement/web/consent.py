@@ -127,9 +127,13 @@ def _roster_refused(message: str, problems: list[str]) -> tuple[str, int]:
 def withdraw(code: str, student: str) -> Any:
     """GET: what withdrawal will delete (the sessions holding the student's rows); POST: withdraw, as the CLI does."""
     _course_or_404(code)
-    if not any(r.student == student for r in registry().consent(code)):
+    current = next((r for r in registry().consent(code) if r.student == student), None)
+    if current is None:
         abort(404, f"student {student!r} has no consent record in course {code!r}")
     if request.method == "POST":
+        if current.status == WITHDRAWN and not registry().sessions_holding(student, {code}):  # a second submission
+            return render_template("withdrawn.html.j2", course=code, student=student, removals=[],
+                                   already=current.recorded_on)
         try:
             removals = withdraw_student(registry(), student, code)
         except (OSError, UserError) as error:
