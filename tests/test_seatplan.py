@@ -42,6 +42,8 @@ IN_A1, IN_A2, IN_B1, NOWHERE = [50, 100, 150, 190], [250, 100, 350, 190], [100, 
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10, 0]]}]}, "at least 3 points"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10, "x"], [5, 5]]}]}, "at least 3 points"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [10, 10], [20, 20]]}]}, "no area"),
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [10, 0], [0, 10], [10, 10]]}]}, "edges cross; give its corners in order"),
+    ({"seats": [{"name": "A1", "polygon": [[0, 0], [30, 0], [0, 10], [10, 10]]}]}, "edges cross"),  # a bow tie with area
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [900, 0], [0, 10]]}]}, "outside the 400x200"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": "no"}]}, "true or false"),
     ({"seats": [{"name": "A1", "polygon": [[0, 0], [9, 0], [0, 9]], "participating": True}] * 2}, "repeated: A1"),
@@ -55,6 +57,14 @@ IN_A1, IN_A2, IN_B1, NOWHERE = [50, 100, 150, 190], [250, 100, 350, 190], [100, 
 def test_a_malformed_plan_is_refused_naming_the_field(change: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         SeatPlan.from_dict({**PLAN, **change})
+
+
+def test_concave_and_many_cornered_seats_are_kept() -> None:
+    corners = [[[0, 0], [40, 0], [40, 40], [20, 20], [0, 40]],  # concave (an arrow), its edges do not cross
+               [[10 + 5 * np.cos(a), 10 + 5 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)]]
+    for polygon in corners:
+        plan = SeatPlan.from_dict({**PLAN, "seats": [{"name": "A1", "polygon": polygon, "participating": True}]})
+        assert len(plan.seats[0].polygon) == len(polygon)
 
 
 def test_plan_scales_to_the_same_camera_and_refuses_another() -> None:

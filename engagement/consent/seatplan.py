@@ -140,6 +140,8 @@ def _seat(item: Any, where: str, width: int, height: int) -> Seat:
         raise UserError(f"{where} ({name}): polygon must be at least 3 points [x, y] in pixels")
     if not all(-1 <= x <= width + 1 and -1 <= y <= height + 1 for x, y in points):
         raise UserError(f"{where} ({name}): a corner lies outside the {width}x{height} reference frame")
+    if _edges_cross(points):
+        raise UserError(f"{where} ({name}): the polygon's edges cross; give its corners in order around the seat")
     if _area(points) < 1.0:
         raise UserError(f"{where} ({name}): the polygon has no area (its corners lie on one line)")
     participating = item.get("participating")
@@ -164,6 +166,21 @@ def _finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an integer too large for a float
         return False
+
+
+def _edges_cross(points: list[tuple[float, float]]) -> bool:
+    """Whether two edges of the closed polygon that share no corner cross each other (a bow tie): whether a person
+    is inside such a shape is not what the drawing meant."""
+    def turn(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    edges = list(zip(points, points[1:] + points[:1]))
+    for i, (a, b) in enumerate(edges):
+        for j in range(i + 2, len(edges) - (1 if i == 0 else 0)):
+            c, d = edges[j]
+            if turn(a, b, c) * turn(a, b, d) < 0 and turn(c, d, a) * turn(c, d, b) < 0:
+                return True
+    return False
 
 
 def _area(points: list[tuple[float, float]]) -> float:
