@@ -158,7 +158,10 @@ def test_withdraw_removes_every_row_about_the_student(registry_location: str | P
         (removal,) = withdraw_student(registry, "S2")
         assert registry.opted_out_students("CS101") == {"S2"}
         assert [s.track_students for s in registry.sessions()] == [{1: "S1"}]  # nor which track was theirs
+        withdrawals = [e for e in registry.audit_log() if e["action"] == "consent_withdrawn"]
         assert withdraw_student(registry, "S2") == []  # nothing left to find
+        assert [e for e in registry.audit_log() if e["action"] == "consent_withdrawn"] == withdrawals  # nor recorded again
+        assert [r.status for r in registry.consent("CS101") if r.student == "S2"] == ["withdrawn"]
         audit = [e for e in registry.audit_log() if e["action"] == "outputs_scrubbed"]
     assert removal["rows_removed"] == {"tracks.parquet": 1, "states.parquet": 2, "scores.csv": 1, "summary.json": 1}
     assert list(pd.read_parquet(run_dir / "tracks.parquet")["track_id"]) == [1, 1, 3]

@@ -605,8 +605,9 @@ class Registry:
         return changed & self.opted_out_students(course)
 
     def withdraw(self, student: str, course: str | None = None) -> list[Session]:
-        """Mark a student withdrawn (in one course or all of theirs), erase their name; returns the
-        sessions whose outputs still hold rows about them (see ``engagement.consent.outputs``)."""
+        """Mark a student withdrawn (in one course or all of theirs; a course where they are withdrawn already gets
+        no second record), erase their name; returns the sessions whose outputs still hold rows about them (see
+        ``engagement.consent.outputs``)."""
         with self._transaction() as connection:
             if connection.execute(sa.select(students.c.id).where(students.c.id == student)).first() is None:
                 raise UserError(f"student {student!r} is not in the registry")
@@ -618,6 +619,13 @@ class Registry:
                 if not enrolled:
                     raise UserError(f"student {student!r} has no consent record in course {course!r}")
             for code in sorted(enrolled):
+                latest = connection.execute(
+                    sa.select(consent_records.c.status)
+                    .where(consent_records.c.student == student, consent_records.c.course == code)
+                    .order_by(consent_records.c.id.desc()).limit(1)
+                ).scalar()
+                if latest == WITHDRAWN:  # withdrawn already: run again only to finish cleaning its sessions
+                    continue
                 connection.execute(
                     consent_records.insert().values(
                         student=student, course=code, status=WITHDRAWN, recorded_on=dt.date.today(), created_at=_now()
