@@ -10,16 +10,19 @@ the frame's height. On those measurements (``webcam_session_p2.mp4`` cropped to 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from engagement.detections import COCO_KEYPOINTS, KEYPOINT_INDEX, Detections
 from engagement.features import head_boxes
+from engagement.files import TRACKS_PARQUET
 
 # Head box height / frame height above which the states are outside the framings they were measured to hold in.
 CLOSE_HEAD_SHARE = 0.7
 _FACE_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")  # all that head_boxes reads
-# The columns of tracks.parquet that the head boxes need (a long lecture's table is too big to read whole).
+# The columns of tracks.parquet that the head boxes need.
 TRACK_COLUMNS = ["frame", "track_id", "x1", "y1", "x2", "y2",
                  *(f"{name}_{axis}" for name in _FACE_KEYPOINTS for axis in ("x", "y", "score"))]
 
@@ -62,3 +65,11 @@ def framing_summary(tracks: pd.DataFrame, states: pd.DataFrame, frame_height: in
     share = head_share(tracks, states, frame_height)
     return {"head_share": None if share is None else round(share, 3),
             "close": share is not None and share > CLOSE_HEAD_SHARE}
+
+
+def run_framing(directory: Path, states: pd.DataFrame, frame_height: int) -> dict[str, float | bool | None]:
+    """``framing_summary`` of a run folder's states, reading only the analysed frames' ``TRACK_COLUMNS`` of its
+    ``tracks.parquet`` (a long lecture's table is too big to read whole)."""
+    analysed = pd.read_parquet(directory / TRACKS_PARQUET, columns=TRACK_COLUMNS,
+                               filters=[("frame", "in", sorted(set(states["frame"].tolist())))]) if len(states) else pd.DataFrame()
+    return framing_summary(analysed, states, frame_height)

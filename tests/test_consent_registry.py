@@ -21,6 +21,7 @@ from engagement.consent import outputs
 from engagement.consent.outputs import LIVE_RECORDING_NAME, purge_recordings, purge_sessions, withdraw_student
 from engagement.consent.registry import ConsentRecord, Registry, default_registry_path, registry_url
 from engagement.errors import UserError
+from engagement.framing import framing_summary
 from engagement.scoring import PROBABILITY_COLUMNS, summarize
 from engagement.states import STATES
 
@@ -199,7 +200,18 @@ def test_withdraw_recomputes_class_figures_without_the_student(registry_location
     states = states.assign(frame=[0, 1, 0, 1], time_s=[0.0, 70.0, 0.0, 70.0], track_id=[1, 1, 2, 2],
                            state=["attentive", "attentive", "bored", "bored"])
     states.to_parquet(run_dir / "states.parquet")
+    # S1's face spans 20 px of the 100 px frame, S2's 60 px: only S2 is framed too close
+    faces = {f"{name}_{axis}": value for name, dx in (("nose", 0), ("left_eye", 1), ("right_eye", -1),
+                                                     ("left_ear", 2), ("right_ear", -2))
+             for axis, value in (("x", [40.0 + dx * 2, 40.0 + dx * 2, 40.0 + dx * 6, 40.0 + dx * 6]),
+                                 ("y", [30.0] * 4), ("score", [0.9] * 4))}
+    tracks = pd.DataFrame({"frame": [0, 1, 0, 1], "track_id": [1, 1, 2, 2], "x1": [30.0, 30.0, 10.0, 10.0],
+                           "y1": [20.0, 20.0, 0.0, 0.0], "x2": [50.0, 50.0, 70.0, 70.0], "y2": [60.0, 60.0, 100.0, 100.0],
+                           **faces})
+    tracks.to_parquet(run_dir / "tracks.parquet")
+    (run_dir / "session.json").write_text(json.dumps({"input": {"height": 100}}))
     _, summary = summarize(states, duration_s=80.0, people_excluded=0)
+    summary["framing"] = framing_summary(tracks, states, 100)
     (run_dir / "summary.json").write_text(json.dumps(summary))
     with Registry.open(registry_location) as registry:
         registry.set_consent("S1", "CS101", "consented")
@@ -211,19 +223,22 @@ def test_withdraw_recomputes_class_figures_without_the_student(registry_location
     assert scrubbed["session_score"] == expected["session_score"] != summary["session_score"]
     assert scrubbed["timeline"] == expected["timeline"]
     assert scrubbed["state_share"]["bored"] == 0.0 and scrubbed["state_share"]["attentive"] == 1.0
+    only_s1 = framing_summary(tracks[tracks.track_id == 1], states[states.track_id == 1], 100)
+    assert scrubbed["framing"] == only_s1 != summary["framing"]  # S2's head share no longer in the median
 
 
 def test_withdraw_drops_class_figures_it_cannot_recompute(registry_location: str | Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     _fake_run(run_dir)  # its states table lacks the probability columns
     summary = json.loads((run_dir / "summary.json").read_text())
-    (run_dir / "summary.json").write_text(json.dumps({**summary, "session_score": 65.0, "timeline": [], "state_share": {}}))
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "session_score": 65.0, "timeline": [], "state_share": {},
+                                                      "framing": {"head_share": 0.912, "close": True}}))
     with Registry.open(registry_location) as registry:
         registry.set_consent("S2", "CS101", "consented")
         registry.record_session("CS101", dt.date.today(), run_dir, None, {2: "S2"})
         withdraw_student(registry, "S2")
     scrubbed = json.loads((run_dir / "summary.json").read_text())
-    assert not {"session_score", "timeline", "state_share"} & set(scrubbed)
+    assert not {"session_score", "timeline", "state_share", "framing"} & set(scrubbed)
     assert scrubbed["excluded_people"] == 1  # the rest of the summary is kept
 
 

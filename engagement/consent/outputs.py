@@ -30,7 +30,8 @@ RENDERED_PATTERNS = ("annotated*.mp4", "report.*")
 KNOWN_OUTPUT_PATTERNS = ("*.parquet", "*.csv", SESSION_JSON, SUMMARY_JSON, *RENDERED_PATTERNS)
 LIVE_RECORDINGS = "live-recordings"  # the web app's recorded live views, under its runs folder
 LIVE_RECORDING_NAME = "live-%Y%m%d-%H%M%S.mp4"  # the UTC time the recording started
-CLASS_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share")  # summary.json figures over every student
+SCORE_AGGREGATES = ("session_score", "timeline", "state_share", "uncertain_share")  # from the states table
+CLASS_AGGREGATES = (*SCORE_AGGREGATES, "framing")  # summary.json figures over every analysed student
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +68,7 @@ def _scrub_table(path: Path, student: str, track_ids: set[int]) -> int:
 def _scrub_json(path: Path, student: str, track_ids: set[int]) -> int:
     """Remove every mention of ``student`` (and, in ``summary.json``, their tracks' entries); returns how many."""
     data = json.loads(path.read_text())
-    removed = _drop_summary_tracks(data, track_ids, path.parent / STATES_PARQUET) if path.name == SUMMARY_JSON else 0
+    removed = _drop_summary_tracks(data, track_ids, path.parent) if path.name == SUMMARY_JSON else 0
     if path.name == SESSION_JSON:
         removed += _drop_track_seats(data, track_ids)
     data, mentions = _without(data, student)
@@ -104,7 +105,7 @@ def _drop_track_seats(session: dict[str, Any], track_ids: set[int]) -> int:
     return len(gone)
 
 
-def _drop_summary_tracks(summary: dict[str, Any], track_ids: set[int], states_path: Path) -> int:
+def _drop_summary_tracks(summary: dict[str, Any], track_ids: set[int], run_dir: Path) -> int:
     """Drop the tracks' entries from a summary in place and recompute the class-level figures without them."""
     people = summary.get("students", [])
     kept = [p for p in people if int(p.get("track_id", -1)) not in track_ids]
@@ -114,23 +115,31 @@ def _drop_summary_tracks(summary: dict[str, Any], track_ids: set[int], states_pa
         summary["withdrawn_removed"] = int(summary.get("withdrawn_removed", 0)) + removed
         for key in CLASS_AGGREGATES:
             summary.pop(key, None)
-        summary.update(_class_aggregates(states_path, summary))
+        summary.update(_class_aggregates(run_dir, summary))
     return removed
 
 
-def _class_aggregates(states_path: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Session score, timeline and state shares from the (already scrubbed) states table; none when it cannot
-    be read, so that no figure computed with the withdrawn person's rows survives."""
+def _class_aggregates(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Session score, timeline and state shares from the (already scrubbed) states table, and the framing from it and
+    the tracks table; none of them when they cannot be read, so that no figure computed with the withdrawn person's
+    rows survives."""
     import pandas as pd
 
+    from engagement.framing import run_framing
     from engagement.scoring import summarize
 
     try:
-        states = pd.read_parquet(states_path)
+        states = pd.read_parquet(run_dir / STATES_PARQUET)
         _, fresh = summarize(states, float(summary["duration_s"]), int(summary.get("people_excluded", 0)))
     except (OSError, KeyError, TypeError, ValueError):
         return {}
-    return {key: fresh[key] for key in CLASS_AGGREGATES}
+    figures = {key: fresh[key] for key in SCORE_AGGREGATES}
+    try:
+        height = int(json.loads((run_dir / SESSION_JSON).read_text())["input"]["height"])
+        figures["framing"] = run_framing(run_dir, states, height)
+    except (OSError, KeyError, TypeError, ValueError, *_unreadable_errors()):
+        pass  # dropped: the framing measured the withdrawn person too
+    return figures
 
 
 def remove_student(run_dir: Path, student: str, track_ids: set[int]) -> dict[str, Any]:

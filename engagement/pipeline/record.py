@@ -173,15 +173,13 @@ def write_summary(directory: Path, session: SessionRecord) -> None:
     """scores.csv and summary.json from the states table (and the tracks table, for the framing)."""
     import pandas as pd
 
-    from engagement.framing import TRACK_COLUMNS, framing_summary
+    from engagement.framing import run_framing
     from engagement.scoring import summarize
 
     states = pd.read_parquet(directory / STATES_PARQUET)
     scores, summary = summarize(states, session.input.duration_s, session.consent.people_excluded)
-    analysed = pd.read_parquet(directory / TRACKS_PARQUET, columns=TRACK_COLUMNS,
-                               filters=[("frame", "in", sorted(set(states["frame"].tolist())))]) if len(states) else pd.DataFrame()
     summary.update(frames_expected=session.input.frames_expected, frames_decoded=session.input.frames_decoded,
                    input_complete=session.input.input_complete,
-                   framing=framing_summary(analysed, states, session.input.height))
+                   framing=run_framing(directory, states, session.input.height))
     scores.to_csv(directory / SCORES_CSV, index=False)
     write_json(directory / SUMMARY_JSON, summary)
