@@ -21,6 +21,7 @@ pytest.importorskip("flask")
 
 from engagement.cli import main  # noqa: E402
 from engagement.consent.registry import Registry  # noqa: E402
+from engagement.consent.seatplan import Seat, SeatPlan  # noqa: E402
 from engagement.errors import UserError  # noqa: E402
 from engagement.states import STATES  # noqa: E402
 from engagement.web.app import create_app, token_digest  # noqa: E402
@@ -513,6 +514,24 @@ def test_a_malformed_seat_plan_changes_nothing(client: Any, registry_path: Path,
     page = client.post("/seats/R1", data={"plan": plan, "csrf_token": csrf(client, "/seats/R1")}, follow_redirects=True)
     assert f"not saved: " in page.get_data(as_text=True) and message in page.get_data(as_text=True)
     assert saved_plan(registry_path) is None
+
+
+def test_a_stored_plan_that_a_newer_check_refuses_is_named_and_can_be_drawn_again(client: Any, registry_path: Path) -> None:
+    """A bow tie stored before crossing edges were refused: the pages name it instead of failing, and a new plan replaces it."""
+    bow_tie = Seat("A1", ((10.0, 60.0), (70.0, 60.0), (10.0, 110.0), (70.0, 110.0)), True)
+    with Registry.open(registry_path) as registry:
+        registry.save_seat_plan(SeatPlan("R1", 160, 120, (bow_tie,)))
+    listing = client.get("/seats/")
+    assert listing.status_code == 200 and "cannot be used" in listing.get_data(as_text=True)
+    assert "edges cross" in listing.get_data(as_text=True) and "No seat plans yet" not in listing.get_data(as_text=True)
+    editor = client.get("/seats/R1")
+    assert editor.status_code == 200 and "draw the plan again" in editor.get_data(as_text=True)
+    exported = client.get("/seats/R1/plan.yaml")
+    assert exported.status_code == 404 and "edges cross" in exported.get_data(as_text=True)
+    plan = {"width": 160, "height": 120, "seats": [SEAT]}
+    client.post("/seats/R1", data={"plan": json.dumps(plan), "csrf_token": csrf(client, "/seats/R1")})
+    assert saved_plan(registry_path)["seats"][0]["polygon"] == SEAT["polygon"]
+    assert "cannot be used" not in client.get("/seats/").get_data(as_text=True)
 
 
 def test_a_non_video_upload_is_refused(client: Any) -> None:

@@ -45,8 +45,22 @@ def _seconds(value: str | None) -> float:
     return seconds
 
 
+def _stored_plan(room: str) -> SeatPlan | str:
+    """The room's stored plan, or why it cannot be used: a plan stored before a check was added (edges that cross)
+    is refused on reading, as ``engagement process`` refuses it, and must be drawn again."""
+    try:
+        return registry().seat_plan(room)
+    except UserError as error:
+        return f"{error}: draw the plan again"
+
+
 def _plan(room: str) -> SeatPlan | None:
-    return registry().seat_plan(room) if room in registry().rooms() else None
+    """The room's usable plan, None for none; a stored plan that cannot be used is named in an error message."""
+    plan = _stored_plan(room) if room in registry().rooms() else None
+    if isinstance(plan, str):
+        flash(plan, "error")
+        return None
+    return plan
 
 
 @blueprint.get("/")
@@ -54,8 +68,10 @@ def index() -> Any:
     """The rooms with a seat plan, and where to start a new one (``?room=NAME`` opens that room's page)."""
     if request.args.get("room"):
         return redirect(url_for("seats.editor", room=request.args["room"].strip()))
-    plans = [registry().seat_plan(room) for room in registry().rooms()]
-    return render_template("seats.html.j2", plans=plans, sessions=list(served_runs()[0]))
+    stored = {room: _stored_plan(room) for room in registry().rooms()}
+    return render_template("seats.html.j2", plans=[p for p in stored.values() if isinstance(p, SeatPlan)],
+                           broken={room: why for room, why in stored.items() if isinstance(why, str)},
+                           sessions=list(served_runs()[0]))
 
 
 @blueprint.get("/<room>")
@@ -143,9 +159,11 @@ def save(room: str) -> Any:
 @blueprint.get("/<room>/plan.yaml")
 def export(room: str) -> Response:
     """The room's plan as YAML (``engagement seats import`` reads it)."""
-    plan = _plan(_room_or_404(room))
-    if plan is None:
+    if _room_or_404(room) not in registry().rooms():
         abort(404, f"room {room!r} has no seat plan")
+    plan = _stored_plan(room)
+    if isinstance(plan, str):
+        abort(404, plan)
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", room)
     return Response(plan.to_yaml(), mimetype="application/x-yaml",
                     headers={"Content-Disposition": f'attachment; filename="{filename}.yaml"'})
