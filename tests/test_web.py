@@ -309,8 +309,8 @@ def test_record_consent_and_opt_out(client: Any, registry_path: Path) -> None:
                                                                 "csrf_token": token}).status_code == 400
     assert statuses(registry_path) == {"S1": "consented", "S2": "consented", "S3": "opted_out"}
     assert "recorded session" not in response.get_data(as_text=True)  # S3 is in no session
-    later = client.post("/consent/courses/BIO-101/record", data={"student_id": "S1", "status": "opted_out", "csrf_token": token},
-                        follow_redirects=True).get_data(as_text=True)
+    later = client.post("/consent/courses/BIO-101/record", data={"student_id": "S1 ", "status": "opted_out", "csrf_token": token},
+                        follow_redirects=True).get_data(as_text=True)  # a pasted ID with a space after it is S1
     assert "S1: opted out; from now on. 1 recorded session(s) keep their rows: withdraw the student to delete them" in later
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engagement.arguments import at_least_one, overlap
-from engagement.consent.status import OPTED_OUT, STATUSES, WITHDRAWN
+from engagement.consent.status import STATUSES, WITHDRAWN
 from engagement.errors import UserError
 from engagement.files import output_file
 
@@ -285,11 +285,11 @@ def _set(args: argparse.Namespace) -> int:
 
     record = check_record({"student_id": args.student, "course": args.course, "status": args.status, "date": args.date,
                            "form_version": args.form_version, "seat": args.seat, "name": args.name})
-    from engagement.consent.outputs import record_consent
+    from engagement.consent.outputs import record_consent, sessions_kept
 
     with _open(args, create=True) as registry:
         refused, removals = record_consent(registry, [record])
-        kept = registry.sessions_holding(record.student, {record.course}) if record.status == OPTED_OUT and not refused else []
+        kept = [] if refused else sessions_kept(registry, record)
     for _, reason in refused:
         raise UserError(reason)
     cleaned = f"; cleaned {len(removals)} session(s)" if record.status == WITHDRAWN else ""

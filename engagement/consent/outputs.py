@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engagement.consent.registry import ConsentRecord, Registry, Session
-from engagement.consent.status import WITHDRAWN
+from engagement.consent.status import OPTED_OUT, WITHDRAWN
 from engagement.errors import UserError
 from engagement.files import SESSION_JSON, STATES_PARQUET, SUMMARY_JSON, write_atomic
 
@@ -215,6 +215,12 @@ def record_consent(registry: Registry, records: list[ConsentRecord]) -> tuple[li
         for session in registry.sessions_holding(record.student, {record.course})
     ]
     return refused, removals
+
+
+def sessions_kept(registry: Registry, record: ConsentRecord) -> list[Session]:
+    """The recorded sessions that keep ``record``'s student's rows after it is recorded: an opt-out applies from now on
+    (a withdrawal deletes them)."""
+    return registry.sessions_holding(record.student, {record.course}) if record.status == OPTED_OUT else []
 
 
 def describe_recorded(records: list[ConsentRecord], refused: list[tuple[ConsentRecord, str]],

@@ -18,7 +18,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from engagement.consent.forms import InvalidRecord, check_record, load_policy, read_roster
 from engagement.consent.outputs import (
     KNOWN_OUTPUT_PATTERNS, LIVE_RECORDINGS, describe_recorded, expired_recordings, purge_recordings, purge_sessions, record_consent,
-    recording_cutoff, session_cutoff, withdraw_student,
+    recording_cutoff, session_cutoff, sessions_kept, withdraw_student,
 )
 from engagement.consent.status import WITHDRAWN
 from engagement.errors import UserError, error_line
@@ -77,15 +77,16 @@ def record(code: str) -> Any:
         abort(400, f"status must be one of {', '.join(RECORDABLE)}; withdrawal has its own confirmation page")
     fields = {key: request.form.get(key) for key in ("student_id", "date", "form_version", "seat")}
     try:
-        refused = registry().import_records([check_record({**fields, "course": code, "status": status})])
+        record = check_record({**fields, "course": code, "status": status})
     except InvalidRecord as error:
         flash(f"not recorded: {error}", "error")
     else:
+        refused = registry().import_records([record])
         for _, reason in refused:
             flash(reason, "error")
         if not refused:
-            kept = status != "consented" and registry().sessions_holding(fields["student_id"] or "", {code})
-            flash(f"{fields['student_id']}: {status.replace('_', ' ')}"
+            kept = sessions_kept(registry(), record)
+            flash(f"{record.student}: {status.replace('_', ' ')}"
                   + (f"; from now on. {len(kept)} recorded session(s) keep their rows: withdraw the student to delete "
                      "them" if kept else ""), "info")
     return redirect(url_for("consent.course", code=code))
