@@ -162,6 +162,8 @@ def test_withdraw_removes_every_row_about_the_student(registry_location: str | P
         withdrawals = [e for e in registry.audit_log() if e["action"] == "consent_withdrawn"]
         assert withdraw_student(registry, "S2") == []  # nothing left to find
         assert [e for e in registry.audit_log() if e["action"] == "consent_withdrawn"] == withdrawals  # nor recorded again
+        outputs.record_consent(registry, [ConsentRecord("S2", "CS101", "withdrawn", dt.date.today(), None, None, None)])
+        assert [e for e in registry.audit_log() if e["action"] == "consent_withdrawn"] == withdrawals  # a roster row neither
         assert [r.status for r in registry.consent("CS101") if r.student == "S2"] == ["withdrawn"]
         audit = [e for e in registry.audit_log() if e["action"] == "outputs_scrubbed"]
     assert removal["rows_removed"] == {"tracks.parquet": 1, "states.parquet": 2, "scores.csv": 1, "summary.json": 1}

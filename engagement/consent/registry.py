@@ -506,7 +506,8 @@ class Registry:
         in that course; returns each of those with the reason. A record dated before the current one is history, not
         news (a roster signed in September does not undo a withdrawal in December), and an opted-out or withdrawn
         student consents again only by a form signed after that: a record without its date (a roster without the
-        ``date`` column, ``consent set`` without ``--date``) never turns them back. A withdrawal erases the name."""
+        ``date`` column, ``consent set`` without ``--date``) never turns them back. A withdrawal erases the name; one of
+        a student withdrawn already records nothing more (as ``withdraw``)."""
         for record in records:
             if record.status not in STATUSES:
                 raise UserError(f"consent status must be one of {', '.join(STATUSES)}, got {record.status!r}")
@@ -521,6 +522,8 @@ class Registry:
                 self._upsert_student(connection, record.student, None if record.status == WITHDRAWN else record.name)
                 if record.status == WITHDRAWN:
                     connection.execute(students.update().where(students.c.id == record.student).values(name=None))
+                    if self._latest_status(connection, record.student, record.course) == WITHDRAWN:
+                        continue
                 connection.execute(
                     consent_records.insert().values(**_checked(
                         consent_records, student=record.student, course=record.course, status=record.status,
@@ -532,6 +535,14 @@ class Registry:
                     recorded_on=record.recorded_on, form_version=record.form_version, seat=record.seat,
                 )
         return refused
+
+    @staticmethod
+    def _latest_status(connection: Connection, student: str, course: str) -> str | None:
+        return connection.execute(
+            sa.select(consent_records.c.status)
+            .where(consent_records.c.student == student, consent_records.c.course == course)
+            .order_by(consent_records.c.id.desc()).limit(1)
+        ).scalar()
 
     @staticmethod
     def _refusal(connection: Connection, record: ConsentRecord) -> str | None:
@@ -619,12 +630,7 @@ class Registry:
                 if not enrolled:
                     raise UserError(f"student {student!r} has no consent record in course {course!r}")
             for code in sorted(enrolled):
-                latest = connection.execute(
-                    sa.select(consent_records.c.status)
-                    .where(consent_records.c.student == student, consent_records.c.course == code)
-                    .order_by(consent_records.c.id.desc()).limit(1)
-                ).scalar()
-                if latest == WITHDRAWN:  # withdrawn already: run again only to finish cleaning its sessions
+                if self._latest_status(connection, student, code) == WITHDRAWN:  # run again only to finish cleaning
                     continue
                 connection.execute(
                     consent_records.insert().values(
