@@ -184,11 +184,15 @@ def test_a_course_run_the_registry_does_not_hold_is_neither_listed_nor_served(cl
     session = json.loads((nowhere / "session.json").read_text())
     session["config"]["consent"]["course"] = session["consent"]["course"] = None
     (nowhere / "session.json").write_text(json.dumps(session))
+    shutil.copytree(runs / "week-01", runs / "damaged")
+    (runs / "damaged" / "session.json").write_text("{not json")  # its course cannot be told: left out too
     listing = client.get("/").get_data(as_text=True)
-    assert 'id="unregistered-runs"' in listing and "Not shown: copy of week-01." in listing
+    assert 'id="unregistered-runs"' in listing and "Not shown: copy of week-01, damaged." in listing
+    assert listing.index('id="unregistered-runs"') < listing.index('id="sessions"')  # named above the list
     assert "/sessions/copy%20of%20week-01" not in listing and "/sessions/no-course" in listing
     for url in ("/sessions/copy%20of%20week-01", "/files/copy%20of%20week-01/-/states.parquet",
-                "/charts/copy%20of%20week-01/-/timeline.png", "/seats/R1/frame.png?source=copy%20of%20week-01"):
+                "/charts/copy%20of%20week-01/-/timeline.png", "/seats/R1/frame.png?source=copy%20of%20week-01",
+                "/files/damaged/-/states.parquet", "/charts/damaged/-/timeline.png"):
         assert client.get(url).status_code == 404, url
     assert client.get("/sessions/no-course").status_code == 200
 

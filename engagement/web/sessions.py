@@ -42,18 +42,22 @@ def run_folders(runs: Path) -> dict[str, Path]:
 
 
 def _registry_lost(folder: Path, registered: set[Path]) -> bool:
-    """Whether ``folder`` is a run of a course that the consent registry does not hold: a copy, or a run whose
-    registration failed. No withdrawal or purge can reach it."""
+    """Whether ``folder`` is a run that the consent registry does not hold and that is, or may be, of a course (its
+    record says so, or cannot be read): a copy, or a run whose registration failed. No withdrawal or purge can reach
+    it."""
+    if folder in registered:
+        return False
     try:
         record = SessionRecord.read(folder / SESSION_JSON)
     except UserError:
-        return False  # unreadable: the sessions list names it
-    return bool(record.consent.course or record.config.consent.course) and folder not in registered
+        return True  # its course cannot be told: fails closed
+    return bool(record.consent.course or record.config.consent.course)
 
 
 def served_runs() -> tuple[dict[str, Path], list[str]]:
-    """The run folders the app shows and serves, by key, and the keys it leaves out because they are runs of a course
-    the registry does not hold (``_registry_lost``): showing them would keep a withdrawn student's rows in view."""
+    """The run folders the app shows and serves, by key, and the keys it leaves out because they are runs of a course,
+    or unreadable ones, that the registry does not hold (``_registry_lost``): showing them would keep a withdrawn
+    student's rows in view."""
     registered = {session.run_dir.resolve() for session in registry().sessions()}
     served, lost = {}, []
     for key, folder in run_folders(current_app.config["RUNS"]).items():
