@@ -246,6 +246,28 @@ def test_report_names_a_restricted_label_set(tmp_path: Path) -> None:
     assert "attentive" in whole_session and "taking notes" not in whole_session  # no webcam label maps to it
 
 
+def test_course_view_lists_only_the_states_its_sessions_could_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webcam sessions never report "taking notes": the course view's state bars do not list it at 0 %, unless a
+    session of another pipeline could report it."""
+    from engagement.report import builder
+    from engagement.report.run import load_run
+
+    drawn = []
+    monkeypatch.setattr(builder.charts, "state_share_chart", lambda shares: drawn.append(list(shares.columns)) or b"png")
+    runs = []
+    for name in ("webcam-01", "webcam-02", "lecture-03"):
+        run_dir = make_run(tmp_path / name, students=2, minutes=1, video=False, session=name)
+        if name.startswith("webcam"):
+            session = json.loads((run_dir / "session.json").read_text())
+            session["config"]["classifier"]["labels_of"] = "webcam_behaviour"
+            (run_dir / "session.json").write_text(json.dumps(session))
+        runs.append(load_run(run_dir, tables=False))
+    builder.comparison_charts(runs[:2])
+    builder.comparison_charts(runs)
+    assert "taking_notes" not in drawn[0] and {"attentive", "uncertain"} <= set(drawn[0])
+    assert "taking_notes" in drawn[1]
+
+
 @pytest.mark.parametrize(("students", "excluded", "message"), [(0, 0, "No students detected."),
                                                                  (0, 7, "Everyone opted out.")])
 def test_empty_sessions_give_a_short_valid_report(tmp_path: Path, students: int, excluded: int, message: str) -> None:

@@ -149,11 +149,14 @@ def _comparison_row(run: Run) -> dict[str, Any]:
         "score": _round(run.summary.get("session_score")),
         "dominant": readable_name(dominant) if dominant else "no data",
         "share": share,
+        "reported": _reported(run),
     }
 
 
 def _comparison_shares(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([row["share"] for row in rows], index=[row["label"] for row in rows], columns=SHARE_COLUMNS).fillna(0.0)
+    """State shares by session, in the columns of the states that any of the sessions could report (``_reported``)."""
+    columns = [column for column in SHARE_COLUMNS if any(column in row["reported"] for row in rows)]
+    return pd.DataFrame([row["share"] for row in rows], index=[row["label"] for row in rows], columns=columns).fillna(0.0)
 
 
 def _comparison_pngs(rows: list[dict[str, Any]]) -> dict[str, bytes]:
